@@ -1,0 +1,71 @@
+"""Stationarity flow: ADF + KPSS verdicts and the differencing order per series.
+
+Tests run on the *training part* of each series (the protocol's split), because the
+chosen ``d`` feeds the models: nothing from the test period may tune them.
+``python -m flows.stationarity --dataset market`` is the DVC stage's command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pandas as pd
+from prefect import flow, get_run_logger
+
+from seqcast import tracking
+from seqcast.config import load_params
+from seqcast.contract import DATASETS
+from tasks import stationarity
+from tasks.series import protocols, safe_name
+
+
+@flow(name="stationarity", log_prints=True)
+def stationarity_flow(dataset: str = "market") -> dict:
+    logger = get_run_logger()
+    params = load_params()
+    sp = params.stationarity
+    table = params.path("clean", f"{dataset}.parquet")
+    clean = pd.read_parquet(table)
+    out_dir = params.path("reports", "stationarity")
+    fig_dir = out_dir / dataset
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    results = {}
+    import mlflow
+
+    with tracking.model_run(dataset, "stationarity", "data", experiment=tracking.experiment_name(f"{dataset}-data")):
+        tracking.log_data_version(clean, table, name=f"{dataset}-clean")
+        for proto in protocols(clean, dataset, params):
+            name = safe_name(proto.unique_id)
+            res = stationarity.analyse(proto.y_train, alpha=sp.alpha, max_d=sp.max_d,
+                                       is_price=dataset == "market", max_points=sp.max_points)
+            res["sample"] = f"{proto.name} train part: {proto.ds[0]} .. {proto.ds[proto.n_train - 1]}"
+            results[proto.unique_id] = res
+            logger.info("%s/%s: %s, d=%d (tests agree: %s)", dataset, proto.unique_id, res["verdict"], res["d"],
+                        res["tests_agree"])
+            fig = stationarity.acf_pacf_figure(proto.y_train, sp.nlags, f"{dataset} {proto.unique_id} (train part)")
+            fig.savefig(fig_dir / f"{name}_acf_pacf.png", dpi=80)
+            tracking.log_figure(fig, f"acf_pacf/{name}.png")
+            mlflow.log_metrics({f"d.{name}": res["d"]})
+        rows = [{"series": uid, **{k: t[k] for k in ("test", "transform", "regression", "statistic", "pvalue", "lags",
+                                                     "rejects")}}
+                for uid, r in results.items() for t in r["tests"]]
+        mlflow.log_table(pd.DataFrame(rows), "stationarity_tests.json")
+        mlflow.log_dict({uid: {k: r[k] for k in ("verdict", "d", "trend", "tests_agree", "sample")}
+                         for uid, r in results.items()}, "verdicts.json")
+    path = out_dir / f"{dataset}.json"
+    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    from seqcast.env import configure
+
+    configure()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", choices=DATASETS, required=True)
+    stationarity_flow(parser.parse_args(argv).dataset)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Validate flow: Great Expectations suite per dataset -> cleaned model inputs.
+
+A failing suite raises before anything downstream runs (DVC stops the pipeline, the
+Prefect pipeline flow fails); the Data Docs HTML and a FAILED MLflow run remain to
+look at. ``python -m flows.validate --dataset pm25`` is the DVC stage's command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pandas as pd
+from prefect import flow, get_run_logger
+
+from seqcast import tracking
+from seqcast.config import load_params
+from seqcast.contract import DATASETS
+from seqcast.errors import DataValidationError
+from tasks import cleaning
+from tasks.validate import validate_table
+
+
+def _write_json(path, payload) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+@flow(name="validate", log_prints=True)
+def validate_flow(dataset: str = "market") -> str:
+    """Validate the tidy table of ``dataset``; write the clean table; return its path."""
+    logger = get_run_logger()
+    params = load_params()
+    table = params.path("tidy", f"{dataset}.parquet")
+    sources = json.loads(table.with_suffix(".sources.json").read_text())
+    tidy = pd.read_parquet(table)
+    docs = params.path("reports", "data_docs", dataset)
+    files = [s["raw"] for s in sources.values()]
+    tracking.use_store()
+    import mlflow
+
+    with tracking.model_run(dataset, "validate", "data", experiment=tracking.experiment_name(f"{dataset}-data"),
+                            tags={f"source.{k}": v["source"] for k, v in sources.items()}):
+        tracking.log_data_version(tidy, table, name=f"{dataset}-tidy")
+        try:
+            report = validate_table(tidy, dataset, params, files, docs)
+        except DataValidationError as err:
+            mlflow.log_text(err.render(), "validation_error.txt")
+            if docs.exists():
+                mlflow.log_artifacts(str(docs), "data_docs")
+            logger.error("%s", err.render())
+            raise
+        mlflow.log_artifacts(str(docs), "data_docs")
+        if dataset == "market":
+            clean, dropped = cleaning.clean_market(tidy)
+            for uid, n in dropped.items():
+                logger.info("market/%s: dropped %d rows whose close is null", uid, n)
+                report[uid]["rows_dropped_null"] = n
+        else:
+            limit = params.pm25.max_interpolate_hours
+            gaps = cleaning.gap_report(tidy, limit)
+            clean = tidy.copy()
+            clean["y_filled"] = tidy.groupby("unique_id", sort=False)["y"].transform(
+                lambda s: pd.Series(cleaning.fill_short_gaps(s.to_numpy(dtype=float), limit), index=s.index))
+            for uid, g in gaps.items():
+                report[uid].update(g)
+                logger.info("pm25/%s: %d gaps <= %d h interpolated (%d h); %d longer gaps left missing (%d h)",
+                            uid, g["gaps_interpolated"], limit, g["hours_interpolated"], g["gaps_left_missing"],
+                            g["hours_left_missing"])
+        for uid, r in report.items():
+            mlflow.log_metrics({f"{k}.{uid.replace('^', '')}": float(v) for k, v in r.items()
+                                if isinstance(v, (int, float, bool))})
+    out = params.path("clean", f"{dataset}.parquet")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clean.to_parquet(out, index=False)
+    _write_json(params.path("reports", "validation", f"{dataset}.json"), report)
+    logger.info("%s: valid; clean table %s (%d rows)", dataset, out, len(clean))
+    return str(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from seqcast.env import configure
+
+    configure()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", choices=DATASETS, required=True)
+    validate_flow(parser.parse_args(argv).dataset)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Forecasters (one interface, :mod:`models.base`) and the GPT text model."""

@@ -1,0 +1,268 @@
+"""A small decoder-only Transformer (GPT), nanoGPT style, in one readable file.
+
+token + position embeddings -> n_layer pre-norm blocks (causal self-attention, MLP)
+-> final LayerNorm -> lm_head tied to the token embedding. ``forward(idx, targets)``
+returns ``(logits, loss)`` so training and inference share one path; ``generate``
+samples with temperature / top-k / top-p and, by default, a KV cache.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 64  # context length (P3 "baby")
+    vocab_size: int = 65  # Tiny Shakespeare has 65 distinct characters
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0  # for pretraining 0 is good, for finetuning try 0.1+
+    bias: bool = False  # no biases in Linear/LayerNorm: a bit faster, no worse
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class KVCache:
+    """Preallocated keys/values of every layer: (n_layer, B, nh, block_size, hs) each.
+
+    ``pos`` is how many positions are filled; attention in a cached step reads
+    keys/values ``[:pos + T]`` instead of recomputing them for the whole prefix.
+    """
+
+    def __init__(self, config: GPTConfig, batch: int, device=None, dtype=torch.float32):
+        hs = config.n_embd // config.n_head
+        shape = (config.n_layer, batch, config.n_head, config.block_size, hs)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.pos = 0
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        assert config.n_embd % config.n_head == 0
+        # one fused projection for q, k, v: one matmul instead of three
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.n_head = config.n_head
+        self.dropout = config.dropout
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        B, T, C = x.shape
+        nh, hs = self.n_head, C // self.n_head
+        # (B, T, 3C) -> 3 x (B, nh, T, hs); views, no copies until SDPA needs them
+        q, k, v = self.c_attn(x).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4).unbind(0)
+        if cache is None:
+            is_causal, mask = True, None
+        else:
+            p = cache.pos
+            cache.k[layer, :, :, p : p + T] = k
+            cache.v[layer, :, :, p : p + T] = v
+            k = cache.k[layer, :, :, : p + T]  # (B, nh, p+T, hs)
+            v = cache.v[layer, :, :, : p + T]
+            if p == 0:
+                is_causal, mask = True, None  # prefill: plain causal attention
+            elif T == 1:
+                is_causal, mask = False, None  # one new token sees every cached position
+            else:  # T new tokens after p cached ones: query i sees keys <= p + i
+                is_causal = False
+                mask = torch.ones(T, p + T, dtype=torch.bool, device=x.device).tril(diagonal=p)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
+        )  # (B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(B, T, C)  # re-assemble heads side by side
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))  # (B, T, C)
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        # pre-norm: the residual stream itself is never normalised, gradients flow straight through
+        x = x + self.attn(self.ln_1(x), cache, layer)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # weight tying: the input embedding and the output projection are one matrix
+        self.lm_head.weight = self.wte.weight
+        self.apply(self._init_weights)
+        # GPT-2: scale residual projections by 1/sqrt(2 * n_layer) so the stream's variance stays put
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameters (tied weights counted once); position embeddings excluded by default, as nanoGPT."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.wpe.weight.numel() if non_embedding else n
+
+    def flops_per_token(self) -> int:
+        """Training FLOPs per token (forward + backward): 6N + 12 * L * C * T (PaLM appendix B)."""
+        c = self.config
+        return 6 * self.num_params(non_embedding=False) + 12 * c.n_layer * c.n_embd * c.block_size
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        loss_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        B, T = idx.shape
+        start = cache.pos if cache is not None else 0
+        assert start + T <= self.config.block_size, f"sequence {start + T} > block_size {self.config.block_size}"
+        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
+        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        for i, block in enumerate(self.h):
+            x = block(x, cache, i)
+        if cache is not None:
+            cache.pos += T
+        x = self.ln_f(x)
+        if targets is None:
+            # inference: only the last position's logits are needed
+            return self.lm_head(x[:, [-1], :]), None  # (B, 1, V)
+        logits = self.lm_head(x)  # (B, T, V)
+        if loss_mask is None:
+            loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(-1), ignore_index=-1)
+        else:  # SFT: average only over the positions the mask keeps (assistant tokens)
+            per_tok = F.cross_entropy(logits.view(B * T, -1), targets.reshape(-1), reduction="none")
+            m = loss_mask.reshape(-1).to(per_tok.dtype)
+            loss = (per_tok * m).sum() / m.sum().clamp(min=1.0)
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        use_cache: bool = True,
+        stop_token: int | None = None,
+    ) -> torch.Tensor:
+        """Append ``max_new_tokens`` sampled tokens to ``idx`` (B, T); returns (B, T + new).
+
+        temperature 0 is greedy (argmax). With the cache each step feeds one token; once
+        the sequence outgrows the context the window slides, and positions then shift,
+        so both paths recompute the window in full: cached and uncached give the same tokens.
+        """
+        was_training = self.training
+        self.eval()
+        gen = torch.Generator(device=idx.device)
+        if seed is not None:
+            gen.manual_seed(seed)
+        else:
+            gen.seed()
+        bs = self.config.block_size
+        cache = None
+        if use_cache and idx.size(1) <= bs:
+            cache = KVCache(self.config, idx.size(0), device=idx.device, dtype=self.wte.weight.dtype)
+        feed = idx[:, -bs:]  # (B, <=bs): what the next forward must see
+        for _ in range(max_new_tokens):
+            if cache is not None and cache.pos + feed.size(1) > bs:
+                cache = None  # context full: fall back to recomputing the sliding window
+                feed = idx[:, -bs:]
+            logits, _ = self(feed, cache=cache)  # (B, 1, V)
+            nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, gen)  # (B, 1)
+            idx = torch.cat((idx, nxt), dim=1)
+            feed = nxt if cache is not None else idx[:, -bs:]
+            if stop_token is not None and bool((nxt == stop_token).all()):
+                break
+        self.train(was_training)
+        return idx
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    gen: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One token per row from logits (B, V): greedy at temperature 0, else top-k / nucleus sampling."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+    logits = logits / temperature
+    if top_k is not None and top_k > 0:
+        v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+        logits = logits.masked_fill(logits < v[:, [-1]], float("-inf"))
+    if top_p is not None and 0 < top_p < 1:
+        sorted_logits, order = torch.sort(logits, descending=True)  # (B, V)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        # drop a token once the mass *before* it already reaches top_p (keeps at least one)
+        drop_sorted = (cum - sorted_logits.softmax(-1)) >= top_p
+        drop = drop_sorted.scatter(1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=gen)  # (B, 1)
+
+
+def configure_optimizer(
+    model: nn.Module, weight_decay: float, lr: float, betas: tuple[float, float], fused: bool | None = None
+) -> torch.optim.AdamW:
+    """AdamW with decoupled weight decay on matrices only (not on norms, biases).
+
+    Embeddings are matrices too and decay, as in nanoGPT (the tied lm_head shares one).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    kwargs = {"fused": True} if fused else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, **kwargs)
+
+
+def model_from_checkpoint(ckpt: dict) -> GPT:
+    """A GPT from a checkpoint dict (``model_args`` + ``model``): no outside knowledge needed."""
+    model = GPT(GPTConfig(**ckpt["model_args"]))
+    model.load_state_dict(ckpt["model"])
+    return model

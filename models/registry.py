@@ -1,0 +1,59 @@
+"""Name -> forecaster class. Loading a saved model only instantiates classes listed here.
+
+Model modules register themselves with ``@register``; :func:`available` imports the
+known modules so the registry is complete wherever it is asked.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from models.base import Forecaster
+
+_REGISTRY: dict[str, type[Forecaster]] = {}
+
+# modules holding forecasters; each registers its classes on import
+MODEL_MODULES = ["models.baselines", "models.arima"]
+
+
+def register(cls: type[Forecaster]) -> type[Forecaster]:
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"two forecasters are named {cls.name!r}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available() -> dict[str, type[Forecaster]]:
+    for module in MODEL_MODULES:
+        importlib.import_module(module)
+    return dict(_REGISTRY)
+
+
+def get(name: str) -> type[Forecaster]:
+    models = available()
+    if name not in models:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(models))}")
+    return models[name]
+
+
+def create(name: str, season: int = 1, **config) -> Forecaster:
+    return get(name)(season=season, **config)
+
+
+def load(folder: str | Path) -> Forecaster:
+    """Rebuild a forecaster saved by ``Forecaster.save`` (JSON + .npz, never pickle)."""
+    folder = Path(folder)
+    meta = json.loads((folder / "forecaster.json").read_text())
+    cls = get(meta["name"])
+    loader = getattr(cls, "load", None)
+    if callable(loader):  # families with their own format (e.g. torch weights)
+        return loader(folder)
+    model = cls(season=meta["season"], **meta["config"])
+    with np.load(folder / "state.npz", allow_pickle=False) as npz:
+        state = {k: npz[k] for k in npz.files}
+    model.set_state(state)
+    return model

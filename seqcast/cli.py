@@ -1,0 +1,130 @@
+"""``seqcast``: the command line.
+
+    seqcast run [--prefect]            the whole pipeline (dvc repro; or the Prefect pipeline flow)
+    seqcast validate PATH --kind K     validate a local file with the pipeline's suite
+    seqcast bench NAME [ARGS...]       run benchmarks/NAME.py; the last line printed is JSON
+    seqcast ui [--port N]              the MLflow UI on the pipeline's store (127.0.0.1)
+    seqcast chat [ARGS...]             talk to the fine-tuned GPT
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _venv_env() -> dict[str, str]:
+    """Environment for child processes: this interpreter's bin first, so `python` in
+    dvc.yaml commands is the one seqcast is installed in."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from seqcast.paths import project_root, tracking_uri
+
+    root = project_root()
+    if args.prefect:
+        from flows.pipeline import pipeline_flow
+
+        pipeline_flow(args.datasets)
+        code = 0
+    else:
+        dvc = [sys.executable, "-m", "dvc", "repro", *(["--force"] if args.force else [])]
+        code = subprocess.call(dvc, cwd=root, env=_venv_env())
+    if code == 0:
+        print(f"\nMLflow store: {tracking_uri()}  (artifacts: {root / 'mlruns'})")
+        print(f"Compare the models: seqcast ui   (or: mlflow ui --backend-store-uri {tracking_uri()} "
+              f"--host 127.0.0.1 --port 5000)")
+        print("Backtest metrics: dvc metrics show    Forecast plots: dvc plots show")
+    return code
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from seqcast.config import load_params
+    from seqcast.errors import DataValidationError
+    from tasks.validate import validate_file
+
+    path = Path(args.path)
+    if not path.is_file():
+        print(f"seqcast validate: no such file: {path}", file=sys.stderr)
+        return 2
+    try:
+        report = validate_file(path, args.kind, load_params())
+    except DataValidationError as err:
+        print(err.render(), file=sys.stderr)
+        return 1
+    for uid, r in report.items():
+        print(f"{path}: {uid}: valid ({r['rows']} rows, {r['expectations']} expectations, "
+              f"{r['missing_y']} missing targets, longest missing run {r['longest_missing_run']})")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        module = importlib.import_module(f"benchmarks.{args.name}")
+    except ModuleNotFoundError:
+        known = sorted(p.stem for p in Path(__file__).parent.parent.joinpath("benchmarks").glob("*.py")
+                       if not p.stem.startswith("_"))
+        print(f"seqcast bench: unknown benchmark {args.name!r}; known: {', '.join(known)}", file=sys.stderr)
+        return 2
+    return int(module.main(args.rest) or 0)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from seqcast.paths import tracking_uri
+
+    return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(),
+                            "--host", "127.0.0.1", "--port", str(args.port)], env=_venv_env())
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from seqcast.chat import main as chat_main
+
+    return int(chat_main(args.rest) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from seqcast.contract import DATASETS
+
+    parser = argparse.ArgumentParser(prog="seqcast", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the whole pipeline (dvc repro)")
+    run.add_argument("--prefect", action="store_true", help="run the Prefect pipeline flow instead of dvc repro")
+    run.add_argument("--force", action="store_true", help="dvc repro --force (rerun every stage)")
+    run.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=DATASETS,
+                     help="with --prefect: the datasets to run")
+    run.set_defaults(func=cmd_run)
+    val = sub.add_parser("validate", help="validate a local file")
+    val.add_argument("path")
+    val.add_argument("--kind", choices=["market", "pm25"], required=True)
+    val.set_defaults(func=cmd_validate)
+    bench = sub.add_parser("bench", help="run a benchmark")
+    bench.add_argument("name")
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=cmd_bench)
+    ui = sub.add_parser("ui", help="MLflow UI on the pipeline's store")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=cmd_ui)
+    chat = sub.add_parser("chat", help="chat with the fine-tuned GPT")
+    chat.add_argument("rest", nargs=argparse.REMAINDER)
+    chat.set_defaults(func=cmd_chat)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from seqcast.env import configure
+
+    configure()
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""``params.yaml``, read and validated in one place.
+
+Every stage, flow and benchmark asks :func:`load_params` for its section; the
+pydantic models below are the schema (unknown keys are errors, so a typo in
+``params.yaml`` fails loudly instead of being ignored).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from seqcast.paths import project_root
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsParams(_Section):
+    raw: str = "data/raw"
+    tidy: str = "data/tidy"
+    clean: str = "data/clean"
+    reports: str = "reports"
+
+
+class IngestParams(_Section):
+    retries: int = 3
+    retry_delay_seconds: list[float] = [2, 5, 15]
+    timeout_seconds: float = 60
+    try_upstream: bool = True
+
+
+class MarketParams(_Section):
+    tickers: list[str] = ["^KS11"]
+    start: str | None = "2016-03-08"
+    end: str | None = "2019-01-15"
+    timezones: dict[str, str] = {}
+
+    @field_validator("tickers")
+    @classmethod
+    def _non_empty(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("market.tickers must name at least one ticker")
+        return v
+
+    def timezone(self, ticker: str) -> str:
+        return self.timezones.get(ticker, "UTC")
+
+
+class PM25Params(_Section):
+    stations: list[str] = ["us_embassy"]
+    timezone: str = "Asia/Shanghai"
+    max_interpolate_hours: int = Field(6, ge=0)
+
+
+class MarketRules(_Section):
+    max_missing_fraction: float = 0.05
+    max_missing_run: int = 5
+    max_gap_days: int = 11
+    trading_weekdays: list[int] = [0, 1, 2, 3, 4]
+
+
+class MarketValidation(MarketRules):
+    overrides: dict[str, dict[str, Any]] = {}
+
+    def for_series(self, unique_id: str) -> MarketRules:
+        base = self.model_dump(exclude={"overrides"})
+        base.update(self.overrides.get(unique_id, {}))
+        return MarketRules(**base)
+
+
+class PM25Validation(_Section):
+    min_value: float = 0
+    max_value: float = 2000
+    max_missing_fraction: float = 0.10
+    max_missing_run: int = 400
+    step_hours: int = 1
+
+
+class ValidationParams(_Section):
+    market: MarketValidation = MarketValidation()
+    pm25: PM25Validation = PM25Validation()
+
+
+class StationarityParams(_Section):
+    alpha: float = 0.05
+    max_d: int = 2
+    nlags: int = 48
+    max_points: int = 20000
+
+
+class Split(_Section):
+    train_end: str
+    test_end: str
+
+    def bounds(self, tz: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+        return pd.Timestamp(self.train_end, tz=tz), pd.Timestamp(self.test_end, tz=tz)
+
+
+class P1Params(_Section):
+    season: int = 24
+    horizon: int = 24
+    splits: dict[str, Split]
+
+    def split_for(self, station: str) -> Split:
+        return self.splits["us_embassy" if station == "us_embassy" else "multisite"]
+
+
+class P2Params(_Section):
+    train_fraction: float = Field(0.8, gt=0, lt=1)
+    horizon: int = 5
+
+
+class BacktestParams(_Section):
+    levels: list[int] = [80, 95]
+    p1: P1Params
+    p2: P2Params = P2Params()
+
+
+class ArimaParams(_Section):
+    p: int = 2
+    q: int = 1
+    fit_window: int | None = 8760
+    maxiter: int = 200
+
+
+class ModelsParams(_Section):
+    """``models.run.<dataset>`` lists the forecasters to backtest; ``models.<name>`` configures one."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)  # each model family adds its own section
+    run: dict[str, list[str]] = {"market": ["naive", "seasonal_naive", "drift", "arima"],
+                                 "pm25": ["naive", "seasonal_naive", "drift", "arima"]}
+    arima: ArimaParams = ArimaParams()
+
+    def config_for(self, name: str) -> dict[str, Any]:
+        """Keyword arguments for a model (its section of params.yaml, or none)."""
+        value = getattr(self, name, None)
+        if value is None and self.model_extra:
+            value = self.model_extra.get(name)
+        if isinstance(value, BaseModel):
+            return value.model_dump()
+        return dict(value or {})
+
+
+class MlflowParams(_Section):
+    experiment_prefix: str = "seqcast"
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)  # sections of other issues (gpt, ...)
+    paths: PathsParams = PathsParams()
+    ingest: IngestParams = IngestParams()
+    market: MarketParams = MarketParams()
+    pm25: PM25Params = PM25Params()
+    validation: ValidationParams = ValidationParams()
+    stationarity: StationarityParams = StationarityParams()
+    backtest: BacktestParams
+    models: ModelsParams = ModelsParams()
+    mlflow: MlflowParams = MlflowParams()
+
+    def path(self, key: str, *parts: str) -> Path:
+        """Absolute path of a ``paths`` entry below the project root."""
+        return project_root() / getattr(self.paths, key) / Path(*parts)
+
+
+def load_params(path: str | Path | None = None) -> Params:
+    """Read and validate ``params.yaml`` (default: the one at the project root)."""
+    path = Path(path) if path else project_root() / "params.yaml"
+    with open(path, encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh) or {}
+    return Params.model_validate(raw)
+
+
+def section(name: str, path: str | Path | None = None) -> dict[str, Any]:
+    """A raw section of params.yaml (for families that validate their own schema)."""
+    params = load_params(path)
+    value = getattr(params, name, None)
+    if value is None and params.model_extra:
+        value = params.model_extra.get(name)
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    return dict(value or {})

@@ -1,0 +1,44 @@
+"""The data contract every flow, task and model shares.
+
+Tables are long (Nixtla style): one row per series and timestamp with
+``unique_id``, ``ds`` (timezone-aware), ``y`` and exogenous columns. Forecasts come
+back as ``<model>``, ``<model>-lo-<level>``, ``<model>-hi-<level>`` beside
+``cutoff`` (the origin: last timestamp the model knew) and ``ds`` (the target).
+"""
+
+from __future__ import annotations
+
+UNIQUE_ID = "unique_id"
+DS = "ds"
+Y = "y"
+CUTOFF = "cutoff"
+HORIZON = "h"
+
+DATASETS = ("market", "pm25")
+
+# Exogenous columns of the tidy tables (lower-case versions of the upstream names).
+MARKET_COLUMNS = ("open", "high", "low", "close", "adj_close", "volume")  # y == close
+PM25_US_EMBASSY_COLUMNS = ("dewp", "temp", "pres", "cbwd", "iws", "is", "ir")
+PM25_MULTISITE_COLUMNS = ("pm10", "so2", "no2", "co", "o3", "temp", "pres", "dewp", "rain", "wd", "wspm")
+
+US_EMBASSY = "us_embassy"
+
+FAMILIES = ("baseline", "classical", "neural", "gpt")
+
+
+def lo(model: str, level: int) -> str:
+    return f"{model}-lo-{level}"
+
+
+def hi(model: str, level: int) -> str:
+    return f"{model}-hi-{level}"
+
+
+def metric_key(protocol: str, metric: str) -> str:
+    """MLflow/DVC metric keys are ``<protocol>_<metric>``, e.g. ``P1a_rmse``."""
+    return f"{protocol}_{metric}"
+
+
+def mirror_stem(ticker: str) -> str:
+    """Yahoo symbol -> mirror file stem (``^KS11`` -> ``KS11``; ``^GSPC`` -> ``SP500``)."""
+    return {"^GSPC": "SP500"}.get(ticker, ticker.lstrip("^"))

@@ -1,0 +1,120 @@
+"""MLflow: the store, experiments per dataset, runs tagged with their data version.
+
+The store is ``MLFLOW_TRACKING_URI`` or the embedded ``sqlite:///<root>/mlflow.db``
+with artifacts in ``<root>/mlruns`` (see :mod:`seqcast.paths`). Every run carries the
+tags ``dataset``, ``model``, ``family``, ``git_commit`` and ``data_version`` (the DVC
+md5 of the table it used), and logs that table as an ``mlflow.data`` input whose
+digest is the same md5, so a model leads back to its data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from seqcast.paths import artifact_root, project_root, tracking_uri
+
+log = logging.getLogger(__name__)
+
+
+def file_md5(path: str | Path) -> str:
+    """md5 of a file's bytes: what DVC 3 records for the file in ``dvc.lock``."""
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def experiment_name(dataset: str) -> str:
+    from seqcast.config import load_params
+
+    return f"{load_params().mlflow.experiment_prefix}-{dataset}"
+
+
+def use_store() -> str:
+    """Point the MLflow client at the store; returns the URI."""
+    import mlflow
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def ensure_experiment(name: str) -> str:
+    """Get or create an experiment; on the embedded store artifacts go to ``<root>/mlruns``."""
+    import mlflow
+
+    use_store()
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_root())
+    except mlflow.exceptions.MlflowException:  # created concurrently
+        return client.get_experiment_by_name(name).experiment_id
+
+
+@contextlib.contextmanager
+def model_run(
+    dataset: str,
+    model: str,
+    family: str,
+    *,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    experiment: str | None = None,
+) -> Iterator[Any]:
+    """An MLflow run with the tags every seqcast run has."""
+    import mlflow
+
+    exp_id = ensure_experiment(experiment or experiment_name(dataset))
+    all_tags = {"dataset": dataset, "model": model, "family": family, "git_commit": git_commit()}
+    all_tags.update(tags or {})
+    nested = mlflow.active_run() is not None  # a child of the active run (e.g. a model under its backtest)
+    with mlflow.start_run(experiment_id=exp_id, run_name=run_name or model, tags=all_tags, nested=nested) as run:
+        yield run
+
+
+def log_data_version(df: Any, path: str | Path, *, name: str, context: str = "training") -> str:
+    """Log the table a run used as an MLflow dataset whose digest is its DVC md5."""
+    import mlflow
+
+    path = Path(path)
+    md5 = file_md5(path)
+    try:
+        rel = str(path.resolve().relative_to(project_root()))
+    except ValueError:
+        rel = str(path)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "source can be interpreted in multiple ways": it is a local file
+        dataset = mlflow.data.from_pandas(df, source=rel, name=name, digest=md5)
+    mlflow.log_input(dataset, context=context)
+    mlflow.set_tags({"data_version": md5, "data_path": rel})
+    return md5
+
+
+def log_figure(fig: Any, artifact_file: str) -> None:
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    mlflow.log_figure(fig, artifact_file)
+    plt.close(fig)

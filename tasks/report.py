@@ -1,0 +1,89 @@
+"""What a backtest leaves behind: the leaderboard, DVC metrics/plots files and figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from seqcast.contract import DS, Y, hi, lo
+from tasks.backtest import BacktestResult
+
+
+def plot_window(result: BacktestResult) -> pd.DataFrame:
+    """The one-step-ahead forecasts shown in plots: P1a's first 14 days, or P2a's whole test."""
+    task = result.protocol.tasks[0].name
+    frame = result.forecasts[task]
+    if result.protocol.name == "P1":
+        frame = frame.iloc[: 14 * 24]
+    levels = result.protocol.levels
+    out = pd.DataFrame({DS: frame[DS].astype(str), "actual": frame[Y], "forecast": frame[result.model]})
+    top = max(levels)
+    out[f"lo_{top}"], out[f"hi_{top}"] = frame[lo(result.model, top)], frame[hi(result.model, top)]
+    return out
+
+
+def forecast_figure(result: BacktestResult):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    proto = result.protocol
+    fig, axes = plt.subplots(len(proto.tasks), 1, figsize=(12, 3.2 * len(proto.tasks)))
+    for ax, task in zip(np.atleast_1d(axes), proto.tasks):
+        frame = result.forecasts[task.name]
+        if proto.name == "P1":
+            frame = frame.iloc[: (14 if task.h == 1 else 7) * 24]
+        elif task.h > 1:
+            frame = frame[frame["h"] == task.h]
+        ds = pd.to_datetime(frame[DS])
+        top = max(proto.levels)
+        ax.fill_between(ds, frame[lo(result.model, top)], frame[hi(result.model, top)], alpha=0.25,
+                        label=f"{top}% interval")
+        ax.plot(ds, frame[Y], color="black", lw=1, label="actual")
+        ax.plot(ds, frame[result.model], lw=1, label=result.model)
+        what = "1 step ahead" if task.h == 1 else f"{task.h} steps ahead"
+        ax.set_title(f"{proto.unique_id} — {task.name} ({what}): {result.model}")
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def leaderboard(results: dict[str, dict[str, dict[str, float]]]) -> pd.DataFrame:
+    """One row per (series, model) with every metric."""
+    rows = [{"series": uid, "model": model, **m} for uid, models in results.items() for model, m in models.items()]
+    return pd.DataFrame(rows)
+
+
+def leaderboard_figure(board: pd.DataFrame, protocol_tasks: list[str]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(protocol_tasks), figsize=(6 * len(protocol_tasks), 0.5 + 0.4 * len(board)))
+    for ax, task in zip(np.atleast_1d(axes), protocol_tasks):
+        col = f"{task}_mase"
+        if col not in board:
+            continue
+        data = board.sort_values(col, ascending=False)
+        labels = data["model"] + (" · " + data["series"] if data["series"].nunique() > 1 else "")
+        bars = ax.barh(labels, data[col])
+        cov = data.get(f"{task}_cov95")
+        if cov is not None:
+            for bar, c in zip(bars, cov):
+                ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" cov95 {c:.2f}", va="center", fontsize=8)
+        ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+        ax.set_title(f"{task}: MASE (lower is better)")
+    fig.tight_layout()
+    return fig
+
+
+def write_metrics(path: Path, results: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = {uid: {m: {k: (None if (isinstance(v, float) and np.isnan(v)) else round(float(v), 6))
+                       for k, v in vals.items()} for m, vals in models.items()} for uid, models in results.items()}
+    path.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
