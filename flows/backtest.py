@@ -39,6 +39,8 @@ def build_forecaster(name: str, proto: Protocol, params: Params, verdict: dict |
         if verdict is None:
             raise KeyError(f"{name} needs the stationarity verdict of {proto.unique_id}; run the stationarity stage")
         config.update(d=verdict["d"], trend=verdict["trend"])
+    if getattr(cls, "needs_calendar", False):  # calendar-time models (Prophet): the dates, never the values
+        config.setdefault("dates", [ts.isoformat() for ts in proto.ds])
     return cls(season=proto.season, **config)
 
 
@@ -67,9 +69,25 @@ def log_result(result: BacktestResult, dataset: str, table: Path, clean: pd.Data
                 frame.to_parquet(path, index=False)
                 mlflow.log_artifact(str(path), "forecasts")
         tracking.log_figure(report.forecast_figure(result), f"plots/forecast_vs_actual_{name}.png")
+        _log_model_extras(model, name)
         with tempfile.TemporaryDirectory() as tmp:
             log_forecaster(model, Path(tmp) / "forecaster", proto.levels, max(t.h for t in proto.tasks))
         return run.info.run_id
+
+
+def _log_model_extras(model: Forecaster, name: str) -> None:
+    """The forecaster's optional hooks: tags, metrics, per-step metrics (epochs), figures."""
+    extras = model.log_extras() or {}
+    if extras.get("tags"):
+        mlflow.set_tags(extras["tags"])
+    if extras.get("metrics"):
+        mlflow.log_metrics(extras["metrics"])
+    for key, value, step in extras.get("step_metrics", []):
+        mlflow.log_metric(key, value, step=step)
+    for file_name, obj in (extras.get("dicts") or {}).items():  # e.g. an order search record
+        mlflow.log_dict(obj, f"diagnostics/{file_name}")
+    for file_name, fig in (model.figures() or {}).items():
+        tracking.log_figure(fig, f"plots/{Path(file_name).stem}_{name}{Path(file_name).suffix or '.png'}")
 
 
 @flow(name="backtest", log_prints=True)

@@ -24,6 +24,7 @@ class Arima(Forecaster):
     family = "classical"
     update_method = "Kalman filtering with the fitted parameters (no refit)"
     uses_differencing_order = True
+    tiny_config = {"p": 1, "d": 0, "q": 1}
 
     def __init__(self, season: int = 1, p: int = 2, d: int = 0, q: int = 1, trend: str = "c",
                  fit_window: int | None = None, maxiter: int = 200, **config) -> None:

@@ -77,6 +77,8 @@ class Forecaster(ABC):
     family: ClassVar[str] = "baseline"
     supports_exog: ClassVar[bool] = False
     oracle_exog: ClassVar[bool] = False
+    # a small configuration for the contract tests (fast to fit)
+    tiny_config: ClassVar[dict[str, Any]] = {}
     # takes ``d`` (and ``trend``) from the stationarity stage
     uses_differencing_order: ClassVar[bool] = False
     # how P1a-style rolling forecasts are produced; reported in MLflow and notes
@@ -192,6 +194,16 @@ class Forecaster(ABC):
     def describe(self) -> dict[str, Any]:
         """Parameters worth logging (hyperparameters plus what fitting chose)."""
         return {"season": self.season, **self.config}
+
+    # -- optional MLflow extras (used by flows/backtest.py log_result) ------------------
+    def log_extras(self) -> dict[str, Any]:
+        """Extra MLflow content after fitting: ``{"tags": {...}, "metrics": {...},
+        "step_metrics": [(key, value, step), ...]}`` (e.g. per-epoch losses). Default: none."""
+        return {}
+
+    def figures(self) -> dict[str, Any]:
+        """Extra matplotlib figures to log, ``{"file_name.png": figure}``. Default: none."""
+        return {}
 
 
 def _json_default(value: Any) -> Any:

@@ -60,13 +60,14 @@ def log_forecaster(forecaster, folder: Path, levels: tuple[int, ...], horizon: i
             model_config={"levels": list(levels)},
             signature=signature,
             input_example=example,
-            pip_requirements=_requirements(),
+            pip_requirements=_requirements(getattr(forecaster, "family", "") == "neural"),
             code_paths=[str(Path(__file__).parent), str(Path(__file__).parent.parent / "seqcast")],
         )
     return info.model_uri
 
 
-def _requirements() -> list[str]:
+def _requirements(neural: bool = False) -> list[str]:
     from importlib.metadata import version
 
-    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "numpy", "pandas", "scipy", "statsmodels", "pyyaml", "pydantic")]
+    pkgs = ("mlflow", "numpy", "pandas", "scipy", "statsmodels", "pyyaml", "pydantic") + (("torch",) if neural else ())
+    return [f"{pkg}=={version(pkg).split('+')[0]}" for pkg in pkgs]

@@ -61,3 +61,30 @@ def forecast_from_states(
         a = a @ T.T + c
         P = T @ P @ T.T + RQR
     return Forecast.gaussian(mean, np.sqrt(np.maximum(var, 0.0)), levels)
+
+
+def forecast_moments(filter_results, origins: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of the ``h``-step forecasts, without the observation intercept.
+
+    The same recursions as :func:`forecast_from_states`; regression models with a
+    time-varying mean (exogenous or deterministic regressors) add their own mean to
+    ``Z a`` instead of the filter's ``obs_intercept``.
+    """
+    fr = filter_results
+    Z = fr.design[0, :, 0]
+    H = fr.obs_cov[0, 0, 0]
+    T = fr.transition[:, :, 0]
+    c = fr.state_intercept[:, 0]
+    R = fr.selection[:, :, 0]
+    RQR = R @ fr.state_cov[:, :, 0] @ R.T
+    origins = np.asarray(origins, dtype=int)
+    a = fr.predicted_state[:, origins + 1].T.copy()
+    P = np.moveaxis(fr.predicted_state_cov[:, :, origins + 1], -1, 0).copy()
+    mean = np.empty((len(origins), h))
+    var = np.empty((len(origins), h))
+    for j in range(h):
+        mean[:, j] = a @ Z
+        var[:, j] = np.einsum("i,nij,j->n", Z, P, Z) + H
+        a = a @ T.T + c
+        P = T @ P @ T.T + RQR
+    return mean, np.maximum(var, 0.0)

@@ -1,0 +1,105 @@
+"""Shared fixtures: one Prefect test server per session, the data mirror, temporary
+MLflow stores and throw-away copies of the project for end-to-end runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from seqcast.env import configure
+
+configure()
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def mirror_path() -> Path:
+    env = os.environ.get("SEQCAST_DATA_MIRROR")
+    return Path(env) if env else (ROOT / ".." / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    path = mirror_path()
+    if not (path / "market" / "KS11.csv").is_file():
+        pytest.fail(f"the data mirror is missing at {path}: set SEQCAST_DATA_MIRROR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One ephemeral Prefect API for the whole session (starting one costs ~10 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def mlflow_store(tmp_path, monkeypatch):
+    """A private MLflow store; returns its URI."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(None)
+
+
+def copy_project(dest: Path, params_patch: dict | None = None) -> Path:
+    """The tracked project files in a new git repo at ``dest`` (optionally with params changed)."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for rel in filter(None, files.stdout.split("\0")):
+        src = ROOT / rel
+        if src.is_file() and not rel.startswith("tests/"):
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+    if params_patch:
+        params = yaml.safe_load((dest / "params.yaml").read_text())
+        _merge(params, params_patch)
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git = ["git", "-c", "user.email=test@seqcast", "-c", "user.name=seqcast tests"]
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-qm", "test copy"], cwd=dest, check=True)
+    return dest
+
+
+def _merge(base: dict, patch: dict) -> None:
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def child_env(workspace: Path, mirror: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("PREFECT_API_URL", None)
+    env["SEQCAST_DATA_MIRROR"] = str(mirror)
+    env["SEQCAST_HOME"] = str(workspace)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["PYTHONPATH"] = str(workspace)
+    return env
+
+
+@pytest.fixture
+def workspace(tmp_path, mirror, monkeypatch):
+    """A throw-away copy of the project pointed at by SEQCAST_HOME (for in-process flows)."""
+    ws = copy_project(tmp_path / "project", {"models": {"run": {"market": ["naive", "drift", "arima"],
+                                                                 "pm25": ["naive", "arima"]},
+                                                        "arima": {"fit_window": 2000}},
+                                             "stationarity": {"max_points": 4000}})
+    monkeypatch.setenv("SEQCAST_HOME", str(ws))
+    monkeypatch.setenv("SEQCAST_DATA_MIRROR", str(mirror))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return ws

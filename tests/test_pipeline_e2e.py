@@ -1,0 +1,126 @@
+"""End to end, for real: a fresh git copy of the project, `dvc repro` on the real data
+(mirror), real GX, real MLflow store, real Prefect flows (one temporary server per
+stage process, as a user's `dvc repro` does). Then the Prefect front door, and a
+failing validation that stops the pipeline before any model is trained."""
+
+import json
+import subprocess
+import sys
+
+import mlflow
+import pytest
+import yaml
+
+from conftest import child_env, copy_project
+
+pytestmark = pytest.mark.slow
+
+BASELINES = {"market": {"naive", "drift", "arima"}, "pm25": {"naive", "arima"}}
+
+
+def dvc(args, cwd, env):
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=900)
+
+
+@pytest.fixture(scope="module")
+def repro(tmp_path_factory, mirror):
+    ws = copy_project(tmp_path_factory.mktemp("e2e") / "project", {
+        "models": {"run": {k: sorted(v) for k, v in BASELINES.items()}, "arima": {"fit_window": 2000}},
+        "stationarity": {"max_points": 4000},
+    })
+    env = child_env(ws, mirror)
+    first = dvc(["repro"], ws, env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return ws, env, first
+
+
+def test_second_repro_does_nothing(repro):
+    ws, env, _ = repro
+    second = dvc(["repro"], ws, env)
+    assert second.returncode == 0
+    assert "Running stage" not in second.stdout
+    assert "up to date" in second.stdout
+    assert dvc(["status"], ws, env).stdout.strip().startswith("Data and pipelines are up to date")
+
+
+def test_mlflow_runs_record_models_metrics_and_data_version(repro):
+    ws, _, _ = repro
+    lock = yaml.safe_load((ws / "dvc.lock").read_text())
+    mlflow.set_tracking_uri(f"sqlite:///{ws / 'mlflow.db'}")
+    try:
+        for dataset, protocol in (("market", "P2"), ("pm25", "P1")):
+            clean_md5 = next(o["md5"] for o in lock["stages"][f"validate@{dataset}"]["outs"]
+                             if o["path"].endswith(f"{dataset}.parquet"))
+            runs = mlflow.search_runs(experiment_names=[f"seqcast-{dataset}"],
+                                      filter_string="tags.family != 'report'")
+            assert set(runs["tags.model"]) == BASELINES[dataset]
+            assert set(runs["tags.data_version"]) == {clean_md5}  # the model leads back to its data
+            assert set(runs["tags.source"]) == {"mirror"}
+            for task in ("a", "b"):
+                for metric in ("mae", "rmse", "mase", "cov80", "cov95"):
+                    assert runs[f"metrics.{protocol}{task}_{metric}"].notna().all()
+            run = mlflow.get_run(runs.iloc[0]["run_id"])
+            inputs = run.inputs.dataset_inputs
+            assert inputs and inputs[0].dataset.digest == clean_md5
+            arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+            assert {"forecasts", "plots"} <= arts
+            assert (ws / "mlruns").is_dir()  # artifacts under the project's mlruns/
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_metrics_and_reports(repro):
+    ws, env, _ = repro
+    shown = dvc(["metrics", "show", "--json"], ws, env)
+    assert shown.returncode == 0
+    assert "P2a_mase" in shown.stdout and "P1a_rmse" in shown.stdout
+    board = json.loads((ws / "reports" / "backtest" / "pm25.json").read_text())["us_embassy"]
+    assert board["naive"]["P1a_rmse"] == pytest.approx(22.14, abs=0.01)
+    assert board["arima"]["P1a_rmse"] < board["naive"]["P1a_rmse"]
+    verdicts = json.loads((ws / "reports" / "stationarity" / "market.json").read_text())
+    assert verdicts["^KS11"]["d"] == 1 and verdicts["^KS11"]["verdict"] == "difference-stationary"
+    validation = json.loads((ws / "reports" / "validation" / "market.json").read_text())
+    assert validation["^KS11"]["rows_dropped_null"] == 2
+    assert (ws / "reports" / "data_docs" / "pm25" / "index.html").is_file()
+    plots = dvc(["plots", "show", "--json"], ws, env)
+    assert plots.returncode == 0 and "forecast" in plots.stdout
+
+
+def test_prefect_pipeline_stops_on_bad_data_before_training(tmp_path, mirror, prefect_server, monkeypatch):
+    """A corrupted source: the flow fails at validation, no model run is logged, raw kept."""
+    bad_mirror = tmp_path / "mirror"
+    (bad_mirror / "market").mkdir(parents=True)
+    lines = (mirror / "market" / "KS11.csv").read_text().splitlines(keepends=True)
+    idx = next(i for i, line in enumerate(lines) if line.startswith("2017-05-02"))
+    f = lines[idx].split(",")
+    f[4] = "-" + f[4]  # a negative close
+    lines[idx] = ",".join(f)
+    (bad_mirror / "market" / "KS11.csv").write_text("".join(lines))
+    ws = copy_project(tmp_path / "project")
+    monkeypatch.setenv("SEQCAST_HOME", str(ws))
+    monkeypatch.setenv("SEQCAST_DATA_MIRROR", str(bad_mirror))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from flows.pipeline import pipeline_flow
+    from seqcast.errors import DataValidationError
+
+    with pytest.raises(DataValidationError, match="2017-05-02") as err:
+        pipeline_flow(["market"])
+    assert "KS11.csv" in str(err.value) and "column 'y'" in str(err.value)
+    assert not (ws / "data" / "clean" / "market.parquet").exists()
+    mlflow.set_tracking_uri(f"sqlite:///{ws / 'mlflow.db'}")
+    try:
+        assert mlflow.get_experiment_by_name("seqcast-market") is None  # no model was trained
+        failed = mlflow.search_runs(experiment_names=["seqcast-market-data"])
+        assert list(failed["status"]) == ["FAILED"]
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert (ws / "data" / "raw" / "market" / "KS11.csv").read_text() == "".join(lines)  # raw untouched
+
+
+def test_prefect_pipeline_runs_the_same_stages(workspace, prefect_server):
+    from flows.pipeline import pipeline_flow
+
+    summary = pipeline_flow(["market"])
+    assert set(summary["market"]["^KS11"]) == {"naive", "drift", "arima"}
+    assert summary["market"]["^KS11"]["naive"]["P2a_mae"] == pytest.approx(15.06, abs=0.005)
