@@ -129,7 +129,8 @@ def backtest_flow(dataset: str = "market", models: list[str] | None = None) -> d
         board = report.leaderboard(results)
         mlflow.log_table(board, "leaderboard.json")
         tracking.log_figure(report.leaderboard_figure(board, [t.name for t in proto.tasks]), "leaderboard.png")
-    report.write_metrics(params.path("reports", "backtest", f"{dataset}.json"), results)
+    report.write_metrics(params.path("reports", "backtest", f"{dataset}.json"),
+                         params.path("reports", "metrics", dataset), results)
     return results
 
 

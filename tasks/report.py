@@ -82,8 +82,17 @@ def leaderboard_figure(board: pd.DataFrame, protocol_tasks: list[str]):
     return fig
 
 
-def write_metrics(path: Path, results: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean = {uid: {m: {k: (None if (isinstance(v, float) and np.isnan(v)) else round(float(v), 6))
-                       for k, v in vals.items()} for m, vals in models.items()} for uid, models in results.items()}
-    path.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
+def _rounded(vals: dict[str, float]) -> dict[str, float | None]:
+    return {k: (None if (isinstance(v, float) and np.isnan(v)) else round(float(v), 6)) for k, v in vals.items()}
+
+
+def write_metrics(board_path: Path, metrics_dir: Path, results: dict) -> None:
+    """The leaderboard ``{series: {model: metrics}}`` as one file, and one DVC metrics file
+    per model ``{series: metrics}`` so ``dvc metrics show`` prints a row per model."""
+    board_path.parent.mkdir(parents=True, exist_ok=True)
+    clean = {uid: {m: _rounded(vals) for m, vals in models.items()} for uid, models in results.items()}
+    board_path.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for model in sorted({m for models in clean.values() for m in models}):
+        per_series = {uid: models[model] for uid, models in clean.items() if model in models}
+        (metrics_dir / f"{model}.json").write_text(json.dumps(per_series, indent=2, sort_keys=True) + "\n")
