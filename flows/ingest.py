@@ -26,12 +26,17 @@ def download_url(url, dest, timeout):
 
 @flow(name="ingest", log_prints=True)
 def ingest_flow(dataset: str = "market") -> str:
-    """Fetch and tidy one dataset; returns the path of its tidy table."""
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {DATASETS}")
+    """Fetch and tidy one dataset; returns the path of its tidy table (the raw copy for text)."""
+    if dataset not in (*DATASETS, "text"):
+        raise ValueError(f"unknown dataset {dataset!r}; known: {DATASETS + ('text',)}")
     logger = get_run_logger()
     params = load_params()
     delays = params.ingest.retry_delay_seconds
+    if dataset == "text":  # the P3 corpus: a raw copy, no table
+        fetch = download_url.with_options(retries=params.ingest.retries, retry_delay_seconds=delays)
+        got = ingest.ingest_text(params, fetch)
+        logger.info("text: source=%s origin=%s raw=%s", got.source, got.origin, got.raw)
+        return got.raw
     if dataset == "market":
         fetch = download_market.with_options(retries=params.ingest.retries, retry_delay_seconds=delays)
         tidy, fetched = ingest.ingest_market(params, fetch)
@@ -52,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
 
     configure()
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", choices=DATASETS, required=True)
+    parser.add_argument("--dataset", choices=(*DATASETS, "text"), required=True)
     args = parser.parse_args(argv)
     ingest_flow(args.dataset)
 

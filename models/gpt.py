@@ -169,7 +169,7 @@ class GPT(nn.Module):
         if loss_mask is None:
             loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(-1), ignore_index=-1)
         else:  # SFT: average only over the positions the mask keeps (assistant tokens)
-            per_tok = F.cross_entropy(logits.view(B * T, -1), targets.reshape(-1), reduction="none")
+            per_tok = F.cross_entropy(logits.view(B * T, -1), targets.reshape(-1), ignore_index=-1, reduction="none")
             m = loss_mask.reshape(-1).to(per_tok.dtype)
             loss = (per_tok * m).sum() / m.sum().clamp(min=1.0)
         return logits, loss

@@ -23,6 +23,12 @@ import torch
 from models.gpt import GPT, GPTConfig, configure_optimizer
 
 CKPT = "ckpt.pt"
+# FP32 peak of this machine's CPU per core: 64 FLOP/cycle (2 AVX-512 FMA pipes x 16 lanes x 2) at 2.2 GHz
+PEAK_FLOP_PER_CYCLE, CPU_HZ = 64, 2.2e9
+
+
+def fp32_peak_flops(threads: int) -> float:
+    return threads * PEAK_FLOP_PER_CYCLE * CPU_HZ
 
 
 @dataclass
@@ -122,14 +128,14 @@ def train(
     model.to(device)
     fused = device in ("cpu", "cuda")  # one fused kernel per step instead of a dozen foreach ops
     optimizer = configure_optimizer(model, cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), fused=fused)
-    iter_num, history = 0, []
+    iter_num, history, step_times = 0, [], []  # step_times: seconds per iteration, kept across resumes
     if resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         gen.set_state(ckpt["batch_rng"])
         torch.set_rng_state(ckpt["torch_rng"])
-        iter_num, history = ckpt["iter_num"], ckpt["history"]
+        iter_num, history, step_times = ckpt["iter_num"], ckpt["history"], ckpt["step_times"]
         print(f"resumed from {ckpt_path} at iteration {iter_num}")
 
     step_model = torch.compile(model) if cfg.compile else model  # the state dict comes from `model`
@@ -147,6 +153,7 @@ def train(
                 "history": history,
                 "batch_rng": gen.get_state(),
                 "torch_rng": torch.get_rng_state(),
+                "step_times": step_times,
             },
         )
 
@@ -159,7 +166,6 @@ def train(
             log_fn(metrics, iter_num)
         bar.write(f"iter {iter_num}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
-    step_times: list[float] = []
     bar = _progress(iter_num, cfg.max_iters, progress)
     done_here = 0
     while iter_num < cfg.max_iters:
@@ -207,3 +213,101 @@ def _progress(initial: int, total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(initial=initial, total=total, disable=not enabled, desc="gpt", dynamic_ncols=True, mininterval=1.0)
+
+
+# ---------------------------------------------------------------- params.yaml `gpt:` section
+
+from pydantic import BaseModel, ConfigDict  # noqa: E402
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelParams(_Strict):
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    dropout: float = 0.0
+    bias: bool = False
+
+
+class TrainParams(_Strict):
+    batch_size: int = 12
+    grad_accum: int = 1
+    max_iters: int = 2000
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    lr_decay_iters: int = 2000
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    eval_interval: int = 250
+    eval_iters: int = 20
+    dtype: str = "auto"
+    compile: bool = False
+    device: str = "auto"
+    threads: int | None = 2
+
+
+class SampleParams(_Strict):
+    temperatures: list[float] = [0.0, 0.8, 1.0]
+    max_new_tokens: int = 300
+    top_k: int | None = None
+    top_p: float | None = None
+    prompt: str = "\n"
+
+
+class SFTParams(_Strict):
+    block_size: int = 256
+    n_conversations: int = 800
+    batch_size: int = 8
+    max_iters: int = 300
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 20
+    eval_interval: int = 100
+    eval_iters: int = 10
+    max_new_tokens: int = 120
+
+
+class GPTPaths(_Strict):
+    checkpoints: str = "checkpoints/gpt"
+    chat_checkpoints: str = "checkpoints/gpt-chat"
+    reports: str = "reports/gpt"
+
+
+class RegistryParams(_Strict):
+    model: str = "seqcast-gpt"
+    chat_model: str = "seqcast-gpt-chat"
+    alias: str = "champion"
+
+
+class LadderParams(_Strict):
+    kn_orders: list[int] = [3, 4, 5, 6, 7]
+
+
+class GPTParams(_Strict):
+    seed: int = 1337
+    tokenizer: str = "char"
+    bpe_vocab_size: int = 512
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    ladder: LadderParams = LadderParams()
+    sample: SampleParams = SampleParams()
+    sft: SFTParams = SFTParams()
+    paths: GPTPaths = GPTPaths()
+    registry: RegistryParams = RegistryParams()
+
+    def train_config(self, **overrides) -> TrainConfig:
+        return TrainConfig(seed=self.seed, **{**self.train.model_dump(), **overrides})
+
+
+def load_gpt_params(path: str | Path | None = None) -> GPTParams:
+    """The validated ``gpt:`` section of params.yaml (defaults when the section is absent)."""
+    from seqcast.config import section
+
+    return GPTParams.model_validate(section("gpt", path))

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 YAHOO_HOST = "query1.finance.yahoo.com"
 UCI_PM25_URL = "https://archive.ics.uci.edu/static/public/381/beijing+pm2+5+data.zip"
+TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+TEXT_FILE = "tinyshakespeare.txt"
 UCI_MULTISITE_URL = "https://archive.ics.uci.edu/static/public/501/beijing+multi+site+air+quality+data.zip"
 PM25_FILE = "PRSA_data_2010.1.1-2014.12.31.csv"
 MULTISITE_PATTERN = "PRSA_Data_{station}_20130301-20170228.csv"
@@ -291,6 +293,15 @@ def ingest_pm25(params, fetch_task) -> tuple[pd.DataFrame, list[Fetched]]:
         frames.append(pm25_frame_from_raw(_root() / got.raw, station, params.pm25.timezone))
         fetched.append(got)
     return pd.concat(frames, ignore_index=True), fetched
+
+
+def ingest_text(params, fetch_task) -> Fetched:
+    """The Tiny Shakespeare corpus (P3) -> ``<raw>/text/tinyshakespeare.txt``, byte for byte."""
+    dest = params.path("raw", "text", TEXT_FILE)
+    return fetch_with_fallback(
+        "tinyshakespeare",
+        lambda: fetch_task(TINYSHAKESPEARE_URL, dest, params.ingest.timeout_seconds),
+        f"text/{TEXT_FILE}", dest, dest, params.ingest.try_upstream, urlparse(TINYSHAKESPEARE_URL).hostname)
 
 
 def _root() -> Path:

@@ -16,6 +16,12 @@ TRAIN_FRACTION = 0.9  # P3: first 90% of characters train, last 10% validation
 
 
 def corpus_path() -> Path:
+    """The ingested copy (``data/raw/text``, DVC stage ``ingest_text``), else the mirror's file."""
+    from seqcast.paths import project_root
+
+    ingested = project_root() / "data" / "raw" / CORPUS
+    if ingested.is_file():
+        return ingested
     mirror = data_mirror()
     if mirror is None:
         raise FileNotFoundError("no data mirror: set SEQCAST_DATA_MIRROR (it holds text/tinyshakespeare.txt)")

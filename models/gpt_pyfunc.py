@@ -1,0 +1,65 @@
+"""The GPT and its tokenizer as an MLflow pyfunc that generates text.
+
+Logged "from code" (``models/gpt_pyfunc_entry.py``): nothing is pickled; the
+artifacts are the slim checkpoint (``torch.save`` of state dict + model_args) and
+the tokenizer JSON. ``predict`` takes prompts and returns the continuations.
+Chat models (tokenizer with ChatML tokens) get prompts rendered as a chat turn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+import mlflow
+import torch
+
+# predict(params=...): 0 disables top_k, 1.0 disables top_p (a params schema cannot hold None)
+DEFAULT_PARAMS = {"temperature": 0.8, "max_new_tokens": 200, "top_k": 0, "top_p": 1.0, "seed": 0}
+PIP_REQUIREMENTS = ["torch==2.13.0", "tokenizers>=0.20", "mlflow>=3.17,<3.18", "pydantic>=2.9"]
+
+
+def save_slim(model, path: str | Path, extra: dict | None = None) -> Path:
+    """Weights + model_args (+ e.g. sampling defaults): all that generation needs."""
+    path = Path(path)
+    torch.save({"model": model.state_dict(), "model_args": model.config.to_dict(), **(extra or {})}, path)
+    return path
+
+
+class GPTTextModel(mlflow.pyfunc.PythonModel):
+    def load_context(self, context) -> None:
+        from models.gpt import model_from_checkpoint
+        from models.text_tokenizers import IM_END, load_tokenizer
+
+        ckpt = torch.load(context.artifacts["checkpoint"], map_location="cpu", weights_only=True)
+        self.model = model_from_checkpoint(ckpt).eval()
+        self.tok = load_tokenizer(context.artifacts["tokenizer"])
+        self.defaults = dict(DEFAULT_PARAMS)
+        self.defaults.update(ckpt.get("sampling", {}))
+        self.chat = IM_END in self.tok.specials
+        self.stop = self.tok.token_id(IM_END) if self.chat else None
+
+    # No type hints on purpose: the explicit signature (with its params schema) is logged instead, since
+    # MLflow prefers a type-hint signature, which has no params (temperature, top_k, ... per call).
+    def predict(self, context, model_input, params=None):
+        """Prompts (list of str, a str, or a one-column DataFrame) -> list of generated continuations."""
+        from tasks.chatml import DEFAULT_SYSTEM, render
+
+        p = {**self.defaults, **(params or {})}
+        if isinstance(model_input, str):
+            model_input = [model_input]
+        elif hasattr(model_input, "iloc"):  # pandas DataFrame / Series
+            model_input = list(model_input.iloc[:, 0] if model_input.ndim == 2 else model_input)
+        out = []
+        for prompt in model_input:
+            if self.chat:
+                prompt = render(
+                    [{"role": "system", "content": DEFAULT_SYSTEM}, {"role": "user", "content": prompt}],
+                    add_generation_prompt=True,
+                )
+            ids = self.tok.encode(prompt)[-self.model.config.block_size :] or [0]
+            idx = torch.tensor([ids])  # (1, T)
+            y = self.model.generate(
+                idx, int(p["max_new_tokens"]), float(p["temperature"]), int(p["top_k"]), float(p["top_p"]),
+                seed=int(p["seed"]), stop_token=self.stop,
+            )
+            out.append(self.tok.decode(y[0, len(ids) :].tolist(), skip_special=True))
+        return out

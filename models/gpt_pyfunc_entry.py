@@ -1,0 +1,7 @@
+"""MLflow models-from-code entry: ``mlflow.pyfunc.log_model(python_model=<this file>)`` runs it at load."""
+
+import mlflow
+
+from models.gpt_pyfunc import GPTTextModel
+
+mlflow.models.set_model(GPTTextModel())

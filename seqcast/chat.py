@@ -1,0 +1,87 @@
+"""``seqcast chat``: talk to the ChatML fine-tuned GPT; the conversation is kept, the system message honoured.
+
+The model comes from a local checkpoint folder (default ``checkpoints/gpt-chat``:
+``model.pt`` + ``tokenizer.json``) or from the MLflow registry
+(``--model-uri models:/seqcast-gpt-chat@champion``). ``--once "question"`` answers
+one question and exits (scripts, tests); otherwise it reads stdin until EOF or ``/exit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def load_chat_model(folder: str | Path | None = None, model_uri: str | None = None):
+    """(model, tokenizer) from a checkpoint folder or from the artifacts of a logged pyfunc."""
+    import torch
+
+    from models.gpt import model_from_checkpoint
+    from models.text_tokenizers import load_tokenizer
+
+    if model_uri:
+        import mlflow
+
+        from seqcast.tracking import use_store
+
+        use_store()
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+        ckpt_path = next(local.rglob("model.pt"))
+        tok_path = next(local.rglob("tokenizer.json"))
+    else:
+        folder = Path(folder)
+        ckpt_path, tok_path = folder / "model.pt", folder / "tokenizer.json"
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    return model_from_checkpoint(ckpt).eval(), load_tokenizer(tok_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from seqcast.env import configure
+
+    configure()
+    from seqcast.paths import project_root
+    from tasks.chatml import DEFAULT_SYSTEM, answer
+    from tasks.gpt_train import load_gpt_params
+
+    p = load_gpt_params()
+    ap = argparse.ArgumentParser(prog="seqcast chat", description=__doc__.split("\n")[0])
+    ap.add_argument("--system", default=DEFAULT_SYSTEM, help=f"system message (default: {DEFAULT_SYSTEM!r})")
+    ap.add_argument("--checkpoint", default=str(project_root() / p.paths.chat_checkpoints))
+    ap.add_argument("--model-uri", default=None, help=f"e.g. models:/{p.registry.chat_model}@{p.registry.alias}")
+    ap.add_argument("--temperature", type=float, default=0.0)
+    ap.add_argument("--max-new-tokens", type=int, default=p.sft.max_new_tokens)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--once", action="append", default=None, help="a user message; repeat for several turns")
+    a = ap.parse_args(argv)
+
+    try:
+        model, tok = load_chat_model(a.checkpoint, a.model_uri)
+    except (FileNotFoundError, StopIteration) as e:
+        print(f"no chat model ({e}); run `python -m flows.gpt sft` first", file=sys.stderr)
+        return 1
+    messages = [{"role": "system", "content": a.system}]
+
+    def turn(user: str) -> None:
+        messages.append({"role": "user", "content": user})
+        reply = answer(model, tok, messages, a.max_new_tokens, a.temperature, a.seed)
+        messages.append({"role": "assistant", "content": reply})  # kept: the next turn sees it
+        print(f"assistant> {reply}", flush=True)
+
+    if a.once:
+        for u in a.once:
+            turn(u)
+        return 0
+    print(f"system: {a.system}\n(/exit or Ctrl-D to leave, /reset to forget the conversation)")
+    while True:
+        try:
+            line = input("you> ").strip()
+        except EOFError:
+            return 0
+        if line == "/exit":
+            return 0
+        if line == "/reset":
+            del messages[1:]
+            continue
+        if line:
+            turn(line)

@@ -1,0 +1,89 @@
+"""ChatML: template, assistant-only loss mask, SFT data from the pipeline's outputs, the chat command."""
+
+import json
+
+import torch
+
+from models.gpt import GPT, GPTConfig
+from models.text_tokenizers import CHATML_SPECIALS, IM_END, CharTokenizer
+from tasks import chatml
+
+MSGS = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Who?"},
+    {"role": "assistant", "content": "Romeo."},
+    {"role": "user", "content": "And?"},
+    {"role": "assistant", "content": "Juliet."},
+]
+
+
+def tok():
+    t = CharTokenizer.train("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.?! \n", byte_fallback=True)
+    t.add_special_tokens(CHATML_SPECIALS)
+    return t
+
+
+def test_template():
+    assert chatml.render(MSGS[:2], add_generation_prompt=True) == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWho?<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+def test_mask_covers_exactly_the_assistant_tokens():
+    t = tok()
+    ids, mask = chatml.encode_chat(MSGS, t)
+    assert t.decode(ids) == chatml.render(MSGS)
+    kept = [i for i, m in zip(ids, mask) if m]
+    assert t.decode(kept) == f"Romeo.{IM_END}Juliet.{IM_END}"  # content + the closing token, nothing else
+    x, y, m = chatml.to_example(ids, mask, block_size=128)
+    assert t.decode(y[m].tolist()) == f"Romeo.{IM_END}Juliet.{IM_END}"  # mask is aligned with the targets
+    assert (y[len(ids) - 1 :] == -1).all() and not m[len(ids) - 1 :].any()  # padding carries no loss
+
+
+def test_sft_loss_ignores_non_assistant_tokens():
+    t = tok()
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=128, vocab_size=t.vocab_size, n_layer=1, n_head=2, n_embd=16))
+    x, y, m = (v[None] for v in chatml.to_example(*chatml.encode_chat(MSGS, t), 128))
+    logits, loss = model(x, y, loss_mask=m)
+    manual = torch.nn.functional.cross_entropy(logits[m], y[m])
+    assert torch.allclose(loss, manual)
+    logits2, loss2 = model(x, y, loss_mask=m)
+    logits2.retain_grad()
+    loss2.backward()
+    assert logits2.grad[~m].abs().max() == 0  # system/user/padding positions get no gradient
+    assert logits2.grad[m].abs().max() > 0
+
+
+def test_sft_data_from_pipeline_outputs(tmp_path):
+    (tmp_path / "reports" / "backtest").mkdir(parents=True)
+    (tmp_path / "reports" / "backtest" / "pm25.json").write_text(
+        json.dumps({"us_embassy": {"naive": {"P1a_mae": 30.0}, "arima": {"P1a_mae": 20.5}}})
+    )
+    convs, source = chatml.build_sft_conversations(tmp_path, "unused", n=50)
+    assert source.startswith("pipeline")
+    pairs = {(c[i]["content"], c[i + 1]["content"]) for c in convs for i in range(1, len(c), 2)}
+    assert ("Which model has the lowest P1a_mae on us_embassy?", "arima") in pairs  # terse answer, computed
+    assert any(a == "The P1a_mae of naive on us_embassy is 30." for _, a in pairs)
+
+
+def test_sft_data_falls_back_to_corpus_statistics(tmp_path):
+    corpus = "ROMEO:\nHi there.\n\nJULIET:\nHi.\n\nROMEO:\nBye.\n"
+    convs, source = chatml.build_sft_conversations(tmp_path, corpus, n=30)
+    assert source.startswith("corpus")
+    answers = {c[i]["content"] for c in convs for i in range(2, len(c), 2)}
+    assert "Romeo" in answers and f"The corpus has {len(corpus)} characters." in answers
+
+
+def test_chat_command_keeps_the_conversation(tmp_path, capsys):
+    from models.gpt_pyfunc import save_slim
+    from seqcast.chat import main
+
+    t = tok()
+    torch.manual_seed(0)
+    save_slim(GPT(GPTConfig(block_size=128, vocab_size=t.vocab_size, n_layer=1, n_head=2, n_embd=16)), tmp_path / "model.pt")
+    t.save(tmp_path / "tokenizer.json")
+    rc = main(["--checkpoint", str(tmp_path), "--system", "Be brief.", "--max-new-tokens", "5",
+               "--once", "Who?", "--once", "And?"])
+    assert rc == 0
+    assert capsys.readouterr().out.count("assistant>") == 2
