@@ -34,7 +34,7 @@ from tasks.series import protocols, safe_name
 def build_forecaster(name: str, proto: Protocol, params: Params, verdict: dict | None) -> Forecaster:
     """A model configured from params.yaml (and from the stationarity verdict when it uses ``d``)."""
     cls = registry.get(name)
-    config = params.models.config_for(name)
+    config = params.models.config_for(name, "market" if proto.name == "P2" else "pm25")
     if cls.uses_differencing_order:
         if verdict is None:
             raise KeyError(f"{name} needs the stationarity verdict of {proto.unique_id}; run the stationarity stage")

@@ -137,14 +137,17 @@ class ModelsParams(_Section):
                                  "pm25": ["naive", "seasonal_naive", "drift", "arima"]}
     arima: ArimaParams = ArimaParams()
 
-    def config_for(self, name: str) -> dict[str, Any]:
-        """Keyword arguments for a model (its section of params.yaml, or none)."""
+    def config_for(self, name: str, dataset: str | None = None) -> dict[str, Any]:
+        """Keyword arguments for a model: its section of params.yaml, with the entries of
+        its optional ``by_dataset.<dataset>`` block laid over it (one model, two protocols)."""
         value = getattr(self, name, None)
         if value is None and self.model_extra:
             value = self.model_extra.get(name)
-        if isinstance(value, BaseModel):
-            return value.model_dump()
-        return dict(value or {})
+        config = value.model_dump() if isinstance(value, BaseModel) else dict(value or {})
+        overrides = config.pop("by_dataset", None) or {}
+        if dataset is not None:
+            config.update(overrides.get(dataset, {}))
+        return config
 
 
 class MlflowParams(_Section):

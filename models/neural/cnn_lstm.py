@@ -1,0 +1,41 @@
+"""CNN-LSTM for PM2.5, after Qin et al. (2019), IEEE Access 7, "A Novel Combined Prediction
+Scheme Based on CNN and LSTM for Urban PM2.5 Concentration".
+
+A 1-d convolution slides over time across the multivariate window (PM2.5 and the weather
+columns known at the origin) and extracts local features; an LSTM reads the feature
+sequence; a dense layer maps its last state to the horizon.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.neural.base import NeuralForecaster
+from models.registry import register
+
+
+class CNNLSTMNet(nn.Module):
+    def __init__(self, n_features: int, channels: int, kernel: int, hidden: int, horizon: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(  # causal padding: output t reads inputs <= t
+            nn.ConstantPad1d((kernel - 1, 0), 0.0), nn.Conv1d(n_features, channels, kernel), nn.ReLU(),
+            nn.ConstantPad1d((kernel - 1, 0), 0.0), nn.Conv1d(channels, channels, kernel), nn.ReLU(),
+        )
+        self.lstm = nn.LSTM(channels + 1, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, horizon)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, F) -> (B, H)
+        feats = self.conv(x.transpose(1, 2)).transpose(1, 2)  # (B, L, C)
+        out, _ = self.lstm(torch.cat([feats, x[..., :1]], dim=-1))  # keep the raw target beside the features
+        return self.head(out[:, -1])
+
+
+@register
+class CNNLSTMForecaster(NeuralForecaster):
+    name = "cnn_lstm"
+    defaults = {"channels": 32, "kernel": 3, "hidden": 32}
+
+    def build_network(self, n_features: int) -> nn.Module:
+        c = self.config
+        return CNNLSTMNet(n_features, int(c["channels"]), int(c["kernel"]), int(c["hidden"]), self.horizon)
