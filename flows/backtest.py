@@ -20,28 +20,14 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from models import registry
 from models.base import Forecaster
 from models.pyfunc import log_forecaster
 from seqcast import tracking
-from seqcast.config import Params, load_params
+from seqcast.config import load_params
 from seqcast.contract import DATASETS
 from tasks import report
 from tasks.backtest import BacktestResult, Protocol, dm_against, evaluate
-from tasks.series import protocols, safe_name
-
-
-def build_forecaster(name: str, proto: Protocol, params: Params, verdict: dict | None) -> Forecaster:
-    """A model configured from params.yaml (and from the stationarity verdict when it uses ``d``)."""
-    cls = registry.get(name)
-    config = params.models.config_for(name, "market" if proto.name == "P2" else "pm25")
-    if cls.uses_differencing_order:
-        if verdict is None:
-            raise KeyError(f"{name} needs the stationarity verdict of {proto.unique_id}; run the stationarity stage")
-        config.update(d=verdict["d"], trend=verdict["trend"])
-    if getattr(cls, "needs_calendar", False):  # calendar-time models (Prophet): the dates, never the values
-        config.setdefault("dates", [ts.isoformat() for ts in proto.ds])
-    return cls(season=proto.season, **config)
+from tasks.series import build_forecaster, protocols, safe_name
 
 
 @task(name="fit-and-score", cache_policy=NO_CACHE, timeout_seconds=3600)

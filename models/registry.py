@@ -17,7 +17,12 @@ from models.base import Forecaster
 _REGISTRY: dict[str, type[Forecaster]] = {}
 
 # modules holding forecasters; each registers its classes on import
-MODEL_MODULES = ["models.baselines", "models.arima"]
+MODEL_MODULES = ["models.baselines", "models.arima",
+                 "models.neural.simple_rnn", "models.neural.lstm", "models.neural.cnn_lstm",
+                 "models.neural.seq2seq_attention", "models.neural.transformer", "models.neural.deepar",
+                 # classical forecasters, one per module
+                 "models.box_jenkins", "models.sarima", "models.ets", "models.fourier", "models.regime",
+                 "models.gbm", "models.prophet_model"]
 
 
 def register(cls: type[Forecaster]) -> type[Forecaster]:

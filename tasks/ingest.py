@@ -9,7 +9,6 @@ Upstreams: Yahoo Finance through the ``yfinance`` client (market) and the UCI ar
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import shutil
