@@ -1,0 +1,146 @@
+"""Batch forecast with the champion: ``models:/seqcast-<dataset>@champion`` -> table + fan chart.
+
+The champion (see :mod:`tasks.promotion`) was fitted on its protocol's training part;
+the observations after that (``train_end``, a tag of the model version) are passed as
+new data (the pyfunc updates the state without refitting), and the next ``h`` steps are
+forecast from the latest observation: ``backtest.p2.horizon`` trading days for market,
+``backtest.p1.horizon`` hours for PM2.5. The table (``reports/forecast/<dataset>.csv``)
+and the fan chart (``.png``) are written and logged to MLflow (experiment
+``seqcast-<dataset>-forecast``). The forecast itself is cached by its inputs (model
+version, data md5, h): a re-run on the same data skips the computation.
+
+    python -m flows.forecast --dataset market [--h 5] [--alias champion]
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import INPUTS
+
+from seqcast.config import load_params
+from seqcast.contract import DATASETS, DS, UNIQUE_ID, Y
+
+
+def future_index(last: pd.Timestamp, h: int, dataset: str) -> pd.DatetimeIndex:
+    """The next ``h`` timestamps: trading weekdays for market, hours for PM2.5."""
+    if dataset == "market":
+        return pd.bdate_range(last + pd.Timedelta(days=1), periods=h, tz=last.tz)
+    return pd.date_range(last + pd.Timedelta(hours=1), periods=h, freq="h", tz=last.tz)
+
+
+def new_observations(series: pd.DataFrame, train_end: str) -> pd.DataFrame:
+    """Rows after the model's training history; gaps filled causally (last value carried)."""
+    ds = pd.DatetimeIndex(series[DS])
+    end = pd.Timestamp(train_end)
+    if end.tzinfo is None and ds.tz is not None:
+        end = end.tz_localize(ds.tz)
+    after = series.loc[ds > end]
+    y = after[Y].astype(float).ffill()
+    if len(y) and np.isnan(y.iloc[0]):
+        y = y.bfill()
+    return pd.DataFrame({DS: after[DS].to_numpy(), Y: y.to_numpy()})
+
+
+@task(name="champion-forecast", cache_policy=INPUTS, persist_result=True, cache_expiration=timedelta(days=7),
+      timeout_seconds=1800)
+def champion_forecast(model_uri: str, table: str, data_md5: str, series_id: str, train_end: str, h: int,
+                      dataset: str) -> pd.DataFrame:
+    """Forecast ``h`` steps after the last observation; cached on (model version, data md5, h)."""
+    import mlflow
+
+    from seqcast.tracking import use_store
+
+    use_store()
+    clean = pd.read_parquet(table)
+    series = clean.loc[clean[UNIQUE_ID] == series_id].reset_index(drop=True)
+    new = new_observations(series, train_end)
+    model = mlflow.pyfunc.load_model(model_uri)
+    out = model.predict(pd.DataFrame({Y: new[Y].to_numpy(dtype=float)}), params={"h": int(h)})
+    last = pd.Timestamp(series[DS].iloc[-1])
+    out.insert(0, DS, future_index(last, h, dataset))
+    out.insert(0, UNIQUE_ID, series_id)
+    out.attrs["history_points"] = len(new)
+    return out
+
+
+def fan_chart(history: pd.DataFrame, fc: pd.DataFrame, title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.plot(history[DS], history[Y], color="black", lw=1, label="observed")
+    for level, alpha in ((95, 0.2), (80, 0.35)):
+        if f"lo-{level}" in fc:
+            ax.fill_between(fc[DS], fc[f"lo-{level}"], fc[f"hi-{level}"], color="tab:blue", alpha=alpha,
+                            label=f"{level}% interval")
+    ax.plot(fc[DS], fc["mean"], color="tab:blue", lw=1.5, marker=".", label="forecast")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+@flow(name="forecast", log_prints=True)
+def forecast_flow(dataset: str = "market", h: int | None = None, alias: str = "champion") -> dict:
+    """Load ``models:/seqcast-<dataset>@<alias>``, forecast, write and log the table and the fan chart."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from seqcast import tracking
+    from tasks.promotion import registered_name
+
+    logger = get_run_logger()
+    params = load_params()
+    tracking.use_store()
+    name = registered_name(dataset)
+    mv = MlflowClient().get_model_version_by_alias(name, alias)  # raises when there is no champion yet
+    h = int(h or (params.backtest.p2.horizon if dataset == "market" else params.backtest.p1.horizon))
+    table = params.path("clean", f"{dataset}.parquet")
+    md5 = tracking.file_md5(table)
+    series_id = mv.tags["series"]
+    fc = champion_forecast(f"models:/{name}/{mv.version}", str(table), md5, series_id, mv.tags["train_end"], h,
+                           dataset)
+    clean = pd.read_parquet(table)
+    history = clean.loc[clean[UNIQUE_ID] == series_id, [DS, Y]].tail(10 * h if dataset == "pm25" else 120)
+    out_dir = params.path("reports", "forecast")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv, png = out_dir / f"{dataset}.csv", out_dir / f"{dataset}.png"
+    fc.to_csv(csv, index=False)
+    fig = fan_chart(history, fc, f"{dataset}/{series_id}: {mv.tags.get('model')} (v{mv.version}), {h} steps")
+    fig.savefig(png, dpi=100)
+    with tracking.model_run(dataset, mv.tags.get("model", "?"), "forecast",
+                            run_name=f"forecast · {dataset} · {fc[DS].iloc[0]:%Y-%m-%d %H:%M}",
+                            experiment=tracking.experiment_name(f"{dataset}-forecast"),
+                            tags={"series": series_id, "registered_model": name, "model_version": str(mv.version),
+                                  "alias": alias, "data_version": md5}) as run:
+        mlflow.log_params({"h": h, "model_uri": f"models:/{name}@{alias}"})
+        mlflow.log_artifact(str(csv), "forecast")
+        tracking.log_figure(fig, f"forecast/{dataset}_fan_chart.png")
+    logger.info("%s: %d-step forecast by %s v%s from %s -> %s", dataset, h, mv.tags.get("model"), mv.version,
+                fc[DS].iloc[0], csv)
+    return {"forecast_table": str(csv), "fan_chart": str(png), "run_id": run.info.run_id,
+            "model_version": str(mv.version), "first": float(fc["mean"].iloc[0])}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from seqcast.env import configure
+
+    configure()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", choices=DATASETS, required=True)
+    parser.add_argument("--h", type=int)
+    parser.add_argument("--alias", default="champion")
+    args = parser.parse_args(argv)
+    print(forecast_flow(args.dataset, args.h, args.alias))
+
+
+if __name__ == "__main__":
+    main()

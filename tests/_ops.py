@@ -1,0 +1,116 @@
+"""Helpers of the operations tests: a working-tree copy of the project, free ports,
+processes started and stopped by the tests, a workspace prepared up to a champion."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from conftest import ROOT, copy_project
+
+def copy_worktree(dest: Path, params_patch: dict | None = None) -> Path:
+    """A throw-away git copy of the project (see ``conftest.copy_project``)."""
+    return copy_project(dest, params_patch)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bin_path(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+class Proc:
+    """A background process in its own process group, logged to a file, killed on stop()."""
+
+    def __init__(self, args: list[str], log: Path, **kw):
+        self.log = log
+        self.fh = open(log, "w")
+        self.p = subprocess.Popen(args, stdout=self.fh, stderr=subprocess.STDOUT, start_new_session=True, **kw)
+
+    def tail(self, n: int = 4000) -> str:
+        self.fh.flush()
+        return self.log.read_text(errors="replace")[-n:]
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, signal.SIGTERM)
+                self.p.wait(timeout=20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.p.wait(timeout=10)
+        self.fh.close()
+
+
+def wait_http(url: str, proc: Proc, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.p.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited ({proc.p.returncode}):\n{proc.tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status < 500:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"{url} did not answer in {timeout}s:\n{proc.tail()}")
+
+
+def run_py(args: list[str], cwd: Path, env: dict, timeout: float = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+# the cheap models of the operations tests: seconds on the market series
+CHEAP = {"models": {"run": {"market": ["naive", "drift", "arima"], "pm25": ["naive", "arima"]},
+                    "arima": {"fit_window": 2000}},
+         "stationarity": {"max_points": 4000}}
+
+
+def git_commit_all(ws: Path, message: str) -> None:
+    git = ["git", "-c", "user.email=test@seqcast", "-c", "user.name=seqcast tests"]
+    subprocess.run([*git, "add", "-A"], cwd=ws, check=True, capture_output=True)
+    subprocess.run([*git, "commit", "-qm", message], cwd=ws, check=True, capture_output=True)
+
+
+def build_pipeline_store(tmp: Path, mirror: Path) -> tuple[Path, dict]:
+    """A project copy where `dvc repro backtest@market` ran (naive, drift, arima) and a champion
+    was promoted; the result is committed (a clean base for DVC experiments)."""
+    from prefect.settings import get_current_settings
+
+    from conftest import child_env
+
+    ws = copy_worktree(tmp / "project", CHEAP)
+    env = child_env(ws, mirror)
+    api = get_current_settings().api.url  # the session's Prefect test server: no temporary server per stage
+    if api:
+        env["PREFECT_API_URL"] = api
+    run_py(["-m", "dvc", "repro", "backtest@market"], ws, env)
+    run_py(["-c", "from tasks.promotion import promote; print(promote('market'))"], ws, env)
+    git_commit_all(ws, "pipeline run")
+    return ws, env
+
+
+_STORE: dict[str, tuple[Path, dict]] = {}
+
+
+def shared_store(tmp_path_factory, mirror: Path) -> tuple[Path, dict]:
+    """One pipeline store per test session, shared by the modules that only read it
+    (fixtures imported into several modules would be built once per module)."""
+    if "market" not in _STORE:
+        _STORE["market"] = build_pipeline_store(tmp_path_factory.mktemp("store"), mirror)
+    return _STORE["market"]
