@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import ROOT, copy_project
+from conftest import copy_project
 
 def copy_worktree(dest: Path, params_patch: dict | None = None) -> Path:
     """A throw-away git copy of the project (see ``conftest.copy_project``)."""
