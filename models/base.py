@@ -206,6 +206,32 @@ class Forecaster(ABC):
         return {}
 
 
+class DirectForecaster(Forecaster):
+    """A model whose forecast at an origin is a direct function of the history up to it,
+    with the parameters fixed at fit time (baselines, ETS recursions, regimes, GBM, ...).
+
+    Subclasses implement ``_forecast(y, origins, h, levels)`` over many origins at once;
+    ``predict`` (the end of the history), ``update`` (nothing to refit) and the
+    multi-origin path all go through it.
+    """
+
+    @abstractmethod
+    def _forecast(self, y: np.ndarray, origins: np.ndarray, h: int, levels: Levels) -> Forecast: ...
+
+    def _update(self, y_new: np.ndarray, X_new: np.ndarray | None) -> None:
+        pass  # parameters stay as fitted; forecasts read the extended history
+
+    def _predict(self, h: int, levels: Levels, X_future: np.ndarray | None) -> Forecast:
+        return self._forecast(self.y_, np.array([len(self.y_) - 1]), h, levels)
+
+    def forecast_origins(self, y, origins, h, levels=(80, 95), X=None) -> Forecast:
+        self._check_fitted()
+        origins = np.asarray(origins, dtype=int)
+        if len(origins) == 0:
+            return super().forecast_origins(y, origins, h, levels, X)
+        return self._forecast(np.asarray(y, dtype=float), origins, h, tuple(levels))
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.base import Forecast, Forecaster, Levels, ffill
+from models.base import DirectForecaster, Forecast, ffill
 from models.registry import register
 
 
-class _Baseline(Forecaster):
+class _Baseline(DirectForecaster):
     family = "baseline"
     update_method = "exact: the forecast is a function of the latest observations"
 
@@ -34,16 +34,8 @@ class _Baseline(Forecaster):
     def _fit(self, y: np.ndarray, X: np.ndarray | None) -> None:
         self.sigma_ = self._residual_sigma(y)
 
-    def _update(self, y_new: np.ndarray, X_new: np.ndarray | None) -> None:
-        pass  # parameters stay as fitted; forecasts read the extended history
-
-    def _predict(self, h: int, levels: Levels, X_future: np.ndarray | None) -> Forecast:
-        return self.forecast_origins(self.y_, np.array([len(self.y_) - 1]), h, levels)
-
-    def forecast_origins(self, y, origins, h, levels=(80, 95), X=None) -> Forecast:
-        self._check_fitted()
-        filled = ffill(np.asarray(y, dtype=float))
-        origins = np.asarray(origins, dtype=int)
+    def _forecast(self, y, origins, h, levels) -> Forecast:
+        filled = ffill(y)
         steps = np.arange(1, h + 1)
         mean = self._mean(filled, origins, steps)
         std = self.sigma_ * self._spread(filled, origins, steps)

@@ -24,14 +24,14 @@ import warnings
 
 import numpy as np
 
-from models.base import Forecast, Forecaster, Levels, ffill
+from models.base import DirectForecaster, Forecast, Levels, ffill
 from models.registry import register
 
 EPS = 0.1  # multiplicative forms smooth max(y, EPS)
 
 
 @register
-class Ets(Forecaster):
+class Ets(DirectForecaster):
     name = "ets"
     family = "classical"
     update_method = "ETS recursions (smoothing) with the fitted parameters, no refit"
@@ -128,18 +128,6 @@ class Ets(Forecaster):
             std = std * np.abs(mean)
         return Forecast.gaussian(mean, np.broadcast_to(std, mean.shape), levels)
 
-    def _update(self, y_new, X_new) -> None:
-        pass  # predict smooths the extended history
-
-    def _predict(self, h: int, levels: Levels, X_future) -> Forecast:
-        return self._forecast(self.y_, np.array([len(self.y_) - 1]), h, levels)
-
-    def forecast_origins(self, y, origins, h, levels=(80, 95), X=None) -> Forecast:
-        self._check_fitted()
-        origins = np.asarray(origins, dtype=int)
-        if len(origins) == 0:
-            return super().forecast_origins(y, origins, h, levels, X)
-        return self._forecast(np.asarray(y, dtype=float), origins, h, tuple(levels))
 
     def get_state(self):
         form = [self.form_["error"], self.form_["trend"] or "none", self.form_["seasonal"] or "none"]

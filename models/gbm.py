@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from models.base import Forecast, Forecaster, ffill
+from models.base import DirectForecaster, Forecast, ffill
 from models.registry import register
 
 TRADING_DAYS = 252
@@ -50,7 +50,7 @@ def mc_option_price(S: float, K: float, T: float, r: float, sigma: float, kind: 
 
 
 @register
-class Gbm(Forecaster):
+class Gbm(DirectForecaster):
     name = "gbm"
     family = "classical"
     update_method = "exact: paths start from the last price; EWMA volatility updated from new returns"
@@ -126,18 +126,6 @@ class Gbm(Forecaster):
             lower[lv], upper[lv] = np.quantile(paths, [a, 1 - a], axis=1)
         return Forecast(mean, lower, upper)
 
-    def _update(self, y_new, X_new):
-        pass
-
-    def _predict(self, h, levels, X_future):
-        return self._forecast(self.y_, np.array([len(self.y_) - 1]), h, levels)
-
-    def forecast_origins(self, y, origins, h, levels=(80, 95), X=None):
-        self._check_fitted()
-        origins = np.asarray(origins, dtype=int)
-        if len(origins) == 0:
-            return super().forecast_origins(y, origins, h, levels, X)
-        return self._forecast(np.asarray(y, dtype=float), origins, h, tuple(levels))
 
     def call_price(self, K: float, T: float, r: float = 0.0) -> float:
         """Black–Scholes call on the last price with the fitted (annualised) volatility."""

@@ -21,12 +21,12 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from models.base import Forecast, Forecaster, ffill
+from models.base import DirectForecaster, Forecast, ffill
 from models.registry import register
 
 
 @register
-class ProphetForecaster(Forecaster):
+class ProphetForecaster(DirectForecaster):
     name = "prophet"
     family = "classical"
     needs_calendar = True
@@ -85,18 +85,6 @@ class ProphetForecaster(Forecaster):
         std = self.s_ * np.sqrt((1 - self.phi_ ** (2 * steps)) / (1 - self.phi_**2))
         return Forecast.gaussian(mean, np.broadcast_to(std, mean.shape), levels)
 
-    def _update(self, y_new, X_new):
-        pass
-
-    def _predict(self, h, levels, X_future):
-        return self._forecast(self.y_, np.array([len(self.y_) - 1]), h, levels)
-
-    def forecast_origins(self, y, origins, h, levels=(80, 95), X=None):
-        self._check_fitted()
-        origins = np.asarray(origins, dtype=int)
-        if len(origins) == 0:
-            return super().forecast_origins(y, origins, h, levels, X)
-        return self._forecast(np.asarray(y, dtype=float), origins, h, tuple(levels))
 
     def get_state(self):
         from prophet.serialize import model_to_json

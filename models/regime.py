@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
-from models.base import Forecast, Forecaster, Levels, ffill
+from models.base import DirectForecaster, Forecast, Levels, ffill
 from models.registry import register
 
 
@@ -42,7 +42,7 @@ def mixture_quantile(q: float, w: np.ndarray, mu: np.ndarray, sd: np.ndarray, it
 
 
 @register
-class Regime(Forecaster):
+class Regime(DirectForecaster):
     name = "regime"
     family = "classical"
     update_method = "Hamilton filter with the fitted parameters (no refit)"
@@ -119,18 +119,6 @@ class Regime(Forecaster):
                     upper[lv][:, j] = last * np.exp(mean_R + z * s)
         return Forecast(out_mean, lower, upper)
 
-    def _update(self, y_new, X_new):
-        pass
-
-    def _predict(self, h, levels, X_future):
-        return self._forecast(self.y_, np.array([len(self.y_) - 1]), h, levels)
-
-    def forecast_origins(self, y, origins, h, levels=(80, 95), X=None):
-        self._check_fitted()
-        origins = np.asarray(origins, dtype=int)
-        if len(origins) == 0:
-            return super().forecast_origins(y, origins, h, levels, X)
-        return self._forecast(np.asarray(y, dtype=float), origins, h, tuple(levels))
 
     def get_state(self):
         return {**super().get_state(), "params": self.params_, "param_names": np.array(self.param_names_)}
