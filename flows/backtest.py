@@ -10,7 +10,6 @@ holds the leaderboard, and write the DVC metrics and plots files.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
@@ -24,7 +23,6 @@ from models.base import Forecaster
 from models.pyfunc import log_forecaster
 from seqcast import tracking
 from seqcast.config import load_params
-from seqcast.contract import DATASETS
 from tasks import report
 from tasks.backtest import BacktestResult, Protocol, dm_against, evaluate
 from tasks.series import build_forecaster, protocols, safe_name
@@ -121,11 +119,9 @@ def backtest_flow(dataset: str = "market", models: list[str] | None = None) -> d
 
 
 def main(argv: list[str] | None = None) -> None:
-    from seqcast.env import configure
+    from seqcast.cli import flow_parser
 
-    configure()
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", choices=DATASETS, required=True)
+    parser = flow_parser(__doc__)
     parser.add_argument("--models", nargs="*", help="override models.run.<dataset>")
     args = parser.parse_args(argv)
     backtest_flow(args.dataset, args.models)

@@ -12,7 +12,6 @@ configured (``.dvc/config``); the forecast is :func:`flows.forecast.forecast_flo
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -21,7 +20,6 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from seqcast.contract import DATASETS
 from seqcast.paths import project_root
 
 
@@ -91,11 +89,9 @@ def pm25_daily_flow(h: int | None = None, push: bool = True) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from seqcast.env import configure
+    from seqcast.cli import flow_parser
 
-    configure()
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", choices=DATASETS, required=True)
+    parser = flow_parser(__doc__)
     parser.add_argument("--h", type=int)
     parser.add_argument("--no-push", action="store_true")
     args = parser.parse_args(argv)

@@ -14,7 +14,6 @@ version, data md5, h): a re-run on the same data skips the computation.
 
 from __future__ import annotations
 
-import argparse
 from datetime import timedelta
 
 import numpy as np
@@ -23,7 +22,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS
 
 from seqcast.config import load_params
-from seqcast.contract import DATASETS, DS, UNIQUE_ID, Y
+from seqcast.contract import DS, UNIQUE_ID, Y
 
 
 def future_index(last: pd.Timestamp, h: int, dataset: str) -> pd.DatetimeIndex:
@@ -131,11 +130,9 @@ def forecast_flow(dataset: str = "market", h: int | None = None, alias: str = "c
 
 
 def main(argv: list[str] | None = None) -> None:
-    from seqcast.env import configure
+    from seqcast.cli import flow_parser
 
-    configure()
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", choices=DATASETS, required=True)
+    parser = flow_parser(__doc__)
     parser.add_argument("--h", type=int)
     parser.add_argument("--alias", default="champion")
     args = parser.parse_args(argv)

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import argparse
 
 from prefect import flow, get_run_logger, task
 
@@ -53,11 +52,9 @@ def ingest_flow(dataset: str = "market") -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from seqcast.env import configure
+    from seqcast.cli import flow_parser
 
-    configure()
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", choices=(*DATASETS, "text"), required=True)
+    parser = flow_parser(__doc__, (*DATASETS, "text"))
     args = parser.parse_args(argv)
     ingest_flow(args.dataset)
 

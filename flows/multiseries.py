@@ -11,7 +11,6 @@ same content.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import time
@@ -25,7 +24,6 @@ from prefect.cache_policies import NO_CACHE
 
 from seqcast import tracking
 from seqcast.config import load_params
-from seqcast.contract import DATASETS
 from seqcast.paths import data_mirror
 from tasks import multiseries
 
@@ -119,11 +117,9 @@ def multiseries_flow(dataset: str = "market", models: list[str] | None = None, m
 
 
 def main(argv: list[str] | None = None) -> None:
-    from seqcast.env import configure
+    from seqcast.cli import flow_parser
 
-    configure()
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", choices=DATASETS, required=True)
+    parser = flow_parser(__doc__)
     parser.add_argument("--models", nargs="*", help="override multiseries.<dataset> of params.yaml")
     parser.add_argument("--mode", choices=["serial", "parallel", "both"], default="both")
     args = parser.parse_args(argv)

@@ -7,7 +7,6 @@ chosen ``d`` feeds the models: nothing from the test period may tune them.
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pandas as pd
@@ -15,7 +14,6 @@ from prefect import flow, get_run_logger
 
 from seqcast import tracking
 from seqcast.config import load_params
-from seqcast.contract import DATASETS
 from tasks import stationarity
 from tasks.series import protocols, safe_name
 
@@ -59,11 +57,9 @@ def stationarity_flow(dataset: str = "market") -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from seqcast.env import configure
+    from seqcast.cli import flow_parser
 
-    configure()
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", choices=DATASETS, required=True)
+    parser = flow_parser(__doc__)
     stationarity_flow(parser.parse_args(argv).dataset)
 
 

@@ -7,7 +7,6 @@ look at. ``python -m flows.validate --dataset pm25`` is the DVC stage's command.
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pandas as pd
@@ -15,7 +14,6 @@ from prefect import flow, get_run_logger
 
 from seqcast import tracking
 from seqcast.config import load_params
-from seqcast.contract import DATASETS
 from seqcast.errors import DataValidationError
 from tasks import cleaning
 from tasks.validate import validate_table
@@ -79,11 +77,9 @@ def validate_flow(dataset: str = "market") -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from seqcast.env import configure
+    from seqcast.cli import flow_parser
 
-    configure()
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", choices=DATASETS, required=True)
+    parser = flow_parser(__doc__)
     validate_flow(parser.parse_args(argv).dataset)
 
 
