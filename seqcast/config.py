@@ -17,25 +17,27 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from seqcast.paths import project_root
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """A params.yaml section: unknown keys are errors, values are read-only."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class PathsParams(_Section):
+class PathsParams(Section):
     raw: str = "data/raw"
     tidy: str = "data/tidy"
     clean: str = "data/clean"
     reports: str = "reports"
 
 
-class IngestParams(_Section):
+class IngestParams(Section):
     retries: int = 3
     retry_delay_seconds: list[float] = [2, 5, 15]
     timeout_seconds: float = 60
     try_upstream: bool = True
 
 
-class MarketParams(_Section):
+class MarketParams(Section):
     tickers: list[str] = ["^KS11"]
     start: str | None = "2016-03-08"
     end: str | None = "2019-01-15"
@@ -52,13 +54,13 @@ class MarketParams(_Section):
         return self.timezones.get(ticker, "UTC")
 
 
-class PM25Params(_Section):
+class PM25Params(Section):
     stations: list[str] = ["us_embassy"]
     timezone: str = "Asia/Shanghai"
     max_interpolate_hours: int = Field(6, ge=0)
 
 
-class MarketRules(_Section):
+class MarketRules(Section):
     max_missing_fraction: float = 0.05
     max_missing_run: int = 5
     max_gap_days: int = 11
@@ -74,7 +76,7 @@ class MarketValidation(MarketRules):
         return MarketRules(**base)
 
 
-class PM25Validation(_Section):
+class PM25Validation(Section):
     min_value: float = 0
     max_value: float = 2000
     max_missing_fraction: float = 0.10
@@ -82,19 +84,19 @@ class PM25Validation(_Section):
     step_hours: int = 1
 
 
-class ValidationParams(_Section):
+class ValidationParams(Section):
     market: MarketValidation = MarketValidation()
     pm25: PM25Validation = PM25Validation()
 
 
-class StationarityParams(_Section):
+class StationarityParams(Section):
     alpha: float = 0.05
     max_d: int = 2
     nlags: int = 48
     max_points: int = 20000
 
 
-class Split(_Section):
+class Split(Section):
     train_end: str
     test_end: str
 
@@ -102,7 +104,7 @@ class Split(_Section):
         return pd.Timestamp(self.train_end, tz=tz), pd.Timestamp(self.test_end, tz=tz)
 
 
-class P1Params(_Section):
+class P1Params(Section):
     season: int = 24
     horizon: int = 24
     splits: dict[str, Split]
@@ -111,25 +113,25 @@ class P1Params(_Section):
         return self.splits["us_embassy" if station == "us_embassy" else "multisite"]
 
 
-class P2Params(_Section):
+class P2Params(Section):
     train_fraction: float = Field(0.8, gt=0, lt=1)
     horizon: int = 5
 
 
-class BacktestParams(_Section):
+class BacktestParams(Section):
     levels: list[int] = [80, 95]
     p1: P1Params
     p2: P2Params = P2Params()
 
 
-class ArimaParams(_Section):
+class ArimaParams(Section):
     p: int = 2
     q: int = 1
     fit_window: int | None = 8760
     maxiter: int = 200
 
 
-class ModelsParams(_Section):
+class ModelsParams(Section):
     """``models.run.<dataset>`` lists the forecasters to backtest; ``models.<name>`` configures one."""
 
     model_config = ConfigDict(extra="allow", frozen=True)  # each model family adds its own section
@@ -150,7 +152,7 @@ class ModelsParams(_Section):
         return config
 
 
-class MlflowParams(_Section):
+class MlflowParams(Section):
     experiment_prefix: str = "seqcast"
 
 

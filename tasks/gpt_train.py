@@ -217,14 +217,10 @@ def _progress(initial: int, total: int, enabled: bool):
 
 # ---------------------------------------------------------------- params.yaml `gpt:` section
 
-from pydantic import BaseModel, ConfigDict  # noqa: E402
+from seqcast.config import Section  # noqa: E402  (the params.yaml section base: unknown keys are errors)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelParams(_Strict):
+class ModelParams(Section):
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
@@ -233,7 +229,7 @@ class ModelParams(_Strict):
     bias: bool = False
 
 
-class TrainParams(_Strict):
+class TrainParams(Section):
     batch_size: int = 12
     grad_accum: int = 1
     max_iters: int = 2000
@@ -253,7 +249,7 @@ class TrainParams(_Strict):
     threads: int | None = 2
 
 
-class SampleParams(_Strict):
+class SampleParams(Section):
     temperatures: list[float] = [0.0, 0.8, 1.0]
     max_new_tokens: int = 300
     top_k: int | None = None
@@ -261,7 +257,7 @@ class SampleParams(_Strict):
     prompt: str = "\n"
 
 
-class SFTParams(_Strict):
+class SFTParams(Section):
     block_size: int = 256
     n_conversations: int = 800
     batch_size: int = 8
@@ -274,23 +270,23 @@ class SFTParams(_Strict):
     max_new_tokens: int = 120
 
 
-class GPTPaths(_Strict):
+class GPTPaths(Section):
     checkpoints: str = "checkpoints/gpt"
     chat_checkpoints: str = "checkpoints/gpt-chat"
     reports: str = "reports/gpt"
 
 
-class RegistryParams(_Strict):
+class RegistryParams(Section):
     model: str = "seqcast-gpt"
     chat_model: str = "seqcast-gpt-chat"
     alias: str = "champion"
 
 
-class LadderParams(_Strict):
+class LadderParams(Section):
     kn_orders: list[int] = [3, 4, 5, 6, 7]
 
 
-class GPTParams(_Strict):
+class GPTParams(Section):
     seed: int = 1337
     tokenizer: str = "char"
     bpe_vocab_size: int = 512
