@@ -35,7 +35,8 @@ from models.ngram import ladder
 from models.text_tokenizers import CHATML_SPECIALS, IM_END, BPETokenizer, CharTokenizer, load_tokenizer
 from seqcast.paths import project_root
 from tasks import chatml
-from tasks.gpt_train import GPTParams, fp32_peak_flops, load_checkpoint, load_gpt_params, train
+from seqcast.gpt_config import GPTParams, load_gpt_params
+from tasks.gpt_train import fp32_peak_flops, load_checkpoint, train, train_config
 from tasks.text_data import estimate_loss, exact_loss, get_batch, load_corpus, split_text
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def ladder_task(train_text: str, val_text: str, vocab: list[str], orders: list[i
 
 @task(cache_policy=NO_CACHE)
 def train_task(p: GPTParams, data: dict, out_dir: Path, resume: bool, max_iters: int | None) -> dict:
-    tc = p.train_config(**({"max_iters": max_iters, "lr_decay_iters": max_iters} if max_iters else {}))
+    tc = train_config(p, **({"max_iters": max_iters, "lr_decay_iters": max_iters} if max_iters else {}))
     mc = GPTConfig(vocab_size=data["tok"].vocab_size, **p.model.model_dump())
     T = mc.block_size
 
@@ -281,7 +282,7 @@ def gpt_chat_sft_flow(resume: bool = True, max_iters: int | None = None, registe
     tok.save(out_dir / "tokenizer.json")  # before training: a resumed run must map text to the same ids
     s = p.sft
     model0 = grow_model(base, tok.vocab_size, s.block_size, p.seed)
-    tc = p.train_config(batch_size=s.batch_size, max_iters=max_iters or s.max_iters, lr=s.lr, min_lr=s.min_lr,
+    tc = train_config(p, batch_size=s.batch_size, max_iters=max_iters or s.max_iters, lr=s.lr, min_lr=s.min_lr,
                         warmup_iters=s.warmup_iters, lr_decay_iters=max_iters or s.max_iters,
                         eval_interval=s.eval_interval, eval_iters=s.eval_iters)
     tr, va = data["train"], data["val"]

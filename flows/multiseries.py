@@ -77,9 +77,8 @@ def multiseries_flow(dataset: str = "market", models: list[str] | None = None, m
     """``mode``: ``serial``, ``parallel`` or ``both`` (the wall-time comparison)."""
     logger = get_run_logger()
     params = load_params()
-    cfg = (params.model_extra or {}).get("multiseries", {})
-    models = list(models or cfg.get(dataset, ["naive"]))
-    workers = int(cfg.get("workers", 2))
+    models = list(models or getattr(params.multiseries, dataset))
+    workers = params.multiseries.workers
     path = build_table(dataset)
     parts = multiseries.split_series(pd.read_parquet(path))
     logger.info("%s: %d series, models %s", dataset, len(parts), models)

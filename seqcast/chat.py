@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     configure()
     from seqcast.paths import project_root
     from tasks.chatml import DEFAULT_SYSTEM, answer
-    from tasks.gpt_train import load_gpt_params
+    from seqcast.gpt_config import load_gpt_params
 
     p = load_gpt_params()
     ap = argparse.ArgumentParser(prog="seqcast chat", description=__doc__.split("\n")[0])

@@ -14,13 +14,11 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from seqcast.config_base import Section
+from seqcast.gpt_config import GPTParams
 from seqcast.paths import project_root
 
-
-class Section(BaseModel):
-    """A params.yaml section: unknown keys are errors, values are read-only."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+__all__ = ["Section", "Params", "load_params"]
 
 
 class PathsParams(Section):
@@ -156,8 +154,13 @@ class MlflowParams(Section):
     experiment_prefix: str = "seqcast"
 
 
-class Params(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)  # sections of other issues (gpt, ...)
+class MultiseriesParams(Section):
+    market: list[str] = ["naive"]
+    pm25: list[str] = ["naive"]
+    workers: int = 2
+
+
+class Params(Section):
     paths: PathsParams = PathsParams()
     ingest: IngestParams = IngestParams()
     market: MarketParams = MarketParams()
@@ -167,6 +170,8 @@ class Params(BaseModel):
     backtest: BacktestParams
     models: ModelsParams = ModelsParams()
     mlflow: MlflowParams = MlflowParams()
+    multiseries: MultiseriesParams = MultiseriesParams()
+    gpt: GPTParams = GPTParams()
 
     def path(self, key: str, *parts: str) -> Path:
         """Absolute path of a ``paths`` entry below the project root."""
@@ -179,14 +184,3 @@ def load_params(path: str | Path | None = None) -> Params:
     with open(path, encoding="utf-8") as fh:
         raw = yaml.safe_load(fh) or {}
     return Params.model_validate(raw)
-
-
-def section(name: str, path: str | Path | None = None) -> dict[str, Any]:
-    """A raw section of params.yaml (for families that validate their own schema)."""
-    params = load_params(path)
-    value = getattr(params, name, None)
-    if value is None and params.model_extra:
-        value = params.model_extra.get(name)
-    if isinstance(value, BaseModel):
-        return value.model_dump()
-    return dict(value or {})

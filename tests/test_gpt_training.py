@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from models.gpt import GPT, GPTConfig, configure_optimizer
-from tasks.gpt_train import CKPT, TrainConfig, get_lr, load_checkpoint, load_gpt_params, train
+from seqcast.gpt_config import load_gpt_params
+from tasks.gpt_train import CKPT, TrainConfig, get_lr, load_checkpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
