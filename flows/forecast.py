@@ -25,7 +25,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS
 
 from seqcast.config import load_params
-from seqcast.contract import DS, UNIQUE_ID, Y
+from seqcast.contract import DS, UNIQUE_ID, Y, local_time
 
 
 def future_index(last: pd.Timestamp, h: int, dataset: str) -> pd.DatetimeIndex:
@@ -62,7 +62,7 @@ def champion_forecast(model_uri: str, table: str, data_md5: str, series_id: str,
 
     use_store()
     clean = pd.read_parquet(table)
-    series = clean.loc[clean[UNIQUE_ID] == series_id].reset_index(drop=True)
+    series = local_time(clean.loc[clean[UNIQUE_ID] == series_id]).reset_index(drop=True)
     new = new_observations(series, train_end)
     model = mlflow.pyfunc.load_model(model_uri)
     out = model.predict(pd.DataFrame({Y: new[Y].to_numpy(dtype=float)}), params={"h": int(h)})
@@ -118,7 +118,7 @@ def forecast_flow(dataset: str = "market", h: int | None = None, alias: str = "c
                                         mv.tags["train_end"], h, dataset))
     fc[DS] = pd.to_datetime(fc[DS].map(pd.Timestamp))
     clean = pd.read_parquet(table)
-    history = clean.loc[clean[UNIQUE_ID] == series_id, [DS, Y]].tail(10 * h if dataset == "pm25" else 120)
+    history = local_time(clean.loc[clean[UNIQUE_ID] == series_id])[[DS, Y]].tail(10 * h if dataset == "pm25" else 120)
     out_dir = params.path("reports", "forecast")
     out_dir.mkdir(parents=True, exist_ok=True)
     csv, png = out_dir / f"{dataset}.csv", out_dir / f"{dataset}.png"
