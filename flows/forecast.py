@@ -28,6 +28,10 @@ from seqcast.config import load_params
 from seqcast.contract import DS, UNIQUE_ID, Y, local_time
 
 
+class NoChampion(RuntimeError):
+    """There is no registered model under the alias asked for: nothing to forecast with."""
+
+
 def future_index(last: pd.Timestamp, h: int, dataset: str) -> pd.DatetimeIndex:
     """The next ``h`` timestamps: trading weekdays for market, hours for PM2.5."""
     if dataset == "market":
@@ -108,8 +112,8 @@ def forecast_flow(dataset: str = "market", h: int | None = None, alias: str = "c
     try:
         mv = MlflowClient().get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException as err:
-        raise RuntimeError(f"no model {name}@{alias} in the MLflow store {tracking.tracking_uri()}: run the "
-                           f"pipeline first (`seqcast run`, or `dvc repro promote@{dataset}`)") from err
+        raise NoChampion(f"no model {name}@{alias} in the MLflow store {tracking.tracking_uri()}: run the "
+                         f"pipeline first (`seqcast run`, or `dvc repro promote@{dataset}`)") from err
     h = int(h or (params.backtest.p2.horizon if dataset == "market" else params.backtest.p1.horizon))
     table = params.path("clean", f"{dataset}.parquet")
     md5 = tracking.file_md5(table)
@@ -152,4 +156,10 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    try:
+        main()
+    except NoChampion as err:  # a clear message, not a traceback: the user has a step to take
+        print(f"forecast: {err}", file=sys.stderr)
+        sys.exit(1)
