@@ -77,6 +77,7 @@ def _log_model_extras(model: Forecaster, name: str) -> None:
 @flow(name="backtest", log_prints=True)
 def backtest_flow(dataset: str = "market", models: list[str] | None = None) -> dict:
     """Backtest ``models`` (default: ``models.run.<dataset>``) on every series of ``dataset``."""
+    tracking.check_store()  # an unreachable MLflow store fails here, before any model is trained
     logger = get_run_logger()
     params = load_params()
     names = list(models or params.models.run[dataset])
