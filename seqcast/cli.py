@@ -2,7 +2,7 @@
 
     seqcast run [--prefect] [--wait S] the whole pipeline (dvc repro; or the Prefect pipeline flow);
                                        one run per checkout at a time (a second refuses, or waits S seconds)
-    seqcast validate PATH --kind K     validate a local file with the pipeline's suite
+    seqcast validate PATH... --kind K  validate local files with the pipeline's suite
     seqcast bench NAME [ARGS...]       run benchmarks/NAME.py; the last line printed is JSON
     seqcast ui [--port N]              the MLflow UI on the pipeline's store (127.0.0.1)
     seqcast chat [ARGS...]             talk to the fine-tuned GPT
@@ -68,20 +68,26 @@ def _run_pipeline(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Exit 0 when every file is valid, 1 when one breaks a rule, 2 when one is missing."""
     from seqcast.config import load_params
+
+    params = load_params()
+    return max(_validate_one(Path(p), args.kind, params) for p in args.paths)
+
+
+def _validate_one(path: Path, kind: str, params) -> int:
     from seqcast.errors import DataValidationError
     from tasks.validate import validate_file
 
-    path = Path(args.path)
     if not path.is_file():
         print(f"seqcast validate: no such file: {path}", file=sys.stderr)
         return 2
     try:
-        report = validate_file(path, args.kind, load_params())
+        report = validate_file(path, kind, params)
     except DataValidationError as err:
         print(err.render(), file=sys.stderr)
         return 1
-    except OSError as err:  # unreadable (permissions, a folder named .csv, ...)
+    except OSError as err:  # unreadable (permissions, ...)
         print(f"seqcast validate: cannot read {path}: {err}", file=sys.stderr)
         return 1
     for uid, r in report.items():
@@ -134,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--targets", nargs="*", default=[], metavar="STAGE",
                      help="only these DVC stages (and what they need), e.g. validate@market")
     run.set_defaults(func=cmd_run)
-    val = sub.add_parser("validate", help="validate a local file")
-    val.add_argument("path")
+    val = sub.add_parser("validate", help="validate local files")
+    val.add_argument("paths", nargs="+", metavar="PATH")
     val.add_argument("--kind", choices=["market", "pm25"], required=True)
     val.set_defaults(func=cmd_validate)
     bench = sub.add_parser("bench", help="run a benchmark")

@@ -145,8 +145,10 @@ def _require(frame: pd.DataFrame, columns: list[str], path: Path, dataset: str,
     for col in columns:
         if col in found:
             continue
-        near = [c for c in found if c.strip().lower() == col.lower()] or \
-            difflib.get_close_matches(col, found, n=1, cutoff=0.6)
+        spare = [c for c in found if c not in columns]  # a required column that is there is no candidate
+        lower = {c.strip().lower(): c for c in spare}
+        near = [c for c in spare if col.lower() in c.lower() or c.strip().lower() in col.lower()] or \
+            [lower[m] for m in difflib.get_close_matches(col.lower(), list(lower), n=1, cutoff=0.6)]
         hint = f"; did you mean {near[0]!r} (renamed?)" if near else ""
         failures.append(Failure("expect_column_to_exist", (internal or {}).get(col, col), 0, 0,
                                 detail=f"required column missing: {col!r}; found {found}{hint}",
