@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def file_md5(path: str | Path) -> str:
     """md5 of a file's bytes: what DVC 3 records for the file in ``dvc.lock``."""
-    digest = hashlib.md5()
+    digest = hashlib.md5(usedforsecurity=False)  # a content fingerprint (what DVC records), not security
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)

@@ -250,23 +250,29 @@ class Tally:
                        source_column="/".join(files), severity=severity)
 
 
+def _checkpoint(ctx, kind: str, params: Params, uid: str, name: str, docs: bool):
+    """A GX suite + checkpoint for the rules of ``uid`` (shared by every series with the same
+    rules: GX keeps each checkpoint's last batch alive, so one per series would hold a chunk of
+    every series of a large file in memory)."""
+    import great_expectations as gx
+
+    suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=expectations(kind, params, uid)))
+    asset = ctx.data_sources.add_pandas(f"{name}-source").add_dataframe_asset(name)
+    batch = asset.add_batch_definition_whole_dataframe("all-rows")
+    definition = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+    return ctx.checkpoints.add(gx.Checkpoint(
+        name=f"{name}-checkpoint", validation_definitions=[definition],
+        actions=[gx.checkpoint.UpdateDataDocsAction(name="data-docs")] if docs else [],
+        result_format={"result_format": "SUMMARY", "unexpected_index_column_names": ["line"],
+                       "partial_unexpected_count": 20},
+    ))
+
+
 class SeriesSuite:
-    """The GX suite of one series, run chunk by chunk, its results added up."""
+    """One series' results of its rules' checkpoint, run chunk by chunk and added up."""
 
-    def __init__(self, ctx, kind: str, params: Params, uid: str, name: str, docs: bool):
-        import great_expectations as gx
-
-        self.uid, self.kind = uid, kind
-        suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=expectations(kind, params, uid)))
-        asset = ctx.data_sources.add_pandas(f"{name}-source").add_dataframe_asset(name)
-        batch = asset.add_batch_definition_whole_dataframe("all-rows")
-        definition = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
-        self.checkpoint = ctx.checkpoints.add(gx.Checkpoint(
-            name=f"{name}-checkpoint", validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data-docs")] if docs else [],
-            result_format={"result_format": "SUMMARY", "unexpected_index_column_names": ["line"],
-                           "partial_unexpected_count": 20},
-        ))
+    def __init__(self, checkpoint, kind: str, uid: str):
+        self.uid, self.kind, self.checkpoint = uid, kind, checkpoint
         self.tallies: list[Tally] | None = None
         self.carry = Carry()
         self.rows = self.missing_y = self.longest_run = 0
@@ -306,6 +312,7 @@ class Validation:
         self.kind, self.params, self.docs_dir = kind, params, docs_dir
         self.ctx = _context(docs_dir)
         self.series: dict[str, SeriesSuite] = {}
+        self.checkpoints: dict[str, Any] = {}  # one per distinct rule set
         self.sources: dict[str, dict] = {}
         self.now = pd.Timestamp.now(tz="UTC")
 
@@ -325,9 +332,12 @@ class Validation:
                 self.sources[uid] = info
             suite = self.series.get(uid)
             if suite is None:
-                name = f"{self.kind}-{len(self.series)}"
-                suite = self.series[uid] = SeriesSuite(self.ctx, self.kind, self.params, uid, name,
-                                                       self.docs_dir is not None)
+                rules = market_rules(self.params, uid) if self.kind == "market" else self.params.validation.pm25
+                key = rules.model_dump_json()
+                if key not in self.checkpoints:
+                    self.checkpoints[key] = _checkpoint(self.ctx, self.kind, self.params, uid,
+                                                        f"{self.kind}-{len(self.checkpoints)}", self.docs_dir is not None)
+                suite = self.series[uid] = SeriesSuite(self.checkpoints[key], self.kind, uid)
             if len(lines) != len(series):  # no provenance: positions in the table
                 lines = suite.rows + np.arange(1, len(series) + 1)
             suite.add(series, lines, self.now)
