@@ -193,3 +193,15 @@ def test_bandit_finds_no_high_severity_issue():
     report = json.loads(out.stdout)
     assert [(r["filename"], r["line_number"], r["test_id"]) for r in report["results"]] == []
     assert report["metrics"]["_totals"]["loc"] > 5000  # it really scanned the code
+
+
+@pytest.mark.slow
+def test_locked_install_resolves_with_hashes(tmp_path):
+    """The README's locked install, as a dry run in a fresh venv: every pin is found and every
+    downloaded file matches its recorded sha256 (pip refuses otherwise)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    out = subprocess.run([str(venv / "bin" / "pip"), "install", "--dry-run", "--require-hashes", "-r",
+                          str(ROOT / "requirements.lock")], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Would install" in out.stdout and "torch-2.13.0+cpu" in out.stdout
