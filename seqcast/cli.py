@@ -26,18 +26,6 @@ def _venv_env() -> dict[str, str]:
     return env
 
 
-def flow_parser(description: str | None, datasets: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
-    """The command line of a flow module run as a script (what each DVC stage runs):
-    applies the process settings (telemetry off) and takes ``--dataset``."""
-    from seqcast.contract import DATASETS
-    from seqcast.env import configure
-
-    configure()
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--dataset", choices=datasets or DATASETS, required=True)
-    return parser
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from seqcast.paths import project_root, tracking_uri
     from seqcast.runlock import RunLocked, run_lock

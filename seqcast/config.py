@@ -14,7 +14,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from seqcast.config_base import Section
+from seqcast.config_base import Section, audit
 from seqcast.gpt_config import GPTParams
 from seqcast.paths import project_root
 
@@ -135,6 +135,10 @@ class BacktestParams(Section):
     levels: list[int] = [80, 95]
     p1: P1Params
     p2: P2Params = P2Params()
+    # the multi-series leaderboard: these models run on every series of the dataset
+    # (``models.run.<dataset>`` runs on the reference series, the first one)
+    every_series: dict[str, list[str]] = {"market": ["naive"], "pm25": ["naive"]}
+    workers: int = Field(2, ge=1)  # processes fitting (series, model) jobs side by side
 
 
 class ArimaParams(Section):
@@ -169,12 +173,6 @@ class MlflowParams(Section):
     experiment_prefix: str = "seqcast"
 
 
-class MultiseriesParams(Section):
-    market: list[str] = ["naive"]
-    pm25: list[str] = ["naive"]
-    workers: int = 2
-
-
 class Params(Section):
     paths: PathsParams = PathsParams()
     ingest: IngestParams = IngestParams()
@@ -185,7 +183,6 @@ class Params(Section):
     backtest: BacktestParams
     models: ModelsParams = ModelsParams()
     mlflow: MlflowParams = MlflowParams()
-    multiseries: MultiseriesParams = MultiseriesParams()
     gpt: GPTParams = GPTParams()
 
     def path(self, key: str, *parts: str) -> Path:
@@ -198,4 +195,6 @@ def load_params(path: str | Path | None = None) -> Params:
     path = Path(path) if path else project_root() / "params.yaml"
     with open(path, encoding="utf-8") as fh:
         raw = yaml.safe_load(fh) or {}
-    return Params.model_validate(raw)
+    params = Params.model_validate(raw)
+    audit(params)  # records the keys this process reads when SEQCAST_PARAMS_AUDIT is set
+    return params

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from seqcast import atomic
-from seqcast.contract import DS, UNIQUE_ID, US_EMBASSY, Y, mirror_stem
+from seqcast.contract import DS, TZ, UNIQUE_ID, US_EMBASSY, Y, mirror_stem
 from seqcast.errors import DataValidationError, Failure
 from seqcast.paths import data_mirror, inside, safe_name
 from tasks.provenance import SOURCE, concat_tables, expand_runs, line_runs, set_source
@@ -185,7 +185,8 @@ def parse_market_frame(raw: pd.DataFrame, path: Path, ticker: str, tz: str, firs
     tidy[DS] = ds.dt.tz_localize(tz)
     tidy.insert(0, UNIQUE_ID, ticker)
     tidy[Y] = tidy["close"]
-    tidy = tidy[[UNIQUE_ID, DS, Y, "open", "high", "low", "close", "adj_close", "volume"]].reset_index(drop=True)
+    tidy[TZ] = tz
+    tidy = tidy[[UNIQUE_ID, DS, Y, "open", "high", "low", "close", "adj_close", "volume", TZ]].reset_index(drop=True)
     set_source(tidy, ticker, path, market_columns(), np.arange(len(tidy)) + first_line)
     return tidy
 
@@ -241,7 +242,7 @@ def parse_pm25_frame(raw: pd.DataFrame, path: Path, station: str | None, tz: str
             "valid calendar date", DS, int(ds.isna().sum()), len(raw), _lines(raw, ds.isna(), first_line),
             source_column="/".join(PM25_TIME_PARTS))])
     uid = raw["station"].astype("string").to_numpy() if station is None else station
-    tidy = pd.DataFrame({UNIQUE_ID: uid, DS: ds.dt.tz_localize(tz).array, Y: frame[target].to_numpy()})
+    tidy = pd.DataFrame({UNIQUE_ID: uid, DS: ds.dt.tz_localize(tz).array, Y: frame[target].to_numpy(), TZ: tz})
     for col in raw.columns:
         if col in {"No", *PM25_TIME_PARTS, target, "station"}:
             continue
@@ -375,7 +376,15 @@ def ingest_market(params, fetch_task) -> tuple[pd.DataFrame, list[Fetched]]:
                                 ticker, params.market.timezone(ticker))
         frames.append(window(tidy, params.market.start, params.market.end))
         fetched.append(got)
-    return concat_tables(frames), fetched
+    return concat_series(frames), fetched
+
+
+def concat_series(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One long table from per-series frames; ``ds`` in UTC when their time zones differ (each
+    keeps its own in ``tz``: :func:`seqcast.contract.local_time` restores it). Provenance kept."""
+    if len({str(f[DS].dt.tz) for f in frames}) > 1:
+        frames = [f.assign(**{DS: f[DS].dt.tz_convert("UTC")}) for f in frames]
+    return concat_tables(frames)
 
 
 def ingest_pm25(params, fetch_task) -> tuple[pd.DataFrame, list[Fetched]]:
@@ -392,7 +401,7 @@ def ingest_pm25(params, fetch_task) -> tuple[pd.DataFrame, list[Fetched]]:
         log.info("pm25 %s: %s (%s)", station, got.source, got.origin)
         frames.append(pm25_frame_from_raw(_root() / got.raw, station, params.pm25.timezone))
         fetched.append(got)
-    return concat_tables(frames), fetched
+    return concat_series(frames), fetched
 
 
 def ingest_text(params, fetch_task) -> Fetched:

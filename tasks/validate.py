@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from seqcast.config import Params
-from seqcast.contract import DS, UNIQUE_ID, US_EMBASSY, Y, mirror_stem
+from seqcast.contract import DS, UNIQUE_ID, US_EMBASSY, Y, local_time, mirror_stem
 from seqcast.errors import DataValidationError, Failure
 from tasks.provenance import expand_runs, provenance
 
@@ -325,7 +325,7 @@ class Validation:
         ids = tidy[UNIQUE_ID].astype(str).to_numpy()
         for uid in pd.unique(ids):
             rows = ids == uid
-            series = tidy.loc[rows]
+            series = local_time(tidy.loc[rows])  # calendar rules on the series' own clock
             info = provenance(tidy, uid)
             lines = expand_runs(info.get("lines", []))
             if info:
