@@ -32,9 +32,7 @@ SMALL = {"market": {"tickers": ["^KS11"]}, "models": {"run": {"market": ["naive"
 
 def _env(ws: Path, mirror: Path) -> dict[str, str]:
     env = child_env(ws, mirror)
-    env.update(PYTHONUNBUFFERED="1", AWS_SECRET_ACCESS_KEY=SECRET, AWS_ACCESS_KEY_ID="AKIA" + SECRET[-12:].upper(),
-               # each stage starts a temporary Prefect server; on a loaded 2-core machine 20 s is too short
-               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120")
+    env.update(PYTHONUNBUFFERED="1", AWS_SECRET_ACCESS_KEY=SECRET, AWS_ACCESS_KEY_ID="AKIA" + SECRET[-12:].upper())
     return env
 
 
