@@ -93,6 +93,7 @@ def plan(dataset: str, clean: pd.DataFrame, verdicts: dict, params, models: list
 @flow(name="backtest", log_prints=True)
 def backtest_flow(dataset: str = "market", models: list[str] | None = None) -> dict:
     """Backtest every series of ``dataset`` (``models`` overrides both model lists, for quick runs)."""
+    tracking.check_store()  # an unreachable MLflow store fails here, before any model is trained
     logger = get_run_logger()
     params = load_params()
     table = params.path("clean", f"{dataset}.parquet")

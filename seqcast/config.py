@@ -28,11 +28,21 @@ class PathsParams(Section):
     reports: str = "reports"
 
 
+class UpstreamParams(Section):
+    """Where the upstream sources are (tests point them at a local server)."""
+
+    yahoo: str = "query1.finance.yahoo.com"  # the host yfinance talks to (probed before trying)
+    pm25: str = "https://archive.ics.uci.edu/static/public/381/beijing+pm2+5+data.zip"
+    pm25_multisite: str = "https://archive.ics.uci.edu/static/public/501/beijing+multi+site+air+quality+data.zip"
+    text: str = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+
+
 class IngestParams(Section):
     retries: int = 3
     retry_delay_seconds: list[float] = [2, 5, 15]
     timeout_seconds: float = 60
     try_upstream: bool = True
+    upstream: UpstreamParams = UpstreamParams()
 
 
 class MarketParams(Section):
@@ -59,10 +69,13 @@ class PM25Params(Section):
 
 
 class MarketRules(Section):
-    max_missing_fraction: float = 0.05
+    max_missing_fraction: float = Field(0.05, ge=0, le=1)
     max_missing_run: int = 5
     max_gap_days: int = 11
     trading_weekdays: list[int] = [0, 1, 2, 3, 4]
+    max_quirk_fraction: float = Field(0.01, ge=0, le=1)  # tolerated share of rows breaking a "quirk" rule
+    max_abs_log_return: float = Field(0.7, gt=0)  # |log(close_t / close_t-1)| above this is absurd (x2 or /2 a day)
+    max_future_hours: float = 24
 
 
 class MarketValidation(MarketRules):
@@ -77,14 +90,16 @@ class MarketValidation(MarketRules):
 class PM25Validation(Section):
     min_value: float = 0
     max_value: float = 2000
-    max_missing_fraction: float = 0.10
+    max_missing_fraction: float = Field(0.10, ge=0, le=1)
     max_missing_run: int = 400
     step_hours: int = 1
+    max_future_hours: float = 24
 
 
 class ValidationParams(Section):
     market: MarketValidation = MarketValidation()
     pm25: PM25Validation = PM25Validation()
+    chunk_rows: int = Field(500_000, gt=0)  # seqcast validate streams files in chunks of this many rows
 
 
 class StationarityParams(Section):

@@ -14,6 +14,7 @@ import pandas as pd
 
 from models import registry
 from models.base import Forecaster
+from seqcast import paths
 from seqcast.config import Params
 from seqcast.contract import UNIQUE_ID, local_time
 from tasks.backtest import Protocol, p1_protocol, p2_protocol
@@ -60,7 +61,7 @@ def models_for(uid: str, dataset: str, params: Params) -> list[str]:
 
 def safe_name(unique_id: str) -> str:
     """A series id usable in file names and MLflow keys (``^KS11`` -> ``KS11``)."""
-    return unique_id.replace("^", "").replace("/", "_").replace(" ", "_")
+    return paths.safe_name(unique_id.replace("^", "").replace("/", "_").replace(" ", "_"), "series id")
 
 
 def build_forecaster(name: str, proto: Protocol, params: Params, verdict: dict | None) -> Forecaster:
