@@ -24,7 +24,7 @@ from prefect import flow, get_run_logger
 
 from models.base import Forecaster
 from models.pyfunc import log_forecaster
-from seqcast import tracking
+from seqcast import atomic, tracking
 from seqcast.config import load_params
 from tasks import report
 from tasks.backtest import BacktestResult, dm_against
@@ -115,8 +115,8 @@ def backtest_flow(dataset: str = "market", models: list[str] | None = None) -> d
         log_result(result, dataset, table, clean, sources)
         results.setdefault(proto.unique_id, {})[result.model] = result.metrics
         if proto.unique_id == reference:  # forecast-vs-actual plots of the reference series (dvc plots)
-            report.plot_window(result).to_csv(plot_dir / f"{safe_name(proto.unique_id)}_{result.model}.csv",
-                                              index=False)
+            atomic.write_text(plot_dir / f"{safe_name(proto.unique_id)}_{result.model}.csv",
+                              report.plot_window(result).to_csv(index=False))
         first, second = proto.tasks[0].name, proto.tasks[1].name
         logger.info("%s/%s %-15s %s MASE %.3f RMSE %.2f | %s MASE %.3f | fit %.1fs", dataset, proto.unique_id,
                     result.model, first, result.metrics[f"{first}_mase"], result.metrics[f"{first}_rmse"], second,

@@ -24,6 +24,7 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS
 
+from seqcast import atomic
 from seqcast.config import load_params
 from seqcast.contract import DS, UNIQUE_ID, Y, local_time
 
@@ -126,9 +127,10 @@ def forecast_flow(dataset: str = "market", h: int | None = None, alias: str = "c
     out_dir = params.path("reports", "forecast")
     out_dir.mkdir(parents=True, exist_ok=True)
     csv, png = out_dir / f"{dataset}.csv", out_dir / f"{dataset}.png"
-    fc.to_csv(csv, index=False)
+    atomic.write_text(csv, fc.to_csv(index=False))
     fig = fan_chart(history, fc, f"{dataset}/{series_id}: {mv.tags.get('model')} (v{mv.version}), {h} steps")
-    fig.savefig(png, dpi=100)
+    with atomic.atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     with tracking.model_run(dataset, mv.tags.get("model", "?"), "forecast",
                             run_name=f"forecast · {dataset} · {fc[DS].iloc[0]:%Y-%m-%d %H:%M}",
                             experiment=tracking.experiment_name(f"{dataset}-forecast"),

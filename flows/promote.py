@@ -10,11 +10,10 @@ stage's command.
 
 from __future__ import annotations
 
-import json
-
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from seqcast import atomic
 from seqcast.config import load_params
 from tasks import promotion
 
@@ -31,11 +30,7 @@ def promote_flow(dataset: str = "market", force: bool = False) -> dict:
     decision = promote_task(dataset, force)
     champion = promotion.champion_summary(dataset)
     out = {**decision, "champion": champion}
-    path = params.path("reports", "promotion", f"{dataset}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(path)
+    atomic.write_json(params.path("reports", "promotion", f"{dataset}.json"), out, sort_keys=True, default=str)
     logger.info("%s: %s (%s); champion %s", dataset, "promoted" if decision["promoted"] else "kept the champion",
                 decision["reason"], champion)
     return out

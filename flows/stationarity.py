@@ -7,13 +7,12 @@ chosen ``d`` feeds the models: nothing from the test period may tune them.
 
 from __future__ import annotations
 
-import json
 
 import pandas as pd
 from prefect import flow, get_run_logger
 from threadpoolctl import threadpool_limits
 
-from seqcast import tracking
+from seqcast import atomic, tracking
 from seqcast.config import load_params
 from tasks import stationarity
 from tasks.series import protocols, safe_name
@@ -46,7 +45,8 @@ def stationarity_flow(dataset: str = "market") -> dict:
             logger.info("%s/%s: %s, d=%d (tests agree: %s)", dataset, proto.unique_id, res["verdict"], res["d"],
                         res["tests_agree"])
             fig = stationarity.acf_pacf_figure(proto.y_train, sp.nlags, f"{dataset} {proto.unique_id} (train part)")
-            fig.savefig(fig_dir / f"{name}_acf_pacf.png", dpi=80)
+            with atomic.atomic_path(fig_dir / f"{name}_acf_pacf.png") as tmp:
+                fig.savefig(tmp, dpi=80, format="png")
             tracking.log_figure(fig, f"acf_pacf/{name}.png")
             mlflow.log_metrics({f"d.{name}": res["d"]})
         rows = [{"series": uid, **{k: t[k] for k in ("test", "transform", "regression", "statistic", "pvalue", "lags",
@@ -56,7 +56,7 @@ def stationarity_flow(dataset: str = "market") -> dict:
         mlflow.log_dict({uid: {k: r[k] for k in ("verdict", "d", "trend", "tests_agree", "sample")}
                          for uid, r in results.items()}, "verdicts.json")
     path = out_dir / f"{dataset}.json"
-    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    atomic.write_json(path, results, sort_keys=True)
     return results
 
 
