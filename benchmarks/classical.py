@@ -54,7 +54,7 @@ def _one(protocol_name: str, model: str) -> dict:
         config.update(d=v["d"], trend=v["trend"])
     if getattr(cls, "needs_calendar", False):
         config.setdefault("dates", [ts.isoformat() for ts in proto.ds])
-    res = evaluate(cls(season=proto.season, **config), proto)
+    res = evaluate(cls(cls.Params.model_validate(config), season=proto.season), proto)
     m = res.metrics
     tasks = [t.name for t in proto.tasks]
     return {"protocol": protocol_name, "model": model, "fit_s": round(m["fit_seconds"], 3),

@@ -64,7 +64,7 @@ def copy_project(dest: Path, params_patch: dict | None = None) -> Path:
             shutil.copy2(src, target)
     if params_patch:
         params = yaml.safe_load((dest / "params.yaml").read_text())
-        _merge(params, params_patch)
+        merge_params(params, params_patch)
         (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git = ["git", "-c", "user.email=test@seqcast", "-c", "user.name=seqcast tests"]
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
@@ -73,12 +73,14 @@ def copy_project(dest: Path, params_patch: dict | None = None) -> Path:
     return dest
 
 
-def _merge(base: dict, patch: dict) -> None:
+def merge_params(base: dict, patch: dict) -> dict:
+    """Lay ``patch`` over ``base`` (nested dicts merged, anything else replaced); returns ``base``."""
     for key, value in patch.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
+            merge_params(base[key], value)
         else:
             base[key] = value
+    return base
 
 
 def child_env(workspace: Path, mirror: Path) -> dict[str, str]:
