@@ -298,13 +298,20 @@ def _override(schema: type[ForecasterParams]) -> type[Section]:
         entry = copy.copy(field)  # same type and bounds; absent unless given
         entry.default, entry.default_factory = None, None
         fields[name] = (field.annotation, entry)
-    return create_model(f"{schema.__name__}Override", __base__=Section, __module__=__name__, **fields)
+    return _public(create_model(f"{schema.__name__}Override", __base__=Section, __module__=__name__, **fields))
 
 
 def _yaml_section(schema: type[ForecasterParams]) -> type[ForecasterParams]:
     """How a model's schema is written in params.yaml: its keys plus ``by_dataset``."""
-    return create_model(f"{schema.__name__}Section", __base__=schema, __module__=__name__,
-                        by_dataset=(dict[Dataset, _override(schema)], {}))
+    return _public(create_model(f"{schema.__name__}Section", __base__=schema, __module__=__name__,
+                                by_dataset=(dict[Dataset, _override(schema)], {})))
+
+
+def _public(cls: type) -> type:
+    """A generated class as an attribute of this module, so that pickle finds it (a Params
+    object travels to worker processes)."""
+    globals()[cls.__name__] = cls
+    return cls
 
 
 class _Models(Section):

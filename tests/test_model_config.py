@@ -2,6 +2,7 @@
 agree, unknown keys are errors, params.yaml overlays the defaults (``by_dataset`` per dataset),
 and a saved model reloads with the configuration it was fitted with."""
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +87,9 @@ def test_a_saved_configuration_with_an_unknown_key_is_refused(tmp_path):
     meta.write_text(meta.read_text().replace('"config": {}', '"config": {"window": 3}'))
     with pytest.raises(ValidationError, match="window"):
         registry.load(tmp_path / "m")
+
+
+def test_params_travel_to_worker_processes():
+    """A Params object is pickled when handed to a process pool (the generated sections too)."""
+    params = load_params(ROOT / "params.yaml")
+    assert pickle.loads(pickle.dumps(params)) == params
