@@ -29,7 +29,7 @@ class _FlowParser(argparse.ArgumentParser):
     """Parses a flow's arguments, then checks params.yaml: a bad value ends the process
     with the message (exit 2) before the flow starts, not with a traceback inside it."""
 
-    def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 — argparse's signature
+    def parse_args(self, args=None, namespace=None):
         parsed = super().parse_args(args, namespace)
         from seqcast.config import load_params
         from seqcast.errors import ParamsError

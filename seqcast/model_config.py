@@ -244,7 +244,7 @@ class ExtraSeries(Section):
     """Other series of the family for DeepAR's global training, cut at ``end`` (inclusive)."""
 
     source: Literal["pm25_multisite", "market"]
-    start: str | None = None  # None: from the first row
+    start: str = "1900-01-01"  # from the first row
     end: str
     exclude: list[str] = []  # mirror file stems left out
 
