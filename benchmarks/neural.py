@@ -34,8 +34,8 @@ def bench_one(name: str, config: dict, windows: int, epochs: int, device: str) -
     cls = registry.get(name)
     cfg = {**config, "epochs": epochs, "max_windows": windows, "patience": 10_000, "device": device,
            "progress": False}
-    if name == "deepar":  # one sequence per position, its own series only
-        cfg.update(extra_series=None, stride=1)
+    if name == "deepar":  # one sequence per position (no panel here: its own series only)
+        cfg["stride"] = 1
     model = registry.create(name, season=24, **cfg)
     n = windows + model.input_size + model.horizon + int(0.12 * windows) + 200
     y, X = synthetic(n, 11)

@@ -33,7 +33,7 @@ def stationarity_flow(dataset: str = "market") -> dict:
 
     with tracking.model_run(dataset, "stationarity", "data", experiment=tracking.experiment_name(f"{dataset}-data")):
         tracking.log_data_version(clean, table, name=f"{dataset}-clean")
-        for proto in protocols(clean, dataset, params):
+        for proto in protocols(clean, dataset, params, panel=False):
             name = safe_name(proto.unique_id)
             res = stationarity.analyse(proto.y_train, alpha=sp.alpha, max_d=sp.max_d,
                                        is_price=dataset == "market", max_points=sp.max_points)
@@ -56,11 +56,11 @@ def stationarity_flow(dataset: str = "market") -> dict:
     return results
 
 
-def main(argv: list[str] | None = None) -> None:
-    from seqcast.cli import flow_parser
+def main(argv: list[str] | None = None):
+    from flows.entry import flow_parser
 
     parser = flow_parser(__doc__)
-    stationarity_flow(parser.parse_args(argv).dataset)
+    return stationarity_flow(parser.parse_args(argv).dataset)
 
 
 if __name__ == "__main__":

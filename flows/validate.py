@@ -76,11 +76,11 @@ def validate_flow(dataset: str = "market") -> str:
     return str(out)
 
 
-def main(argv: list[str] | None = None) -> None:
-    from seqcast.cli import flow_parser
+def main(argv: list[str] | None = None):
+    from flows.entry import flow_parser
 
     parser = flow_parser(__doc__)
-    validate_flow(parser.parse_args(argv).dataset)
+    return validate_flow(parser.parse_args(argv).dataset)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,11 @@ only. The default implementation walks the origins with ``update`` + ``predict``
 Exogenous inputs ``X`` (shape ``(n, k)``, aligned with ``y``) follow the same rule:
 at origin ``o`` a model may read ``X[:o+1]`` only, unless its class sets
 ``oracle_exog = True`` (then it is labelled "oracle" everywhere it is reported).
+
+Global models (``uses_panel = True``) are also handed a *panel* at fit time: the other
+series of the dataset, each cut at the training end (objects with ``unique_id``, ``ds``,
+``y`` and ``X``; see :class:`tasks.backtest.PanelSeries`). They train across it; they
+never read files.
 """
 
 from __future__ import annotations
@@ -87,6 +92,8 @@ class Forecaster(ABC):
     tiny_config: ClassVar[dict[str, Any]] = {}
     # takes ``d`` (and ``trend``) from the stationarity stage
     uses_differencing_order: ClassVar[bool] = False
+    # a global model: trained across the other series of the dataset (the panel) as well
+    uses_panel: ClassVar[bool] = False
     # how P1a-style rolling forecasts are produced; reported in MLflow and notes
     update_method: ClassVar[str] = "update with new observations, no refit"
 
@@ -100,9 +107,11 @@ class Forecaster(ABC):
         self.fitted = False
         self.y_: np.ndarray = np.empty(0)
         self.X_: np.ndarray | None = None
+        self.panel_: tuple = ()
 
     # -- public API -------------------------------------------------------------------
-    def fit(self, y: np.ndarray, X: np.ndarray | None = None) -> Forecaster:
+    def fit(self, y: np.ndarray, X: np.ndarray | None = None, panel=None) -> Forecaster:
+        """Fit on the history ``y`` (and ``X``); a global model also trains on ``panel``."""
         y = np.asarray(y, dtype=float)
         if y.ndim != 1 or len(y) < 2:
             raise ValueError(f"{self.name}: y must be a 1-d series of at least 2 points")
@@ -110,6 +119,7 @@ class Forecaster(ABC):
             raise ValueError(f"{self.name}: y has no observed value")
         self.y_ = y.copy()
         self.X_ = None if X is None else np.asarray(X, dtype=float).copy()
+        self.panel_ = tuple(panel or ()) if self.uses_panel else ()
         self._fit(self.y_, self.X_)
         self.fitted = True
         return self

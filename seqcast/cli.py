@@ -25,35 +25,6 @@ def _venv_env() -> dict[str, str]:
     return env
 
 
-class _FlowParser(argparse.ArgumentParser):
-    """Parses a flow's arguments, then checks params.yaml: a bad value ends the process
-    with the message (exit 2) before the flow starts, not with a traceback inside it."""
-
-    def parse_args(self, args=None, namespace=None):
-        parsed = super().parse_args(args, namespace)
-        from seqcast.config import load_params
-        from seqcast.errors import ParamsError
-
-        try:
-            load_params()
-        except ParamsError as err:
-            self.exit(2, err.render() + "\n")
-        return parsed
-
-
-def flow_parser(description: str | None, datasets: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
-    """The command line of a flow module run as a script (what each DVC stage runs):
-    applies the process settings (telemetry off), takes ``--dataset`` and refuses a
-    params.yaml that breaks its schema before the flow runs."""
-    from seqcast.contract import DATASETS
-    from seqcast.env import configure
-
-    configure()
-    parser = _FlowParser(description=description)
-    parser.add_argument("--dataset", choices=datasets or DATASETS, required=True)
-    return parser
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from seqcast.config import load_params
     from seqcast.paths import project_root, tracking_uri

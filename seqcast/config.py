@@ -14,11 +14,11 @@ import pandas as pd
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from seqcast.config_base import Section
+from seqcast.config_base import Section, audit
 from seqcast.contract import PM25_STATIONS
 from seqcast.errors import InvalidParam, ParamsError
 from seqcast.gpt_config import GPTParams
-from seqcast.model_config import ModelsParams
+from seqcast.model_config import Dataset, ModelsParams, known_models
 from seqcast.paths import project_root
 
 __all__ = ["Section", "Params", "ParamsError", "load_params"]
@@ -164,16 +164,19 @@ class BacktestParams(Section):
     levels: list[Annotated[int, Field(gt=0, lt=100)]] = Field([80, 95], min_length=1)
     p1: P1Params
     p2: P2Params = P2Params()
+    # the multi-series leaderboard: these models run on every series of the dataset
+    # (``models.run.<dataset>`` runs on the reference series, the first one)
+    every_series: dict[Dataset, list[str]] = {"market": ["naive"], "pm25": ["naive"]}
+    workers: int = Field(2, ge=1)  # processes fitting (series, model) jobs side by side
+
+    @field_validator("every_series")
+    @classmethod
+    def _known_models(cls, lists: dict[str, list[str]]) -> dict[str, list[str]]:
+        return known_models(lists)
 
 
 class MlflowParams(Section):
     experiment_prefix: str = "seqcast"
-
-
-class MultiseriesParams(Section):
-    market: list[str] = ["naive"]
-    pm25: list[str] = ["naive"]
-    workers: int = 2
 
 
 class Params(Section):
@@ -186,7 +189,6 @@ class Params(Section):
     backtest: BacktestParams
     models: ModelsParams = ModelsParams()
     mlflow: MlflowParams = MlflowParams()
-    multiseries: MultiseriesParams = MultiseriesParams()
     gpt: GPTParams = GPTParams()
 
     def path(self, key: str, *parts: str) -> Path:
@@ -208,7 +210,8 @@ def load_params(path: str | Path | None = None) -> Params:
     if not isinstance(raw, dict):
         raise ParamsError(path.name, [f"must be a mapping of sections (got {type(raw).__name__})"])
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as err:
         raise ParamsError.from_validation(path.name, err, Params) from None
-
+    audit(params)  # records the keys this process reads when SEQCAST_PARAMS_AUDIT is set
+    return params

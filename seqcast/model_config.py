@@ -25,7 +25,6 @@ from pydantic import (
     ValidationError,
     create_model,
     field_validator,
-    model_serializer,
     model_validator,
 )
 
@@ -240,20 +239,6 @@ class TransformerParams(NeuralParams):
         return self
 
 
-class ExtraSeries(Section):
-    """Other series of the family for DeepAR's global training, cut at ``end`` (inclusive)."""
-
-    source: Literal["pm25_multisite", "market"]
-    start: str = "1900-01-01"  # from the first row
-    end: str
-    exclude: list[str] = []  # mirror file stems left out
-
-    @model_serializer(mode="wrap")
-    def _given_keys_only(self, handler) -> dict[str, Any]:
-        # the keys written in params.yaml, no more: what is logged and saved reads as it was written
-        return {k: v for k, v in handler(self).items() if k in self.model_fields_set}
-
-
 class DeepARParams(NeuralParams):
     hidden: PositiveInt = 40
     layers: PositiveInt = 2
@@ -261,7 +246,7 @@ class DeepARParams(NeuralParams):
     likelihood: Literal["gaussian", "student_t"] = "student_t"
     num_samples: PositiveInt = 200  # sample paths per origin
     stride: PositiveInt = 12  # between training sequences
-    extra_series: dict[str, ExtraSeries] | None = None  # keyed by the protocol's season ("24", "5")
+    use_panel: bool = True  # global: also train on the panel (the other series, cut at the train end)
     point: Literal["median", "mean"] = "median"
     relative: Literal["auto"] | bool = "auto"  # windows relative to the origin's value (auto: unless log1p)
 
@@ -288,6 +273,16 @@ MODEL_SCHEMAS: dict[str, type[ForecasterParams]] = {
     "transformer": TransformerParams,
     "deepar": DeepARParams,
 }
+
+
+def known_models(lists: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Checks that every name of each dataset's list is a forecaster (``models.run``,
+    ``backtest.every_series``)."""
+    for dataset, names in lists.items():
+        unknown = [n for n in names if n not in MODEL_SCHEMAS]
+        if unknown:
+            raise InvalidParam(dataset, f"unknown model {unknown[0]!r}; known: {', '.join(MODEL_SCHEMAS)}")
+    return lists
 
 
 def _override(schema: type[ForecasterParams]) -> type[Section]:
@@ -323,11 +318,7 @@ class _Models(Section):
     @field_validator("run")
     @classmethod
     def _known_models(cls, run: dict[str, list[str]]) -> dict[str, list[str]]:
-        for dataset, names in run.items():
-            unknown = [n for n in names if n not in MODEL_SCHEMAS]
-            if unknown:
-                raise InvalidParam(dataset, f"unknown model {unknown[0]!r}; known: {', '.join(MODEL_SCHEMAS)}")
-        return run
+        return known_models(run)
 
     @model_validator(mode="after")
     def _overrides_validate(self) -> _Models:

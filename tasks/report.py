@@ -82,8 +82,32 @@ def leaderboard_figure(board: pd.DataFrame, protocol_tasks: list[str]):
     return fig
 
 
+def series_summary(results: dict[str, dict[str, dict[str, float]]], tasks: list[str]) -> dict:
+    """The multi-series leaderboard: per model, the mean MASE of each task over the series it ran on."""
+    models = list(dict.fromkeys(m for by_model in results.values() for m in by_model))
+    mean = {}
+    for m in models:
+        row: dict[str, float | int | None] = {}
+        for task in tasks:
+            vals = [by_model[m].get(f"{task}_mase") for by_model in results.values() if m in by_model]
+            vals = [v for v in vals if v is not None and np.isfinite(v)]
+            row[f"{task}_mase"] = float(np.mean(vals)) if vals else None
+        row["series"] = sum(m in by_model for by_model in results.values())
+        mean[m] = row
+    return {"mean": mean, "series": list(results)}
+
+
+def write_summary(path: Path, summary: dict) -> None:
+    """``{"mean": {model: {<task>_mase, series}}}``: a DVC metrics file, one row per model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rounded = {m: _rounded(row) for m, row in summary["mean"].items()}
+    path.write_text(json.dumps({"mean_over_series": rounded, "series": summary["series"]}, indent=2,
+                               sort_keys=True) + "\n")
+
+
 def _rounded(vals: dict[str, float]) -> dict[str, float | None]:
-    return {k: (None if (isinstance(v, float) and np.isnan(v)) else round(float(v), 6)) for k, v in vals.items()}
+    return {k: (None if v is None or (isinstance(v, float) and np.isnan(v)) else round(float(v), 6))
+            for k, v in vals.items()}
 
 
 def write_metrics(board_path: Path, metrics_dir: Path, results: dict) -> None:
