@@ -28,6 +28,8 @@ BAD = {
     "unknown model section": ({"models": {"lstmm": {"hidden": 64}}}, "models.lstmm: unknown key"),
     "unknown model to run": ({"models": {"run": {"market": ["naive", "lstmm"]}}},
                              "models.run.market: unknown model 'lstmm'; known: naive,"),
+    "unknown model on every series": ({"backtest": {"every_series": {"market": ["naive", "arimaa"]}}},
+                                      "backtest.every_series.market: unknown model 'arimaa'"),
     "negative learning rate": ({"models": {"lstm": {"lr": -0.001}}}, "models.lstm.lr: must be > 0 (got -0.001)"),
     "no epochs": ({"models": {"rnn": {"epochs": 0}}}, "models.rnn.epochs: must be > 0 (got 0)"),
     "P1 horizon 0": ({"backtest": {"p1": {"horizon": 0}}}, "backtest.p1.horizon: must be >= 1 (got 0)"),
