@@ -25,7 +25,11 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS
 
 from seqcast.config import load_params
-from seqcast.contract import DS, UNIQUE_ID, Y
+from seqcast.contract import DS, UNIQUE_ID, Y, local_time
+
+
+class NoChampion(RuntimeError):
+    """There is no registered model under the alias asked for: nothing to forecast with."""
 
 
 def future_index(last: pd.Timestamp, h: int, dataset: str) -> pd.DatetimeIndex:
@@ -62,7 +66,7 @@ def champion_forecast(model_uri: str, table: str, data_md5: str, series_id: str,
 
     use_store()
     clean = pd.read_parquet(table)
-    series = clean.loc[clean[UNIQUE_ID] == series_id].reset_index(drop=True)
+    series = local_time(clean.loc[clean[UNIQUE_ID] == series_id]).reset_index(drop=True)
     new = new_observations(series, train_end)
     model = mlflow.pyfunc.load_model(model_uri)
     out = model.predict(pd.DataFrame({Y: new[Y].to_numpy(dtype=float)}), params={"h": int(h)})
@@ -108,8 +112,8 @@ def forecast_flow(dataset: str = "market", h: int | None = None, alias: str = "c
     try:
         mv = MlflowClient().get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException as err:
-        raise RuntimeError(f"no model {name}@{alias} in the MLflow store {tracking.tracking_uri()}: run the "
-                           f"pipeline first (`seqcast run`, or `dvc repro promote@{dataset}`)") from err
+        raise NoChampion(f"no model {name}@{alias} in the MLflow store {tracking.tracking_uri()}: run the "
+                         f"pipeline first (`seqcast run`, or `dvc repro promote@{dataset}`)") from err
     h = int(h or (params.backtest.p2.horizon if dataset == "market" else params.backtest.p1.horizon))
     table = params.path("clean", f"{dataset}.parquet")
     md5 = tracking.file_md5(table)
@@ -118,7 +122,7 @@ def forecast_flow(dataset: str = "market", h: int | None = None, alias: str = "c
                                         mv.tags["train_end"], h, dataset))
     fc[DS] = pd.to_datetime(fc[DS].map(pd.Timestamp))
     clean = pd.read_parquet(table)
-    history = clean.loc[clean[UNIQUE_ID] == series_id, [DS, Y]].tail(10 * h if dataset == "pm25" else 120)
+    history = local_time(clean.loc[clean[UNIQUE_ID] == series_id])[[DS, Y]].tail(10 * h if dataset == "pm25" else 120)
     out_dir = params.path("reports", "forecast")
     out_dir.mkdir(parents=True, exist_ok=True)
     csv, png = out_dir / f"{dataset}.csv", out_dir / f"{dataset}.png"
@@ -152,4 +156,10 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    try:
+        main()
+    except NoChampion as err:  # a clear message, not a traceback: the user has a step to take
+        print(f"forecast: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -11,6 +11,7 @@ import json
 
 import pandas as pd
 from prefect import flow, get_run_logger
+from threadpoolctl import threadpool_limits
 
 from seqcast import tracking
 from seqcast.config import load_params
@@ -35,8 +36,11 @@ def stationarity_flow(dataset: str = "market") -> dict:
         tracking.log_data_version(clean, table, name=f"{dataset}-clean")
         for proto in protocols(clean, dataset, params, panel=False):
             name = safe_name(proto.unique_id)
-            res = stationarity.analyse(proto.y_train, alpha=sp.alpha, max_d=sp.max_d,
-                                       is_price=dataset == "market", max_points=sp.max_points)
+            # one BLAS thread: these regressions are small, and two OpenBLAS threads spinning on a
+            # shared 2-core machine made one series take 223 s instead of 34 s (measured under load)
+            with threadpool_limits(1, user_api="blas"):
+                res = stationarity.analyse(proto.y_train, alpha=sp.alpha, max_d=sp.max_d,
+                                           is_price=dataset == "market", max_points=sp.max_points)
             res["sample"] = f"{proto.name} train part: {proto.ds[0]} .. {proto.ds[proto.n_train - 1]}"
             results[proto.unique_id] = res
             logger.info("%s/%s: %s, d=%d (tests agree: %s)", dataset, proto.unique_id, res["verdict"], res["d"],

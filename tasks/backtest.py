@@ -31,7 +31,7 @@ import pandas as pd
 
 from models.base import Forecast, Forecaster
 from seqcast.config import Params
-from seqcast.contract import CUTOFF, DS, HORIZON, UNIQUE_ID, Y, hi, lo, metric_key
+from seqcast.contract import CUTOFF, DS, HORIZON, TZ, UNIQUE_ID, Y, hi, lo, metric_key
 from tasks import metrics
 from tasks.cleaning import fill_short_gaps
 
@@ -103,7 +103,7 @@ def _exog_matrix(frame: pd.DataFrame) -> tuple[np.ndarray | None, list[str]]:
     A clean table holds every series of a dataset, so a column another series has and
     this one lacks (multi-site pollutants beside the US embassy's weather) is all
     missing here: such columns are dropped."""
-    exog = frame.drop(columns=[c for c in (UNIQUE_ID, DS, Y, "y_filled") if c in frame])
+    exog = frame.drop(columns=[c for c in (UNIQUE_ID, DS, Y, TZ, "y_filled") if c in frame])
     exog = exog.loc[:, exog.notna().any()]
     if exog.empty:
         return None, []

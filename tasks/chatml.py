@@ -108,8 +108,11 @@ def facts_from_pipeline(root: Path) -> list[tuple[str, str, str]]:
         if clean.is_file():
             import pandas as pd
 
-            df = pd.read_parquet(clean, columns=["unique_id", "ds", "y"])
+            from seqcast.contract import local_time
+
+            df = pd.read_parquet(clean)
             for sid, g in df.groupby("unique_id"):
+                g = local_time(g)
                 facts += [
                     (f"How many observations does {sid} have?", str(len(g)), f"{sid} has {len(g)} observations."),
                     (f"What is the mean of {sid}?", _fmt(float(g["y"].mean())), f"The mean of {sid} is {_fmt(float(g['y'].mean()))}."),

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
-from seqcast.contract import DS, UNIQUE_ID, US_EMBASSY, Y, mirror_stem
+from seqcast.contract import DS, TZ, UNIQUE_ID, US_EMBASSY, Y, mirror_stem
 from seqcast.errors import DataValidationError, Failure
 from seqcast.paths import data_mirror
 
@@ -145,7 +145,8 @@ def parse_market_csv(path: Path, ticker: str, tz: str) -> pd.DataFrame:
     tidy[DS] = ds.dt.tz_localize(tz)
     tidy.insert(0, UNIQUE_ID, ticker)
     tidy[Y] = tidy["close"]
-    return tidy[[UNIQUE_ID, DS, Y, "open", "high", "low", "close", "adj_close", "volume"]]
+    tidy[TZ] = tz
+    return tidy[[UNIQUE_ID, DS, Y, "open", "high", "low", "close", "adj_close", "volume", TZ]]
 
 
 def parse_pm25_csv(path: Path, station: str, tz: str) -> pd.DataFrame:
@@ -166,7 +167,7 @@ def parse_pm25_csv(path: Path, station: str, tz: str) -> pd.DataFrame:
                                                                  int(bad.sum()), len(raw), ex)])
     ds = pd.to_datetime(pd.DataFrame({"year": parts.year, "month": parts.month, "day": parts.day,
                                       "hour": parts.hour}).astype(int), errors="coerce")
-    tidy = pd.DataFrame({UNIQUE_ID: station, DS: ds.dt.tz_localize(tz), Y: frame[target]})
+    tidy = pd.DataFrame({UNIQUE_ID: station, DS: ds.dt.tz_localize(tz), Y: frame[target], TZ: tz})
     for col in raw.columns:
         if col in {"No", "year", "month", "day", "hour", target, "station"}:
             continue
@@ -274,7 +275,15 @@ def ingest_market(params, fetch_task) -> tuple[pd.DataFrame, list[Fetched]]:
                                 ticker, params.market.timezone(ticker))
         frames.append(window(tidy, params.market.start, params.market.end))
         fetched.append(got)
-    return pd.concat(frames, ignore_index=True), fetched
+    return concat_series(frames), fetched
+
+
+def concat_series(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One long table from per-series frames; ``ds`` in UTC when their time zones differ (each
+    keeps its own in ``tz``: :func:`seqcast.contract.local_time` restores it)."""
+    if len({str(f[DS].dt.tz) for f in frames}) > 1:
+        frames = [f.assign(**{DS: f[DS].dt.tz_convert("UTC")}) for f in frames]
+    return pd.concat(frames, ignore_index=True)
 
 
 def ingest_pm25(params, fetch_task) -> tuple[pd.DataFrame, list[Fetched]]:
@@ -291,7 +300,7 @@ def ingest_pm25(params, fetch_task) -> tuple[pd.DataFrame, list[Fetched]]:
         log.info("pm25 %s: %s (%s)", station, got.source, got.origin)
         frames.append(pm25_frame_from_raw(_root() / got.raw, station, params.pm25.timezone))
         fetched.append(got)
-    return pd.concat(frames, ignore_index=True), fetched
+    return concat_series(frames), fetched
 
 
 def ingest_text(params, fetch_task) -> Fetched:

@@ -39,8 +39,11 @@ def _one_thread() -> None:
 def run_jobs(jobs: list[Job], params: Params, workers: int) -> Iterator[tuple[Job, BacktestResult]]:
     """``(job, result)`` as each job finishes; ``workers`` 1 runs them in this process, in order."""
     if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            yield job, run_job(job, params)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, user_api="blas"):  # small problems: one BLAS thread never spins idle
+            for job in jobs:
+                yield job, run_job(job, params)
         return
     # spawn, not fork: the parent holds Prefect's threads and an open MLflow store
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),

@@ -15,7 +15,7 @@ import pandas as pd
 from models import registry
 from models.base import Forecaster
 from seqcast.config import Params
-from seqcast.contract import UNIQUE_ID
+from seqcast.contract import UNIQUE_ID, local_time
 from tasks.backtest import Protocol, p1_protocol, p2_protocol
 
 
@@ -26,7 +26,7 @@ def series_ids(params: Params, dataset: str) -> list[str]:
 
 def split_table(clean: pd.DataFrame, params: Params, dataset: str) -> dict[str, pd.DataFrame]:
     """One frame per series, in params.yaml order (a series params names but the table lacks is an error)."""
-    parts = {str(uid): part.reset_index(drop=True) for uid, part in clean.groupby(UNIQUE_ID, sort=False)}
+    parts = {str(uid): local_time(part).reset_index(drop=True) for uid, part in clean.groupby(UNIQUE_ID, sort=False)}
     wanted = series_ids(params, dataset)
     missing = [s for s in wanted if s not in parts]
     if missing:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from seqcast.config import Params
-from seqcast.contract import DS, UNIQUE_ID, Y
+from seqcast.contract import DS, UNIQUE_ID, Y, local_time
 from seqcast.errors import DataValidationError, Failure
 from tasks.cleaning import missing_runs
 
@@ -162,7 +162,7 @@ def validate_table(tidy: pd.DataFrame, kind: str, params: Params, files: list[st
     ctx = _context(docs_dir)
     report, failures = {}, []
     for uid, series in tidy.groupby(UNIQUE_ID, sort=False):
-        frame = check_frame(series)
+        frame = check_frame(local_time(series))  # calendar rules on the series' own clock
         name = f"{kind}-{str(uid).replace('^', '').replace('.', '_')}"
         ok, fails, stats = validate_series(frame, kind, params, ctx, name)
         report[str(uid)] = {"success": bool(ok), "rows": len(frame), "missing_y": int(frame[Y].isna().sum()),

@@ -154,3 +154,19 @@ def test_models_never_open_data_files():
         if names & readers:
             bad[str(f.relative_to(ROOT))] = sorted(names & readers)
     assert bad == {}
+
+
+def test_a_table_of_many_time_zones_keeps_each_series_calendar(mirror):
+    """Sydney and Seoul closes in one table: ds is stored in UTC, each series gets its own
+    clock back (a Sydney Monday close is not a Sunday in Seoul time)."""
+    from seqcast.contract import local_time
+    from tasks.ingest import concat_series, parse_market_csv, window
+
+    frames = [window(parse_market_csv(mirror / "market" / f"{stem}.csv", t, tz), "2016-03-08", "2016-06-30")
+              for stem, t, tz in (("KS11", "^KS11", "Asia/Seoul"), ("AXJO", "^AXJO", "Australia/Sydney"))]
+    table = concat_series(frames)
+    assert str(table["ds"].dt.tz) == "UTC"
+    for uid, tz in (("^KS11", "Asia/Seoul"), ("^AXJO", "Australia/Sydney")):
+        local = local_time(table[table["unique_id"] == uid])
+        assert str(local["ds"].dt.tz) == tz
+        assert (local["ds"].dt.hour == 0).all() and local["ds"].dt.weekday.max() <= 4  # midnights, weekdays

@@ -117,6 +117,22 @@ def test_the_pipeline_ends_with_a_champion_and_its_forecast(repro):
         mlflow.set_tracking_uri(None)
 
 
+def test_forecast_command_after_the_pipeline_and_without_a_champion(repro, tmp_path):
+    """`python -m flows.forecast --dataset market` as a user types it: after the pipeline it
+    forecasts with the champion; against an empty store it says what to do, without a traceback."""
+    ws, env, _ = repro
+    ok = subprocess.run([sys.executable, "-m", "flows.forecast", "--dataset", "market"], cwd=ws, env=env,
+                        capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "forecast_table" in ok.stdout
+    empty = dict(env, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'empty.db'}")
+    no = subprocess.run([sys.executable, "-m", "flows.forecast", "--dataset", "market"], cwd=ws, env=empty,
+                        capture_output=True, text=True, timeout=600)
+    assert no.returncode == 1
+    assert "no model seqcast-market@champion" in no.stderr and "seqcast run" in no.stderr
+    assert "Traceback" not in no.stderr.split("forecast: no model")[-1]
+
+
 def test_prefect_pipeline_stops_on_bad_data_before_training(tmp_path, mirror, prefect_server, monkeypatch):
     """A corrupted source: the flow fails at validation, no model run is logged, raw kept."""
     bad_mirror = tmp_path / "mirror"
