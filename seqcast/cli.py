@@ -27,9 +27,11 @@ def _venv_env() -> dict[str, str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from seqcast.config import load_params
     from seqcast.paths import project_root, tracking_uri
     from seqcast.runlock import RunLocked, run_lock
 
+    load_params()  # a bad params.yaml stops here, before any stage runs (ParamsError, see main)
     root = project_root()
     try:
         with run_lock(root, wait_seconds=args.wait):
@@ -147,10 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from seqcast.env import configure
+    from seqcast.errors import ParamsError
 
     configure()
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ParamsError as err:  # one line per problem, each naming the key; no traceback
+        print(err.render(), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

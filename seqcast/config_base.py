@@ -21,10 +21,14 @@ class _Audit:
 
     def __init__(self, path: str) -> None:
         self.path, self.paths, self.read = path, {}, set()
+        # tracked sections stay alive: an id is only unique while its object lives, and a
+        # params object dropped after a check would hand its ids to unrelated objects
+        self.alive: list[BaseModel] = []
         atexit.register(self.write)
 
     def track(self, section: BaseModel, prefix: str = "") -> None:
         self.paths[id(section)] = prefix
+        self.alive.append(section)
         for name in type(section).model_fields:
             value = object.__getattribute__(section, name)
             if isinstance(value, BaseModel):

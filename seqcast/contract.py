@@ -25,6 +25,10 @@ PM25_US_EMBASSY_COLUMNS = ("dewp", "temp", "pres", "cbwd", "iws", "is", "ir")
 PM25_MULTISITE_COLUMNS = ("pm10", "so2", "no2", "co", "o3", "temp", "pres", "dewp", "rain", "wd", "wspm")
 
 US_EMBASSY = "us_embassy"
+# the stations of the UCI multi-site set (dataset 501); "us_embassy" is the single-site set (381)
+PM25_MULTISITE_STATIONS = ("Aotizhongxin", "Changping", "Dingling", "Dongsi", "Guanyuan", "Gucheng",
+                           "Nongzhanguan", "Shunyi", "Wanliu")
+PM25_STATIONS = (US_EMBASSY, *PM25_MULTISITE_STATIONS)
 
 FAMILIES = ("baseline", "classical", "neural", "gpt")
 

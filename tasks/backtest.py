@@ -174,7 +174,7 @@ def p2_protocol(series: pd.DataFrame, params: Params, others: list[pd.DataFrame]
         y=y,
         y_input=y.copy(),
         n_train=n_train,
-        season=5,  # a trading week, for the seasonal naive baseline
+        season=p2.season,  # a trading week, for the seasonal naive baseline
         scale=metrics.mase_scale(y[:n_train], 1),
         tasks=[Task("P2a", origins, 1, directional=True), Task("P2b", origins, p2.horizon, directional=True)],
         levels=tuple(params.backtest.levels),

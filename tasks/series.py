@@ -76,4 +76,4 @@ def build_forecaster(name: str, proto: Protocol, params: Params, verdict: dict |
         config.update(d=verdict["d"], trend=verdict["trend"])
     if getattr(cls, "needs_calendar", False):  # calendar-time models (Prophet)
         config.setdefault("dates", [ts.isoformat() for ts in proto.ds])
-    return cls(season=proto.season, **config)
+    return cls(cls.Params.model_validate(config), season=proto.season)

@@ -71,8 +71,8 @@ def copy_project(dest: Path, params_patch: dict | None = None, small_slice: bool
             shutil.copy2(src, target)
     if params_patch or small_slice:
         params = yaml.safe_load((dest / "params.yaml").read_text())
-        _merge(params, SLICE if small_slice else {})
-        _merge(params, params_patch or {})
+        merge_params(params, SLICE if small_slice else {})
+        merge_params(params, params_patch or {})
         (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git = ["git", "-c", "user.email=test@seqcast", "-c", "user.name=seqcast tests"]
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
@@ -81,12 +81,14 @@ def copy_project(dest: Path, params_patch: dict | None = None, small_slice: bool
     return dest
 
 
-def _merge(base: dict, patch: dict) -> None:
+def merge_params(base: dict, patch: dict) -> dict:
+    """Lay ``patch`` over ``base`` (nested dicts merged, anything else replaced); returns ``base``."""
     for key, value in patch.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
+            merge_params(base[key], value)
         else:
             base[key] = value
+    return base
 
 
 def child_env(workspace: Path, mirror: Path) -> dict[str, str]:

@@ -26,6 +26,7 @@ from torch import nn
 from models.base import Forecast, ffill
 from models.neural.base import NeuralForecaster, window_index
 from models.registry import register
+from seqcast.model_config import DeepARParams
 
 
 class DeepARNet(nn.Module):
@@ -73,15 +74,15 @@ def crps_from_samples(samples: np.ndarray, actual: np.ndarray) -> float:
 @register
 class DeepARForecaster(NeuralForecaster):
     name = "deepar"
+    Params = DeepARParams
     supports_exog = False
     uses_panel = True
     update_method = "recurrent: the LSTM re-reads the window ending at each origin, no refit"
-    defaults = {"hidden": 40, "layers": 2, "dropout": 0.1, "likelihood": "student_t", "num_samples": 200,
-                "stride": 12, "use_panel": True, "point": "median", "relative": "auto"}
+    tiny_config = {**NeuralForecaster.tiny_config, "hidden": 8, "num_samples": 50}
 
     def build_network(self, n_features: int) -> nn.Module:
         c = self.config
-        return DeepARNet(int(c["hidden"]), int(c["layers"]), str(c["likelihood"]), float(c["dropout"]))
+        return DeepARNet(int(c.hidden), int(c.layers), str(c.likelihood), float(c.dropout))
 
     def loss_fn(self, net, x, target, mask):
         (mu, sigma, nu), _ = net(x)
@@ -96,7 +97,7 @@ class DeepARForecaster(NeuralForecaster):
 
     def _relative(self) -> bool:
         """Windows relative to their origin's value (level-free: prices) unless log1p-scaled."""
-        value = self.config["relative"]
+        value = self.config.relative
         return (not self.log_) if value == "auto" else bool(value)
 
     def _sequences(self, z: np.ndarray, raw: np.ndarray, starts: np.ndarray):
@@ -112,7 +113,7 @@ class DeepARForecaster(NeuralForecaster):
         n_fit, _, _ = self._split(len(y))
         self._fit_scalers(y[:n_fit], None)
         T = self.input_size + self.horizon
-        stride = int(self.config["stride"])
+        stride = int(self.config.stride)
         z, _, _ = self._scale(y, y[:n_fit])  # own series: the base scaler (mu_, sd_) from the fit part
         # sampled paths are clipped to the fit part's range widened by 2 sd: a heavy-tailed draw fed
         # back through log1p/expm1 would otherwise explode
@@ -122,7 +123,7 @@ class DeepARForecaster(NeuralForecaster):
             self.z_range_ = (-width, width)
         parts = [self._sequences(z, y, np.arange(0, n_fit - T + 1, stride))]
         self.n_extra_series_ = 0
-        for other in (self.panel_ if self.config["use_panel"] else ()):
+        for other in (self.panel_ if self.config.use_panel else ()):
             y_other = np.asarray(other.y, dtype=float)
             if np.sum(~np.isnan(y_other)) < T + 1:
                 continue
@@ -147,8 +148,8 @@ class DeepARForecaster(NeuralForecaster):
         windows = z[window_index(origins + pad, self.input_size)]  # (n, L)
         anchor = windows[:, -1:].copy() if self._relative() else np.zeros((len(windows), 1), np.float32)
         windows = windows - anchor
-        S = int(self.config["num_samples"])
-        seed = int(self.config["seed"])
+        S = int(self.config.num_samples)
+        seed = int(self.config.seed)
         # noise per origin from a generator seeded by (seed, origin): batching changes nothing
         noise = np.stack([np.random.default_rng([seed, int(o)]).standard_normal((2, S, h)) for o in origins])
         noise = torch.from_numpy(noise.astype(np.float32))  # (n, 2, S, h)
@@ -183,7 +184,7 @@ class DeepARForecaster(NeuralForecaster):
             empty = np.empty((0, h))
             return Forecast(empty, {lv: empty for lv in levels}, {lv: empty for lv in levels})
         samples = self.sample_paths(np.asarray(y, float), origins, h)
-        mean = samples.mean(axis=1) if self.config["point"] == "mean" else np.median(samples, axis=1)
+        mean = samples.mean(axis=1) if self.config.point == "mean" else np.median(samples, axis=1)
         lower = {lv: np.quantile(samples, 0.5 - lv / 200, axis=1) for lv in levels}
         upper = {lv: np.quantile(samples, 0.5 + lv / 200, axis=1) for lv in levels}
         y = np.asarray(y, float)
