@@ -206,6 +206,14 @@ class Params(Section):
     mlflow: MlflowParams = MlflowParams()
     gpt: GPTParams = GPTParams()
 
+    @model_validator(mode="after")
+    def _overrides_name_known_tickers(self) -> Params:
+        unknown = [t for t in self.validation.market.overrides if t not in self.market.timezones]
+        if unknown:
+            raise InvalidParam("validation.market.overrides", f"unknown tickers {unknown}: an override names a "
+                               f"ticker of market.timezones")
+        return self
+
     def path(self, key: str, *parts: str) -> Path:
         """Absolute path of a ``paths`` entry below the project root."""
         return project_root() / getattr(self.paths, key) / Path(*parts)

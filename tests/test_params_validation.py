@@ -97,3 +97,17 @@ def test_a_good_override_still_loads(tmp_path):
                                                  "pm25": {"stations": ["us_embassy", "Dongsi"]}}))
     assert params.models.params_for("transformer", "pm25").heads == 8
     assert params.models.params_for("transformer", "market").heads == 4
+
+
+def test_a_validation_override_for_an_unknown_ticker_is_refused(tmp_path):
+    import yaml
+
+    from seqcast.config import load_params
+    from seqcast.errors import ParamsError
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["validation"]["market"]["overrides"]["^NOPE"] = {"max_missing_run": 3}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=r"validation.market.overrides: unknown tickers \['\^NOPE'\]"):
+        load_params(path)
