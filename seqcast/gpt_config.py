@@ -7,37 +7,72 @@ keys are errors); :func:`load_gpt_params` is a shortcut for ``load_params().gpt`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import model_validator
 
 from seqcast.config_base import Section
 
 
 class ModelParams(Section):
+    """The architecture (``models.gpt.GPTConfig`` less the vocabulary); defaults: the P3 reference "baby"."""
+
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
     block_size: int = 64
     dropout: float = 0.0
     bias: bool = False
+    rope: bool = False  # rotary position embeddings instead of the learned position table
+    qk_norm: bool = False  # RMS-normalised queries and keys
+    mlp: Literal["gelu", "relu2"] = "gelu"
+    tie_weights: bool = True  # False: the output head has its own matrix
 
 
 class TrainParams(Section):
+    """The training recipe; defaults: nanoGPT's (AdamW 1e-3, cosine to 1e-4 over 2,000 iterations)."""
+
     batch_size: int = 12
-    grad_accum: int = 1
+    grad_accum: int = 1  # micro-batches per optimizer step
     max_iters: int = 2000
-    lr: float = 1e-3
-    min_lr: float = 1e-4
+    optimizer: Literal["adamw", "muon"] = "adamw"  # muon: Muon for hidden matrices, AdamW for the rest
+    lr: float = 1e-3  # AdamW (with muon: embeddings, head and gains)
+    muon_lr: float = 0.02  # Muon's lr for the hidden matrices
+    muon_momentum: float = 0.95
+    min_lr: float = 1e-4  # the schedule ends at min_lr / lr of every group's lr
+    schedule: Literal["cosine", "wsd"] = "cosine"  # wsd: warm-up, stable, linear decay over the last cooldown_frac
     warmup_iters: int = 100
-    lr_decay_iters: int = 2000
+    lr_decay_iters: int = 2000  # where the decay ends (~max_iters)
+    cooldown_frac: float = 0.4  # wsd only
     weight_decay: float = 0.1
     beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0
+    beta2: float = 0.99  # a bit larger: few tokens per iteration
+    grad_clip: float = 1.0  # 0 disables
     eval_interval: int = 250
     eval_iters: int = 20
-    dtype: str = "auto"
-    compile: bool = False
-    device: str = "auto"
-    threads: int | None = 2
+    dtype: str = "auto"  # auto | float32 | bfloat16 (autocast)
+    compile: bool = False  # torch.compile (on a CPU: the inductor's C++/OpenMP kernels)
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int | None = 2  # torch.set_num_threads on a CPU; null leaves it
+
+    def with_(self, **overrides) -> "TrainParams":
+        """A validated copy with some values changed."""
+        return TrainParams(**{**self.model_dump(), **overrides})
+
+
+class GPUParams(Section):
+    """What the GPT stage changes when it runs on a GPU: a larger configuration (keys of model / train)."""
+
+    model: dict[str, Any] = {}
+    train: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _known_keys(self) -> "GPUParams":
+        for name, section, schema in (("model", self.model, ModelParams), ("train", self.train, TrainParams)):
+            unknown = set(section) - set(schema.model_fields)
+            if unknown:
+                raise ValueError(f"gpt.gpu.{name}: unknown keys {sorted(unknown)}")
+        return self
 
 
 class SampleParams(Section):
@@ -73,8 +108,24 @@ class RegistryParams(Section):
     alias: str = "champion"
 
 
+class RecurrentLMParams(Section):
+    """A character RNN / LSTM language model rung of the ladder (Elman 1990, Mikolov 2010)."""
+
+    hidden: int = 256
+    layers: int = 1
+    embd: int = 64
+    seq_len: int = 128  # truncated back-propagation through time
+    batch_size: int = 32
+    lr: float = 3e-3
+    max_iters: int = 1500
+    grad_clip: float = 1.0
+    threads: int = 1  # the two rungs train side by side, one core each
+
+
 class LadderParams(Section):
     kn_orders: list[int] = [3, 4, 5, 6, 7]
+    rnn: RecurrentLMParams = RecurrentLMParams()
+    lstm: RecurrentLMParams = RecurrentLMParams()
 
 
 class GPTParams(Section):
@@ -83,11 +134,19 @@ class GPTParams(Section):
     bpe_vocab_size: int = 512
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
+    gpu: GPUParams = GPUParams()
     ladder: LadderParams = LadderParams()
     sample: SampleParams = SampleParams()
     sft: SFTParams = SFTParams()
     paths: GPTPaths = GPTPaths()
     registry: RegistryParams = RegistryParams()
+
+    def recipe(self, device: str) -> tuple[ModelParams, TrainParams]:
+        """The stage's model and training recipe on ``device`` (cpu / cuda): ``gpu`` overrides on a GPU."""
+        if device != "cuda":
+            return self.model, self.train
+        return (ModelParams(**{**self.model.model_dump(), **self.gpu.model}),
+                TrainParams(**{**self.train.model_dump(), **self.gpu.train}))
 
 
 

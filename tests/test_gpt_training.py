@@ -14,7 +14,8 @@ import torch
 
 from models.gpt import GPT, GPTConfig, configure_optimizer
 from seqcast.gpt_config import load_gpt_params
-from tasks.gpt_train import CKPT, TrainConfig, get_lr, load_checkpoint, train
+from seqcast.gpt_config import TrainParams
+from tasks.gpt_train import CKPT, get_lr, load_checkpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,14 +24,15 @@ SCRIPT = textwrap.dedent(
     """
     import sys, time, torch
     from models.gpt import GPTConfig
-    from tasks.gpt_train import TrainConfig, train
+    from seqcast.gpt_config import TrainParams
+    from tasks.gpt_train import train
     from tasks.text_data import get_batch, estimate_loss
 
     out, delay = sys.argv[1], float(sys.argv[2])
     data = torch.arange(3000) % 13  # a learnable stream
     mc = GPTConfig(block_size=16, vocab_size=13, n_layer=2, n_head=2, n_embd=16)
-    tc = TrainConfig(batch_size=4, max_iters=60, warmup_iters=5, lr_decay_iters=60, eval_interval=10,
-                     eval_iters=2, grad_accum=2, threads=1)
+    tc = TrainParams(batch_size=4, max_iters=60, warmup_iters=5, lr_decay_iters=60, eval_interval=10,
+                     eval_iters=2, grad_accum=2, threads=1, optimizer=sys.argv[3])
 
     def batch(g):
         time.sleep(delay)  # slow enough to be killed mid-run
@@ -41,17 +43,37 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _run(out: Path, delay: float) -> subprocess.Popen:
+def _run(out: Path, delay: float, optimizer: str = "adamw") -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(out), str(delay)], cwd=ROOT, env=env)
+    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(out), str(delay), optimizer], cwd=ROOT, env=env)
 
 
 def test_warmup_then_cosine_to_min_lr():
-    c = TrainConfig(lr=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=2000)
+    c = TrainParams(lr=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=2000)
     assert get_lr(0, c) < get_lr(50, c) < get_lr(99, c) <= c.lr
     assert math.isclose(get_lr(100, c), c.lr)
     assert math.isclose(get_lr(1050, c), (c.lr + c.min_lr) / 2)
     assert math.isclose(get_lr(2000, c), c.min_lr) and get_lr(5000, c) == c.min_lr
+
+
+def test_wsd_is_flat_then_a_straight_line_down():
+    c = TrainParams(lr=1e-2, min_lr=1e-3, warmup_iters=10, lr_decay_iters=100, max_iters=100, schedule="wsd",
+                    cooldown_frac=0.4)
+    assert get_lr(0, c) < get_lr(9, c) < c.lr
+    assert get_lr(10, c) == get_lr(59, c) == get_lr(60, c) == c.lr  # stable until the last 40 %
+    assert math.isclose(get_lr(80, c), (c.lr + c.min_lr) / 2)
+    assert math.isclose(get_lr(100, c), c.min_lr) and get_lr(150, c) == c.min_lr
+
+
+def test_every_group_follows_the_schedule_in_proportion():
+    from tasks.gpt_train import build_optimizers, set_lr
+
+    m = GPT(GPTConfig(block_size=8, vocab_size=7, n_layer=1, n_head=1, n_embd=8))
+    c = TrainParams(optimizer="muon", lr=1e-3, muon_lr=0.02, min_lr=1e-4, warmup_iters=0, lr_decay_iters=10)
+    muon, adamw = build_optimizers(m, c, "cpu")
+    set_lr([muon, adamw], 10, c)  # the end of the decay: every group at a tenth of its peak
+    assert all(math.isclose(g["lr"], 0.002) for g in muon.param_groups)
+    assert all(math.isclose(g["lr"], 1e-4) for g in adamw.param_groups)
 
 
 def test_no_weight_decay_on_norms_and_biases():
@@ -69,10 +91,11 @@ def test_params_yaml_section_validates():
     assert p.model.n_layer == 4 and p.model.block_size == 64 and p.train.max_iters >= 1
 
 
-def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, optimizer):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    a = _run(whole, 0.0)
-    b = _run(killed, 0.03)
+    a = _run(whole, 0.0, optimizer)
+    b = _run(killed, 0.03, optimizer)
     deadline = time.time() + 60
     while not (killed / CKPT).exists():  # the first checkpoint (iteration 10) is written atomically
         assert time.time() < deadline and b.poll() is None, "no checkpoint before the run ended"
@@ -81,7 +104,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     assert b.wait() == -signal.SIGKILL
     stopped_at = load_checkpoint(killed / CKPT)["iter_num"]
     assert 0 < stopped_at < 60
-    assert _run(killed, 0.0).wait() == 0  # resumes from the checkpoint
+    assert _run(killed, 0.0, optimizer).wait() == 0  # resumes from the checkpoint
     assert a.wait() == 0
     ca, cb = load_checkpoint(whole / CKPT), load_checkpoint(killed / CKPT)
     assert ca["iter_num"] == cb["iter_num"] == 60
@@ -94,7 +117,7 @@ def test_training_reduces_loss_and_finished_run_is_a_no_op(tmp_path):
     torch.set_num_threads(1)
     data = torch.arange(2000) % 11
     mc = GPTConfig(block_size=16, vocab_size=11, n_layer=1, n_head=2, n_embd=16)
-    tc = TrainConfig(batch_size=8, max_iters=80, warmup_iters=5, lr_decay_iters=80, lr=3e-3, eval_interval=40, eval_iters=2)
+    tc = TrainParams(batch_size=8, max_iters=80, warmup_iters=5, lr_decay_iters=80, lr=3e-3, eval_interval=40, eval_iters=2)
     from tasks.text_data import estimate_loss, get_batch
 
     ev = lambda m: {"val_loss": estimate_loss(m, data, 16, 8, 2)}  # noqa: E731
