@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from models.gpt import GPT, GPTConfig, configure_optimizer
-from seqcast.gpt_config import load_gpt_params
-from seqcast.gpt_config import TrainParams
+import yaml
+from pydantic import ValidationError
+
+from seqcast.gpt_config import GPTParams, ModelParams, TrainParams, load_gpt_params, params_error_message
 from tasks.gpt_train import CKPT, get_lr, load_checkpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,9 +88,40 @@ def test_no_weight_decay_on_norms_and_biases():
     assert n == sum(p.numel() for p in m.parameters())  # tied weight counted once, nothing lost
 
 
-def test_params_yaml_section_validates():
+def test_params_yaml_section_validates_and_the_schema_defaults_are_the_reference():
     p = load_gpt_params()
-    assert p.model.n_layer == 4 and p.model.block_size == 64 and p.train.max_iters >= 1
+    assert p.train.max_iters >= 1 and p.model.n_embd % p.model.n_head == 0
+    ref_m, ref_t = ModelParams(), TrainParams()  # nanoGPT's "baby": what `bench gpt --recipe reference` trains
+    assert (ref_m.n_layer, ref_m.n_head, ref_m.n_embd, ref_m.block_size) == (4, 4, 128, 64)
+    assert (ref_t.batch_size, ref_t.max_iters, ref_t.lr, ref_t.optimizer, ref_t.schedule) == (12, 2000, 1e-3, "adamw", "cosine")
+
+
+@pytest.mark.parametrize("section, bad", [
+    ("train", {"lr": 0}), ("train", {"lr": -1e-3}), ("train", {"max_iters": 0}), ("train", {"dtype": "fp16"}),
+    ("train", {"device": "tpu"}), ("train", {"batch_size": -2}), ("model", {"n_embd": 130}),
+    ("model", {"mlp": "swish"}), ("sample", {"serve": {"top_p": 1.5}}),
+])
+def test_out_of_range_gpt_values_are_rejected_with_their_key(section, bad):
+    raw = {section: bad}
+    with pytest.raises(ValidationError) as err:
+        GPTParams(**raw)
+    msg = params_error_message(err.value)
+    assert section in msg and next(iter(bad)) in msg
+    with pytest.raises(ValidationError):
+        GPTParams(tokenizer="word")
+
+
+def test_flow_refuses_bad_params_with_a_message_not_a_traceback(tmp_path):
+    bad = yaml.safe_load((ROOT / "params.yaml").read_text())
+    bad["gpt"]["train"]["lr"] = -0.1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    env = {**os.environ, "SEQCAST_HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "flows.gpt", "train"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "gpt.train.lr" in proc.stderr and "greater than 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
