@@ -148,6 +148,7 @@ def train_once(a: argparse.Namespace) -> dict:
         "target": target, "reached": hit is not None if target is not None else None,
         "time_to_target_s": hit["train_s"] if hit else None,
         "loadavg_start": load0, "loadavg_end": os.getloadavg()[0],
+        "history": res["history"],  # every evaluation: iteration, training seconds so far, losses
     }
     return r
 
