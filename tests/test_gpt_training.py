@@ -159,3 +159,17 @@ def test_training_reduces_loss_and_finished_run_is_a_no_op(tmp_path):
     assert res["timing"]["tokens_per_s"] > 0
     again = train(mc, tc, lambda g: get_batch(data, 8, 16, g), ev, tmp_path, progress=False)
     assert again["iter_num"] == 80 and len(again["history"]) == len(res["history"])
+
+
+def test_the_served_sampling_defaults_come_from_params():
+    from models.gpt_pyfunc import predict_params
+    from seqcast.gpt_config import ServeParams
+
+    serve = load_gpt_params().sample.serve
+    d = predict_params(serve)
+    assert d["temperature"] == serve.temperature and d["max_new_tokens"] == serve.max_new_tokens
+    assert d["top_k"] == (serve.top_k or 0) and d["top_p"] == (serve.top_p or 1.0)  # 0 / 1.0: no cut
+    chat = predict_params({"temperature": 0.0, "max_new_tokens": 7})  # some keys given: the rest from the schema
+    assert chat["temperature"] == 0.0 and chat["max_new_tokens"] == 7 and chat["seed"] == ServeParams().seed
+    with pytest.raises(ValidationError):
+        predict_params({"temperature": -1.0})
