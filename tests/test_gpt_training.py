@@ -173,3 +173,12 @@ def test_the_served_sampling_defaults_come_from_params():
     assert chat["temperature"] == 0.0 and chat["max_new_tokens"] == 7 and chat["seed"] == ServeParams().seed
     with pytest.raises(ValidationError):
         predict_params({"temperature": -1.0})
+
+
+def test_importing_the_gpt_code_sets_no_process_wide_setting():
+    code = ("import os, torch; env = dict(os.environ); n = torch.get_num_threads(); "
+            "import flows.gpt, benchmarks.gpt, benchmarks.gpt_ablation, benchmarks.scaling, tasks.gpt_train; "
+            "changed = {k for k in set(env) | set(os.environ) if env.get(k) != os.environ.get(k)}; "
+            "assert not changed, changed; assert torch.get_num_threads() == n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
