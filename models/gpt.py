@@ -4,6 +4,12 @@ token + position embeddings -> n_layer pre-norm blocks (causal self-attention, M
 -> final LayerNorm -> lm_head tied to the token embedding. ``forward(idx, targets)``
 returns ``(logits, loss)`` so training and inference share one path; ``generate``
 samples with temperature / top-k / top-p and, by default, a KV cache.
+
+The defaults of :class:`GPTConfig` are the P3 reference architecture (nanoGPT's).
+The options the speedrun literature (modded-nanogpt) found to buy loss per second
+are fields that default to off: rotary position embeddings instead of the learned
+table (``rope``), RMS-normalised queries and keys (``qk_norm``), ReLU² instead of
+GELU (``mlp="relu2"``) and an output head of its own (``tie_weights=False``).
 """
 
 from __future__ import annotations
@@ -25,9 +31,36 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0  # for pretraining 0 is good, for finetuning try 0.1+
     bias: bool = False  # no biases in Linear/LayerNorm: a bit faster, no worse
+    rope: bool = False  # rotary position embeddings (Su et al. 2021) instead of the learned table wpe
+    rope_base: float = 10000.0
+    qk_norm: bool = False  # RMS-normalise q and k per head: bounded attention logits, larger stable lr
+    mlp: str = "gelu"  # gelu (GPT-2) | relu2 (ReLU squared, Primer / modded-nanogpt)
+    tie_weights: bool = True  # lm_head shares the token embedding; False gives the head its own matrix
+
+    def __post_init__(self):
+        assert self.mlp in ("gelu", "relu2"), f"mlp must be gelu or relu2, not {self.mlp!r}"
+        assert self.n_embd % self.n_head == 0, "n_embd must be a multiple of n_head"
+        assert not self.rope or (self.n_embd // self.n_head) % 2 == 0, "rope needs an even head size"
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def rope_tables(config: GPTConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of position x frequency, (block_size, hs/2) each: the rotation of every pair of channels."""
+    hs = config.n_embd // config.n_head
+    freq = config.rope_base ** (-torch.arange(0, hs, 2, dtype=torch.float32) / hs)  # (hs/2,)
+    angle = torch.outer(torch.arange(config.block_size, dtype=torch.float32), freq)  # (T, hs/2)
+    return angle.cos(), angle.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the channel pairs (i, i + hs/2) of x (B, nh, T, hs) by position-dependent angles (T, hs/2).
+
+    q·k then depends on positions only through their difference: relative positions for free.
+    """
+    x1, x2 = x.chunk(2, dim=-1)  # (B, nh, T, hs/2) each
+    return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
 
 
 class KVCache:
@@ -55,12 +88,19 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
         self.n_head = config.n_head
         self.dropout = config.dropout
+        self.qk_norm = config.qk_norm
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, rope: tuple | None = None
+    ) -> torch.Tensor:
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
         # (B, T, 3C) -> 3 x (B, nh, T, hs); views, no copies until SDPA needs them
         q, k, v = self.c_attn(x).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4).unbind(0)
+        if self.qk_norm:
+            q, k = F.rms_norm(q, (hs,)), F.rms_norm(k, (hs,))
+        if rope is not None:  # cos, sin of this call's positions: (T, hs/2) each
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is None:
             is_causal, mask = True, None
         else:
@@ -89,9 +129,12 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
+        self.relu2 = config.mlp == "relu2"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))  # (B, T, C)
+        h = self.c_fc(x)  # (B, T, 4C)
+        h = F.relu(h).square() if self.relu2 else F.gelu(h)
+        return self.dropout(self.c_proj(h))  # (B, T, C)
 
 
 class Block(nn.Module):
@@ -102,9 +145,11 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, rope: tuple | None = None
+    ) -> torch.Tensor:
         # pre-norm: the residual stream itself is never normalised, gradients flow straight through
-        x = x + self.attn(self.ln_1(x), cache, layer)
+        x = x + self.attn(self.ln_1(x), cache, layer, rope)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -113,13 +158,18 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        # positions: a learned table (GPT-2), or rotations of q and k (no parameters, not in the state dict)
+        self.wpe = None if config.rope else nn.Embedding(config.block_size, config.n_embd)
+        if config.rope:
+            cos, sin = rope_tables(config)
+            self.register_buffer("rope_cos", cos, persistent=False)  # (block_size, hs/2)
+            self.register_buffer("rope_sin", sin, persistent=False)
         self.drop = nn.Dropout(config.dropout)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        # weight tying: the input embedding and the output projection are one matrix
-        self.lm_head.weight = self.wte.weight
+        if config.tie_weights:  # weight tying: the input embedding and the output projection are one matrix
+            self.lm_head.weight = self.wte.weight
         self.apply(self._init_weights)
         # GPT-2: scale residual projections by 1/sqrt(2 * n_layer) so the stream's variance stays put
         for name, p in self.named_parameters():
@@ -138,7 +188,7 @@ class GPT(nn.Module):
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameters (tied weights counted once); position embeddings excluded by default, as nanoGPT."""
         n = sum(p.numel() for p in self.parameters())
-        return n - self.wpe.weight.numel() if non_embedding else n
+        return n - self.wpe.weight.numel() if non_embedding and self.wpe is not None else n
 
     def flops_per_token(self) -> int:
         """Training FLOPs per token (forward + backward): 6N + 12 * L * C * T (PaLM appendix B)."""
@@ -155,10 +205,15 @@ class GPT(nn.Module):
         B, T = idx.shape
         start = cache.pos if cache is not None else 0
         assert start + T <= self.config.block_size, f"sequence {start + T} > block_size {self.config.block_size}"
-        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
-        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        x = self.wte(idx)  # (B, T, C)
+        rope = None
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(start, start + T, device=idx.device))  # + (T, C)
+        else:
+            rope = (self.rope_cos[start : start + T], self.rope_sin[start : start + T])  # (T, hs/2) each
+        x = self.drop(x)
         for i, block in enumerate(self.h):
-            x = block(x, cache, i)
+            x = block(x, cache, i, rope)
         if cache is not None:
             cache.pos += T
         x = self.ln_f(x)
@@ -250,15 +305,62 @@ def configure_optimizer(
 
     Embeddings are matrices too and decay, as in nanoGPT (the tied lm_head shares one).
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
+    return _adamw([p for p in model.parameters() if p.requires_grad], weight_decay, lr, betas, fused)
+
+
+def _adamw(params: list, weight_decay: float, lr: float, betas: tuple[float, float], fused: bool | None):
     groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     kwargs = {"fused": True} if fused else {"foreach": True}
     return torch.optim.AdamW(groups, lr=lr, betas=betas, **kwargs)
+
+
+def configure_optimizers(
+    model: GPT,
+    weight_decay: float,
+    lr: float,
+    betas: tuple[float, float],
+    fused: bool | None = None,
+    muon_lr: float | None = None,
+    muon_momentum: float = 0.95,
+) -> list[torch.optim.Optimizer]:
+    """[AdamW] as nanoGPT, or with ``muon_lr`` [Muon, AdamW] as modded-nanogpt.
+
+    Muon takes the 2-D matrices inside the blocks (q|k|v split into its three blocks);
+    AdamW keeps what is not a hidden linear map: token (and position) embeddings, the
+    output head, and the norms' gains.
+    """
+    if muon_lr is None:
+        return [configure_optimizer(model, weight_decay, lr, betas, fused)]
+    from models.muon import Muon
+
+    hidden = {id(p) for p in model.h.parameters() if p.dim() == 2}
+    qkv = [b.attn.c_attn.weight for b in model.h]
+    other_hidden = [p for p in model.h.parameters() if p.dim() == 2 and all(p is not q for q in qkv)]
+    rest = [p for p in model.parameters() if id(p) not in hidden and p.requires_grad]
+    muon = Muon([{"params": qkv, "blocks": 3}, {"params": other_hidden}], lr=muon_lr, momentum=muon_momentum)
+    return [muon, _adamw(rest, weight_decay, lr, betas, fused)]
+
+
+def grow_model(base: GPT, vocab_size: int, block_size: int, seed: int) -> GPT:
+    """A copy of ``base`` with more token rows and positions; new rows start as GPT-2 init (N(0, 0.02)).
+
+    Used by the chat fine-tune (new special tokens, a longer context). Token rows (and an
+    untied head's rows) and learned positions copy over row for row; with rotary
+    positions there is no table to grow, the rotations extend to any length.
+    """
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(**{**base.config.to_dict(), "vocab_size": vocab_size, "block_size": block_size}))
+    sd = model.state_dict()
+    for k, v in base.state_dict().items():
+        if k in ("wte.weight", "lm_head.weight", "wpe.weight"):
+            sd[k][: v.size(0)] = v
+        else:
+            sd[k] = v
+    model.load_state_dict(sd)
+    return model
 
 
 def model_from_checkpoint(ckpt: dict) -> GPT:

@@ -8,6 +8,7 @@ held-out slice at the end of the training text, never on validation.
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 
 
@@ -113,17 +114,25 @@ def tune_and_fit(
 
 
 def ladder(train: str, val: str, vocab: list[str], kn_orders: list[int] | None = None) -> list[dict]:
-    """The classical rungs: rows {model, val_loss, perplexity, detail} in nats/char on ``val``."""
+    """The classical rungs: rows {model, val_loss, perplexity, train_s, detail} in nats/char on ``val``.
+
+    ``train_s``: seconds to count (and tune) the model on ``train``; scoring is not included.
+    """
     kn_orders = kn_orders or [3, 4, 5, 6, 7]
     rows = []
+    t0 = time.perf_counter()
     uni, info = tune_and_fit("unigram", train, vocab, [0.01, 0.1, 1.0])
-    rows.append({"model": "unigram", "val_loss": uni.loss(val), "detail": f"add-k, k={info['best']}"})
+    t1 = time.perf_counter()
+    rows.append({"model": "unigram", "val_loss": uni.loss(val), "train_s": t1 - t0, "detail": f"add-k, k={info['best']}"})
+    t0 = time.perf_counter()
     bi = KneserNey(vocab, order=2).fit(train)
-    rows.append({"model": "bigram", "val_loss": bi.loss(val, train), "detail": "interpolated Kneser-Ney"})
+    t1 = time.perf_counter()
+    rows.append({"model": "bigram", "val_loss": bi.loss(val, train), "train_s": t1 - t0, "detail": "interpolated Kneser-Ney"})
+    t0 = time.perf_counter()
     kn, info = tune_and_fit("kn", train, vocab, kn_orders)
-    rows.append(
-        {"model": f"{kn.order}-gram", "val_loss": kn.loss(val, train), "detail": f"interpolated KN, order tuned on held-out {kn_orders}"}
-    )
+    t1 = time.perf_counter()
+    rows.append({"model": f"{kn.order}-gram", "val_loss": kn.loss(val, train), "train_s": t1 - t0,
+                 "detail": f"interpolated KN, order tuned on held-out {kn_orders}"})
     for r in rows:
         r["perplexity"] = math.exp(r["val_loss"])
     return rows

@@ -21,10 +21,8 @@ TELEMETRY_OFF = {
     "PREFECT_LOGGING_EXTRA_LOGGERS": "seqcast,tasks,models,flows",
     # MLflow: no pip inference over the network when a model is logged
     "MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT": "5",
-    # OpenMP threads sleep while waiting instead of spinning: on a shared 2-core
-    # machine spinning threads made torch steps up to 30x slower (measured). Only
-    # takes effect when set before torch is imported.
-    "OMP_WAIT_POLICY": "PASSIVE",
+    # No OpenMP setting here: it is read once when torch loads, so it belongs to the
+    # command that starts a training (see README, "The small GPT": GOMP_SPINCOUNT).
 }
 
 

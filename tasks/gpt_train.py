@@ -1,10 +1,13 @@
 """The GPT training loop, shared by pretraining and chat fine-tuning (nanoGPT's train.py as a function).
 
-AdamW (decay on matrices only), linear warm-up + cosine decay, gradient
-accumulation, clipping, optional bf16 autocast and ``torch.compile``; a checkpoint
-(plain state dicts + config dicts + RNG states, ``torch.save``) at every evaluation,
-so a killed run resumes where it stopped and ends exactly where an uninterrupted
-run on the same seed would have.
+The recipe is the ``gpt.train`` section itself (:class:`seqcast.gpt_config.TrainParams`):
+AdamW (decay on matrices only) or Muon + AdamW, warm-up then cosine or
+warm-up–stable–decay, gradient accumulation, clipping, optional bf16 autocast and
+``torch.compile``. A checkpoint (plain state dicts + config dicts + RNG states,
+``torch.save``) is written at every evaluation, so a killed run resumes where it
+stopped and ends exactly where an uninterrupted run on the same seed would have.
+Evaluation time is kept out of the step times: ``timing`` and ``train_s`` are
+training only.
 """
 
 from __future__ import annotations
@@ -15,51 +18,36 @@ import statistics
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from models.gpt import GPT, GPTConfig, configure_optimizer
+from models.gpt import GPT, GPTConfig, configure_optimizers
+from seqcast.gpt_config import TrainParams
 
 CKPT = "ckpt.pt"
-# FP32 peak of this machine's CPU per core: 64 FLOP/cycle (2 AVX-512 FMA pipes x 16 lanes x 2) at 2.2 GHz
-PEAK_FLOP_PER_CYCLE, CPU_HZ = 64, 2.2e9
+CPU_HZ = 2.2e9  # nominal clock of this machine's CPU (the share of peak is an estimate)
 
 
 def fp32_peak_flops(threads: int) -> float:
-    return threads * PEAK_FLOP_PER_CYCLE * CPU_HZ
+    """FP32 peak of ``threads`` cores: 2 FMA pipes x (16 lanes with AVX-512, else 8 with AVX2) x 2 FLOP."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    lanes = 16 if "avx512f" in flags else 8
+    return threads * 2 * lanes * 2 * CPU_HZ
 
 
-@dataclass
-class TrainConfig:
-    batch_size: int = 12
-    grad_accum: int = 1  # micro-batches per optimizer step
-    max_iters: int = 2000
-    lr: float = 1e-3
-    min_lr: float = 1e-4  # cosine decays to this (~lr/10 per Chinchilla)
-    warmup_iters: int = 100
-    lr_decay_iters: int = 2000  # ~max_iters
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99  # a bit larger: few tokens per iteration
-    grad_clip: float = 1.0  # 0 disables
-    eval_interval: int = 250
-    eval_iters: int = 20
-    seed: int = 1337
-    dtype: str = "auto"  # auto | float32 | bfloat16 (autocast)
-    compile: bool = False
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int | None = None  # torch.set_num_threads on CPU; None leaves it
-    extra: dict = field(default_factory=dict)  # free-form, logged with the config
-
-
-def get_lr(it: int, c: TrainConfig) -> float:
-    """Linear warm-up, then cosine from lr down to min_lr at lr_decay_iters, then flat."""
+def get_lr(it: int, c: TrainParams) -> float:
+    """The AdamW lr at iteration ``it``: linear warm-up, then cosine (or stable + linear cool-down) to min_lr."""
     if it < c.warmup_iters:
         return c.lr * (it + 1) / (c.warmup_iters + 1)
     if it > c.lr_decay_iters:
         return c.min_lr
+    if c.schedule == "wsd":  # flat at lr, then a straight line to min_lr over the last cooldown_frac
+        start = c.lr_decay_iters * (1 - c.cooldown_frac)
+        if it < start:
+            return c.lr
+        frac = (it - start) / max(1.0, c.lr_decay_iters - start)  # 0 -> 1
+        return c.lr + frac * (c.min_lr - c.lr)
     ratio = (it - c.warmup_iters) / max(1, c.lr_decay_iters - c.warmup_iters)
     coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))  # 1 -> 0
     return c.min_lr + coeff * (c.lr - c.min_lr)
@@ -80,6 +68,28 @@ def autocast_for(device: str, dtype: str):
     return nullcontext(), "float32"
 
 
+def build_optimizers(model: GPT, c: TrainParams, device: str) -> list[torch.optim.Optimizer]:
+    """AdamW alone, or Muon (hidden matrices) + AdamW (the rest); each group remembers its peak lr."""
+    fused = device in ("cpu", "cuda")  # one fused kernel per step instead of a dozen foreach ops
+    opts = configure_optimizers(
+        model, weight_decay=c.weight_decay, lr=c.lr, betas=(c.beta1, c.beta2), fused=fused,
+        muon_lr=c.muon_lr if c.optimizer == "muon" else None, muon_momentum=c.muon_momentum,
+    )
+    for o in opts:
+        for g in o.param_groups:
+            g["peak_lr"] = g["lr"]
+    return opts
+
+
+def set_lr(opts: list[torch.optim.Optimizer], it: int, c: TrainParams) -> float:
+    """Every group follows the schedule in proportion to its peak lr; returns the AdamW lr."""
+    lr = get_lr(it, c)
+    for o in opts:
+        for g in o.param_groups:
+            g["lr"] = g["peak_lr"] * lr / c.lr
+    return lr
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write then rename: a kill during the write leaves the previous checkpoint intact."""
     tmp = path.with_suffix(".tmp")
@@ -97,21 +107,25 @@ EvalFn = Callable[[torch.nn.Module], dict]  # model -> {"train_loss": .., "val_l
 
 def train(
     model_cfg: GPTConfig,
-    cfg: TrainConfig,
+    cfg: TrainParams,
     batch_fn: BatchFn,
     eval_fn: EvalFn,
     out_dir: str | Path,
     *,
+    seed: int = 1337,
     resume: bool = True,
     init_state: dict | None = None,
     log_fn: Callable[[dict, int], None] | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    stop_when: Callable[[dict], bool] | None = None,
 ) -> dict:
-    """Train (or resume) and return {model, history, timing, iter_num}; the checkpoint is ``out_dir/ckpt.pt``.
+    """Train (or resume) and return {model, history, timing, iter_num, train_s, device}.
 
-    ``init_state``: weights to start from (fine-tuning). ``stop_after``: leave the loop
-    after that many iterations of this call (tests of resume without a kill).
+    The checkpoint is ``out_dir/ckpt.pt``. ``init_state``: weights to start from
+    (fine-tuning). ``stop_after``: leave the loop after that many iterations of this
+    call (tests of resume without a kill). ``stop_when(metrics)``: leave after an
+    evaluation that satisfies it (time to a target loss).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -119,20 +133,20 @@ def train(
     device = pick_device(cfg.device)
     if cfg.threads and device == "cpu":
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)  # batches: its state goes into the checkpoint
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # batches: its state goes into the checkpoint
 
     model = GPT(model_cfg)
     if init_state is not None:
         model.load_state_dict(init_state)
     model.to(device)
-    fused = device in ("cpu", "cuda")  # one fused kernel per step instead of a dozen foreach ops
-    optimizer = configure_optimizer(model, cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), fused=fused)
+    opts = build_optimizers(model, cfg, device)
     iter_num, history, step_times = 0, [], []  # step_times: seconds per iteration, kept across resumes
     if resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
         model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        for o, s in zip(opts, ckpt["optimizers"]):
+            o.load_state_dict(s)
         gen.set_state(ckpt["batch_rng"])
         torch.set_rng_state(ckpt["torch_rng"])
         iter_num, history, step_times = ckpt["iter_num"], ckpt["history"], ckpt["step_times"]
@@ -140,55 +154,53 @@ def train(
 
     step_model = torch.compile(model) if cfg.compile else model  # the state dict comes from `model`
     ctx, used_dtype = autocast_for(device, cfg.dtype)
+    params = [p for p in model.parameters() if p.requires_grad]
 
     def checkpoint() -> None:
-        save_checkpoint(
-            ckpt_path,
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "model_args": model_cfg.to_dict(),
-                "train_config": asdict(cfg),
-                "iter_num": iter_num,
-                "history": history,
-                "batch_rng": gen.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "step_times": step_times,
-            },
-        )
+        save_checkpoint(ckpt_path, {
+            "model": model.state_dict(), "optimizers": [o.state_dict() for o in opts],
+            "model_args": model_cfg.to_dict(), "train_config": cfg.model_dump(), "seed": seed,
+            "iter_num": iter_num, "history": history, "batch_rng": gen.get_state(),
+            "torch_rng": torch.get_rng_state(), "step_times": step_times,
+        })
 
-    def evaluate() -> None:
+    def evaluate() -> dict:
         with ctx:
             metrics = eval_fn(model)
         metrics["lr"] = get_lr(iter_num, cfg)
-        history.append({"iter": iter_num, **metrics})
+        history.append({"iter": iter_num, "train_s": sum(step_times), **metrics})
         if log_fn:
             log_fn(metrics, iter_num)
         bar.write(f"iter {iter_num}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        return metrics
 
-    bar = _progress(iter_num, cfg.max_iters, progress)
-    done_here = 0
-    while iter_num < cfg.max_iters:
-        if iter_num % cfg.eval_interval == 0:
-            if not (history and history[-1]["iter"] == iter_num):  # a resumed run already has it
-                evaluate()
-            if iter_num > 0:
-                checkpoint()
-        if stop_after is not None and done_here >= stop_after:
-            break
-        t0 = time.perf_counter()
-        lr = get_lr(iter_num, cfg)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
+    def step() -> torch.Tensor:
         for _ in range(cfg.grad_accum):
             x, y, *mask = (t.to(device) for t in batch_fn(gen))
             with ctx:
                 _, loss = step_model(x, y, loss_mask=mask[0] if mask else None)
             (loss / cfg.grad_accum).backward()  # accumulate: the mean over micro-batches
         if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True)
+        for o in opts:
+            o.step()
+            o.zero_grad(set_to_none=True)
+        return loss
+
+    bar = _progress(iter_num, cfg.max_iters, progress)
+    done_here, stopped = 0, False
+    while iter_num < cfg.max_iters:
+        if iter_num % cfg.eval_interval == 0:
+            if not (history and history[-1]["iter"] == iter_num):  # a resumed run already has it
+                metrics = evaluate()
+                stopped = bool(stop_when and stop_when(metrics))
+            if iter_num > 0:
+                checkpoint()
+        if stopped or (stop_after is not None and done_here >= stop_after):
+            break
+        t0 = time.perf_counter()
+        lr = set_lr(opts, iter_num, cfg)
+        loss = step()
         if device == "cuda":
             torch.cuda.synchronize()
         step_times.append(time.perf_counter() - t0)
@@ -202,19 +214,19 @@ def train(
             evaluate()
         checkpoint()
     bar.close()
-    warm = step_times[min(10, len(step_times) // 5) :] or step_times  # skip warm-up iterations
-    med = statistics.median(warm) if warm else float("nan")
     tokens = cfg.batch_size * cfg.grad_accum * model_cfg.block_size
-    timing = {"ms_per_iter": med * 1000, "tokens_per_s": tokens / med if warm else float("nan"), "dtype": used_dtype}
-    return {"model": model, "history": history, "timing": timing, "iter_num": iter_num, "device": device}
+    return {"model": model, "history": history, "timing": step_timing(step_times, tokens) | {"dtype": used_dtype},
+            "iter_num": iter_num, "train_s": sum(step_times), "device": device}
+
+
+def step_timing(step_times: list[float], tokens_per_iter: int) -> dict:
+    """Median seconds per iteration after the warm-up (the first iterations allocate, compile and cache)."""
+    warm = step_times[min(10, len(step_times) // 5) :] or step_times
+    med = statistics.median(warm) if warm else float("nan")
+    return {"ms_per_iter": med * 1000, "tokens_per_s": tokens_per_iter / med if warm else float("nan")}
 
 
 def _progress(initial: int, total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(initial=initial, total=total, disable=not enabled, desc="gpt", dynamic_ncols=True, mininterval=1.0)
-
-
-def train_config(p, **overrides) -> TrainConfig:
-    """A :class:`TrainConfig` from the validated ``gpt:`` section (``p``: GPTParams) and overrides."""
-    return TrainConfig(seed=p.seed, **{**p.train.model_dump(), **overrides})

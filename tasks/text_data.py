@@ -61,7 +61,8 @@ def estimate_loss(
     gen = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
-    losses = [model(*get_batch(data, batch_size, block_size, gen))[1].item() for _ in range(iters)]
+    dev = next(model.parameters()).device
+    losses = [model(*(t.to(dev) for t in get_batch(data, batch_size, block_size, gen)))[1].item() for _ in range(iters)]
     model.train(was_training)
     return sum(losses) / len(losses)
 
@@ -75,13 +76,15 @@ def exact_loss(model: torch.nn.Module, data: torch.Tensor, block_size: int, batc
     """
     was_training = model.training
     model.eval()
+    dev = next(model.parameters()).device
+    data = data.to(dev)
     n = len(data) - 1  # number of (input, target) pairs
     total, count = 0.0, 0
     starts = list(range(0, n, block_size))
     full = [s for s in starts if s + block_size <= n]
     for i in range(0, len(full), batch_size):
-        ix = torch.tensor(full[i : i + batch_size])
-        offsets = ix[:, None] + torch.arange(block_size + 1)  # (b, T+1)
+        ix = torch.tensor(full[i : i + batch_size], device=dev)
+        offsets = ix[:, None] + torch.arange(block_size + 1, device=dev)  # (b, T+1)
         chunk = data[offsets]
         _, loss = model(chunk[:, :-1], chunk[:, 1:])
         total += loss.item() * chunk[:, 1:].numel()

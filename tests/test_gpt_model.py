@@ -122,3 +122,82 @@ def test_top_k_and_top_p_restrict_the_support():
     assert draws <= {0, 1}
     draws = {sample_next(logits, 1.0, None, 0.5, g).item() for _ in range(200)}
     assert draws == {0}  # the top token alone holds > 50% of the mass
+
+
+# ---------------------------------------------------------------- the speedrun options (defaults: the reference)
+
+MODERN = dict(rope=True, qk_norm=True, mlp="relu2", tie_weights=False)
+
+
+def test_default_config_is_the_reference_and_old_checkpoints_load():
+    from models.gpt import model_from_checkpoint
+
+    old_args = {"block_size": 16, "vocab_size": 11, "n_layer": 2, "n_head": 2, "n_embd": 16, "dropout": 0.0, "bias": False}
+    m = GPT(GPTConfig(**old_args))  # a checkpoint written before the options existed has only these keys
+    again = model_from_checkpoint({"model_args": old_args, "model": m.state_dict()})
+    c = again.config
+    assert (c.rope, c.qk_norm, c.mlp, c.tie_weights) == (False, False, "gelu", True)
+    x = torch.randint(11, (2, 16))
+    assert torch.equal(again(x, x)[0], m(x, x)[0])
+
+
+def test_rope_model_has_no_position_table_and_an_untied_head_has_its_own_rows():
+    c = TINY
+    m = tiny(**MODERN)
+    assert m.wpe is None and "wpe.weight" not in m.state_dict()
+    assert m.lm_head.weight is not m.wte.weight
+    tied = tiny(rope=True)
+    assert m.num_params() == tied.num_params() + c.vocab_size * c.n_embd  # the head's own matrix
+    assert tied.num_params() == tied.num_params(non_embedding=False)  # nothing positional to exclude
+
+
+@pytest.mark.parametrize("opts", [dict(rope=True), dict(qk_norm=True), dict(mlp="relu2"), MODERN])
+def test_options_keep_causality_and_the_kv_cache_exact(opts):
+    m = tiny(**opts).eval()
+    x = torch.randint(11, (2, 16))
+    y = x.clone()
+    y[:, 9:] = (y[:, 9:] + 1) % 11
+    with torch.no_grad():
+        a, _ = m(x, x)
+        b, _ = m(y, y)
+    assert torch.allclose(a[:, :9], b[:, :9], atol=1e-6)
+    idx = torch.randint(11, (2, 3))
+    assert torch.equal(m.generate(idx, 30, 0.0, use_cache=True), m.generate(idx, 30, 0.0, use_cache=False))
+
+
+def test_rope_attention_depends_on_relative_positions_only():
+    from models.gpt import apply_rope, rope_tables
+
+    cos, sin = rope_tables(GPTConfig(block_size=32, n_embd=16, n_head=2))  # head size 8
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+
+    def score(i, j):  # q at position i, k at position j
+        return (apply_rope(q, cos[i : i + 1], sin[i : i + 1]) * apply_rope(k, cos[j : j + 1], sin[j : j + 1])).sum()
+
+    assert torch.allclose(score(3, 1), score(20, 18), atol=1e-5)
+    assert not torch.allclose(score(3, 1), score(3, 2), atol=1e-3)
+    assert torch.allclose(apply_rope(q, cos[5:6], sin[5:6]).norm(), q.norm(), atol=1e-6)  # a rotation
+
+
+def test_relu2_mlp_is_relu_squared():
+    from models.gpt import MLP
+
+    torch.manual_seed(0)
+    mlp = MLP(GPTConfig(n_embd=8, mlp="relu2"))
+    x = torch.randn(2, 3, 8)
+    assert torch.allclose(mlp(x), mlp.c_proj(torch.relu(mlp.c_fc(x)) ** 2))
+
+
+@pytest.mark.parametrize("opts", [{}, MODERN])
+def test_grow_model_keeps_what_the_base_knew(opts):
+    from models.gpt import grow_model
+
+    base = tiny(**opts).eval()
+    big = grow_model(base, vocab_size=15, block_size=40, seed=0).eval()
+    assert big.config.vocab_size == 15 and big.config.block_size == 40
+    x = torch.randint(11, (2, 16))
+    with torch.no_grad():
+        a, _ = base(x, x)
+        b, _ = big(x, x)
+    assert torch.allclose(a, b[..., :11], atol=1e-5)  # old tokens, old positions: the same logits
+    assert big(torch.randint(15, (1, 40)))[0].shape == (1, 1, 15)  # the longer context works
