@@ -76,4 +76,6 @@ def build_forecaster(name: str, proto: Protocol, params: Params, verdict: dict |
         config.update(d=verdict["d"], trend=verdict["trend"])
     if getattr(cls, "needs_calendar", False):  # calendar-time models (Prophet)
         config.setdefault("dates", [ts.isoformat() for ts in proto.ds])
+    if "calendar_start" in cls.Params.model_fields and proto.name == "P1":  # hourly: position -> time is exact
+        config.setdefault("calendar_start", proto.ds[0].isoformat())
     return cls(cls.Params.model_validate(config), season=proto.season)

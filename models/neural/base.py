@@ -159,6 +159,7 @@ class NeuralForecaster(Forecaster):
     def _fit(self, y: np.ndarray, X: np.ndarray | None) -> None:
         self.n_exog_ = int(X.shape[1]) if self._uses_exog(X) else 0
         n_fit, train_ends, val_ends = self._split(len(y))
+        self.holdout_start_ = n_fit  # the validation slice: early stopping and intervals only
         self._fit_scalers(y[:n_fit], X[:n_fit] if self.n_exog_ else None)
         feats = self._features(y, X if self.n_exog_ else None)
         xt, tt, mt = self._windows(feats, y, train_ends)

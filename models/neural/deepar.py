@@ -111,6 +111,7 @@ class DeepARForecaster(NeuralForecaster):
     def _fit(self, y: np.ndarray, X: np.ndarray | None) -> None:
         self.n_exog_ = 0
         n_fit, _, _ = self._split(len(y))
+        self.holdout_start_ = n_fit
         self._fit_scalers(y[:n_fit], None)
         T = self.input_size + self.horizon
         stride = int(self.config.stride)

@@ -1,0 +1,121 @@
+"""Split-conformal calibration of intervals on the validation slice (issue 11): the factor
+is the conformal quantile (known answers), and nothing from the test period chooses it —
+change every test-period value and the validation coverage and the factors stay identical."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models import calibration as conformal
+from models.base import Forecast
+from models.registry import create
+from tasks import metrics
+from tasks.backtest import Protocol, Task, calibrate, evaluate, holdout_protocol, neighbours_on, task_origins
+
+
+class Settings:  # the fields of backtest.calibration the harness reads
+    tasks = ["P1b"]
+    fraction = 0.2
+    tolerance = 0.03
+
+
+def test_scale_factor_is_the_conformal_quantile():
+    mean = np.zeros(9)
+    lower, upper = mean - 1.0, mean + 2.0
+    actual = np.array([0.1, -0.2, 0.6, -0.8, 1.0, -1.5, 3.0, -2.5, 8.0])
+    # needed factors: 0.05 0.2 0.3 0.8 0.5 1.5 1.5 2.5 4.0 -> sorted; k = ceil(10 * 0.8) = 8th
+    np.testing.assert_allclose(np.sort(conformal.needed_scale(actual, mean, lower, upper)),
+                               [0.05, 0.2, 0.3, 0.5, 0.8, 1.5, 1.5, 2.5, 4.0])
+    assert conformal.scale_factor(actual, mean, lower, upper, 80) == pytest.approx(2.5)
+    assert conformal.scale_factor(actual, mean, lower, upper, 95) == pytest.approx(4.0)  # k capped at n
+    assert conformal.scale_factor(np.full(3, np.nan), mean[:3], lower[:3], upper[:3], 80) == 1.0
+
+
+def test_rescaled_intervals_cover_the_slice_and_stay_nested():
+    rng = np.random.default_rng(0)
+    actual = rng.standard_t(3, size=(500, 1))
+    mean = np.zeros_like(actual)
+    fc = Forecast(mean, {80: mean - 0.5, 95: mean - 0.6}, {80: mean + 0.5, 95: mean + 0.6})  # far too narrow
+    factors = {lv: conformal.scale_factor(actual, mean, fc.lower[lv], fc.upper[lv], lv) for lv in (80, 95)}
+    out = conformal.rescale(fc, factors)
+    for lv in (80, 95):
+        assert metrics.coverage(actual, out.lower[lv], out.upper[lv]) >= lv / 100
+    assert (out.lower[95] <= out.lower[80]).all() and (out.upper[95] >= out.upper[80]).all()
+
+
+def hourly_protocol(n_days: int = 80, train_days: int = 60, seed: int = 1) -> Protocol:
+    """A P1-shaped toy: hourly, the noise grows in the last quarter of the training part (so
+    intervals fitted before it are too narrow there), P1b origins at 23:00."""
+    rng = np.random.default_rng(seed)
+    n, n_train = 24 * n_days, 24 * train_days
+    ds = pd.date_range("2020-01-01", periods=n, freq="h", tz="Asia/Shanghai")
+    sd = np.where(np.arange(n) < int(0.8 * n_train), 0.5, 3.0)
+    y = 40 + 5 * np.sin(2 * np.pi * np.arange(n) / 24) + np.cumsum(rng.normal(scale=sd))
+    X = np.column_stack([np.cos(np.arange(n) / 7.0), rng.normal(size=n)])
+    return Protocol(
+        name="P1", unique_id="toy", ds=ds, y=y, y_input=y.copy(), n_train=n_train, season=24,
+        scale=metrics.mase_scale(y[:n_train], 24),
+        tasks=[Task("P1a", task_origins("every", ds, n_train, n), 1),
+               Task("P1b", task_origins("midnight", ds, n_train, n), 24, rule="midnight")],
+        X=X, exog_names=["x0", "x1"],
+    )
+
+
+def with_new_test_period(proto: Protocol, seed: int = 9) -> Protocol:
+    """Every value after the training end replaced: actuals, inputs, exogenous columns."""
+    rng = np.random.default_rng(seed)
+    y = proto.y.copy()
+    y[proto.n_train:] = 1000 + rng.normal(scale=50, size=len(y) - proto.n_train)
+    X = proto.X.copy()
+    X[proto.n_train:] = rng.normal(scale=10, size=X[proto.n_train:].shape)
+    return Protocol(**{**proto.__dict__, "y": y, "y_input": y.copy(), "X": X})
+
+
+def test_holdout_protocol_holds_nothing_after_the_training_end():
+    proto = hourly_protocol()
+    hold = holdout_protocol(proto, 0.2)
+    assert len(hold.y) == len(hold.ds) == proto.n_train and len(hold.X) == proto.n_train
+    assert hold.n_train == proto.n_train - int(0.2 * proto.n_train)
+    p1b = next(t for t in hold.tasks if t.name == "P1b")
+    assert (hold.ds[p1b.origins + 1].hour == 0).all() and p1b.origins.min() >= hold.n_train - 1
+
+
+@pytest.mark.parametrize("model, kwargs, source", [
+    ("naive", {}, "refit before the slice"),
+    # its intervals are residual quantiles of that very slice: the check passes them as they are
+    ("lightgbm", {"n_estimators": 20, "lags": [1, 2, 24], "windows": [6], "min_data_in_leaf": 10,
+                  "val_fraction": 0.2}, "holdout of the fitted model"),
+])
+def test_test_period_values_choose_nothing(model, kwargs, source):
+    proto, changed = hourly_protocol(), with_new_test_period(hourly_protocol())
+    checks = []
+    for p in (proto, changed):
+        result = evaluate(create(model, season=24, **kwargs), p, Settings())
+        checks.append(result.calibration["P1b"])
+    first, second = checks
+    assert first.source == source
+    assert first.factors == second.factors and first.val_coverage == second.val_coverage
+    if model == "naive":  # the noise jump makes intervals fitted before the slice too narrow there
+        assert first.val_coverage[95] < 0.92 and first.factors[95] > 1.0
+    else:
+        assert first.val_coverage[95] == pytest.approx(0.95, abs=0.03) and first.factors[95] == 1.0
+
+
+def test_calibration_widens_too_narrow_intervals_to_the_slice_level():
+    proto = hourly_protocol()
+    raw = evaluate(create("naive", season=24), proto)
+    fixed = evaluate(create("naive", season=24), proto, Settings())
+    check = fixed.calibration["P1b"]
+    assert fixed.metrics["P1b_cov95_raw"] == pytest.approx(raw.metrics["P1b_cov95"])
+    assert fixed.metrics["P1b_cov95"] > raw.metrics["P1b_cov95"]
+    assert fixed.metrics["P1b_mae"] == pytest.approx(raw.metrics["P1b_mae"])  # points untouched
+    assert fixed.metrics["P1b_calib95"] == pytest.approx(check.factors[95])
+
+
+def test_neighbours_align_on_the_clock_and_skip_short_overlaps():
+    ds = pd.date_range("2020-01-01", periods=10, freq="h", tz="Asia/Shanghai")
+    near = pd.DataFrame({"unique_id": "a", "ds": ds[2:].tz_convert("UTC"), "y": np.arange(8.0)})
+    late = pd.DataFrame({"unique_id": "b", "ds": ds[7:], "y": np.ones(3)})
+    values, names = neighbours_on(ds, [near, late], 0.5, n_train=6)
+    assert names == ["nb:a"]  # "b" has no value in the 6 training hours
+    np.testing.assert_array_equal(values[:, 0], [np.nan, np.nan, 0, 1, 2, 3, 4, 5, 6, 7])
