@@ -26,7 +26,7 @@ MODEL_MODULES = ["models.baselines", "models.arima",
                  "models.box_jenkins", "models.sarima", "models.ets", "models.fourier", "models.regime",
                  "models.gbm", "models.prophet_model",
                  # issue 11: boosting, combinations
-                 "models.lightgbm_model"]
+                 "models.lightgbm_model", "models.combiner"]
 
 
 def register(cls: type[Forecaster]) -> type[Forecaster]:

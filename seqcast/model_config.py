@@ -200,6 +200,26 @@ class LightGBMParams(CalendarKeys):
     seed: int = 0
 
 
+class CombinerParams(ForecasterParams):
+    """A forecast combination of registered models, weighted on a validation slice from the end
+    of the training part; ``member_configs`` holds each member's own configuration (the backtest
+    fills it from the member's params.yaml section; a member left out runs on its defaults)."""
+
+    members: list[str] = Field(["naive", "seasonal_naive", "drift"], min_length=1)
+    method: Literal["inverse_mse", "stack"] = "inverse_mse"  # stack: non-negative least squares, sum 1
+    horizon: PositiveInt | None = None  # steps with weights of their own (None: the season)
+    val_fraction: float = Field(0.1, gt=0, lt=0.5)  # the slice: weights and intervals
+    val_stride: PositiveInt = 1  # every k-th origin of the slice
+    member_configs: dict[str, dict[str, Any]] = {}
+
+    @model_validator(mode="after")
+    def _known_members(self) -> CombinerParams:
+        unknown = [m for m in [*self.members, *self.member_configs] if m not in MODEL_SCHEMAS or m == "combiner"]
+        if unknown:
+            raise ValueError(f"combiner: unknown or nested members {unknown}")
+        return self
+
+
 # -- neural forecasters (models/neural/) -------------------------------------------------
 class NeuralParams(ForecasterParams):
     """What every network shares: windows, scaling and the one training loop."""
@@ -312,6 +332,7 @@ MODEL_SCHEMAS: dict[str, type[ForecasterParams]] = {
     "transformer": TransformerParams,
     "deepar": DeepARParams,
     "lightgbm": LightGBMParams,
+    "combiner": CombinerParams,
 }
 
 
