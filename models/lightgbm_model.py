@@ -301,7 +301,7 @@ class LightGBMForecaster(Forecaster):
                   "num_leaves": int(c.num_leaves), "learning_rate": float(c.learning_rate),
                   "min_data_in_leaf": int(c.min_data_in_leaf), "feature_fraction": float(c.feature_fraction),
                   "bagging_fraction": float(c.bagging_fraction), "bagging_freq": 1 if c.bagging_fraction < 1 else 0,
-                  "lambda_l2": float(c.lambda_l2), "num_threads": int(c.threads), "seed": int(c.seed),
+                  "lambda_l2": float(c.lambda_l2), "max_bin": int(c.max_bin), "num_threads": int(c.threads), "seed": int(c.seed),
                   "deterministic": True, "force_row_wise": True, "verbosity": -1}
         self.boosters_, self.best_iterations_ = [], []
         for step in steps:

@@ -183,6 +183,7 @@ class LightGBMParams(CalendarKeys):
     transform: Literal["auto", "log1p", "log", "none"] = "auto"  # auto: log1p when >= 0 and skewed
     objective: Literal["l2", "l1", "huber"] = "l2"
     num_leaves: Annotated[int, Field(ge=2)] = 31
+    max_bin: Annotated[int, Field(ge=3)] = 255  # histogram bins per feature (fewer: faster)
     learning_rate: float = Field(0.05, gt=0, le=1)
     n_estimators: PositiveInt = 600  # the most trees; early stopping on the validation slice picks fewer
     early_stopping: PositiveInt = 50
@@ -279,6 +280,12 @@ class CNNLSTMParams(NeuralParams):
     hidden: PositiveInt = 32
 
 
+class CNNLSTMNeighboursParams(CNNLSTMParams):
+    """Qin et al. 2019 as published: the convolution also reads the neighbouring stations."""
+
+    neighbour_log1p: bool = True  # neighbours on the target's log1p scale before standardising
+
+
 class Seq2SeqAttnParams(NeuralParams):
     hidden: PositiveInt = 32
 
@@ -331,6 +338,7 @@ MODEL_SCHEMAS: dict[str, type[ForecasterParams]] = {
     "seq2seq_attn": Seq2SeqAttnParams,
     "transformer": TransformerParams,
     "deepar": DeepARParams,
+    "cnn_lstm_nb": CNNLSTMNeighboursParams,
     "lightgbm": LightGBMParams,
     "combiner": CombinerParams,
 }

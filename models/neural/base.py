@@ -393,7 +393,7 @@ class NeuralForecaster(Forecaster):
                 "x_mu": np.asarray(getattr(self, "x_mu_", [])).tolist(),
                 "x_sd": np.asarray(getattr(self, "x_sd_", [])).tolist(),
                 "history": self.history, "train_seconds": self.train_seconds,
-                "windows_per_second": self.windows_per_second}
+                "windows_per_second": self.windows_per_second, "exog_names": list(self.exog_names_)}
 
     def set_neural_state(self, s: dict[str, Any]) -> None:
         self.mu_, self.sd_, self.log_ = float(s["mu"]), float(s["sd"]), bool(s["log"])
@@ -403,6 +403,7 @@ class NeuralForecaster(Forecaster):
             self.x_mu_, self.x_sd_ = np.asarray(s["x_mu"], float), np.asarray(s["x_sd"], float)
         self.history = list(s["history"])
         self.train_seconds, self.windows_per_second = float(s["train_seconds"]), float(s["windows_per_second"])
+        self.exog_names_ = tuple(s.get("exog_names", ()))
 
     def save(self, folder: str | Path) -> Path:
         folder = super().save(folder)
