@@ -315,6 +315,11 @@ class DeepARParams(NeuralParams):
     use_panel: bool = True  # global: also train on the panel (the other series, cut at the train end)
     point: Literal["median", "mean"] = "median"
     relative: Literal["auto"] | bool = "auto"  # windows relative to the origin's value (auto: unless log1p)
+    covariates: bool = False  # DeepAR+: phase and weather known at the origin beside z_{t-1}
+
+
+class DeepARPlusParams(DeepARParams):
+    covariates: bool = True
 
 
 MODEL_SCHEMAS: dict[str, type[ForecasterParams]] = {
@@ -338,6 +343,7 @@ MODEL_SCHEMAS: dict[str, type[ForecasterParams]] = {
     "seq2seq_attn": Seq2SeqAttnParams,
     "transformer": TransformerParams,
     "deepar": DeepARParams,
+    "deepar_plus": DeepARPlusParams,
     "cnn_lstm_nb": CNNLSTMNeighboursParams,
     "lightgbm": LightGBMParams,
     "combiner": CombinerParams,
