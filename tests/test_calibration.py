@@ -93,3 +93,16 @@ def test_neighbours_align_on_the_clock_and_skip_short_overlaps():
     values, names = neighbours_on(ds, [near, late], 0.5, n_train=6)
     assert names == ["nb:a"]  # "b" has no value in the 6 training hours
     np.testing.assert_array_equal(values[:, 0], [np.nan, np.nan, 0, 1, 2, 3, 4, 5, 6, 7])
+
+
+def test_calibration_table_has_one_row_per_checked_task_and_model():
+    from tasks.report import calibration_table
+
+    proto = hourly_protocol()
+    results = {m: evaluate(create(m, season=24), proto, Settings()).metrics for m in ("naive", "drift")}
+    results["unchecked"] = {"P1b_cov80": 0.8}
+    table = calibration_table(results, ["P1a", "P1b"], [80, 95])
+    assert list(table["model"]) == ["naive", "drift"] and set(table["task"]) == {"P1b"}
+    row = table.iloc[0]
+    assert row["cov95_test"] == results["naive"]["P1b_cov95"] and row["factor95"] == results["naive"]["P1b_calib95"]
+    assert row["cov95_test_raw"] == results["naive"]["P1b_cov95_raw"]
