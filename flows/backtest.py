@@ -86,7 +86,8 @@ def plan(dataset: str, clean: pd.DataFrame, verdicts: dict, params, models: list
         if not names:
             continue
         proto = protocol_for(uid, parts, dataset, params)
-        jobs += [Job(proto, name, verdicts.get(uid)) for name in names]
+        calibrate = uid == next(iter(parts))  # the reference series: the calibration table
+        jobs += [Job(proto, name, verdicts.get(uid), calibrate) for name in names]
     return jobs
 
 
@@ -148,6 +149,10 @@ def backtest_flow(dataset: str = "market", models: list[str] | None = None) -> d
         summary = report.series_summary(results, tasks)
         mlflow.log_table(board, "leaderboard.json")
         mlflow.log_dict(summary, "multiseries.json")
+        calib = report.calibration_table(results.get(reference, {}), tasks, list(params.backtest.levels))
+        if len(calib):  # coverage at every level, validation slice vs test, before/after conformal factors
+            mlflow.log_table(calib, "calibration.json")
+            logger.info("%s calibration (validation slice -> test):\n%s", dataset, calib.to_string(index=False))
         mlflow.log_metrics({f"mean_{t}.{m}": v for m, row in summary["mean"].items() for t, v in row.items()
                             if t.endswith("_mase") and v is not None})
         tracking.log_figure(report.leaderboard_figure(board[board["series"] == reference], tasks), "leaderboard.png")

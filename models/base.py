@@ -20,7 +20,13 @@ at origin ``o`` a model may read ``X[:o+1]`` only, unless its class sets
 Global models (``uses_panel = True``) are also handed a *panel* at fit time: the other
 series of the dataset, each cut at the training end (objects with ``unique_id``, ``ds``,
 ``y`` and ``X``; see :class:`tasks.backtest.PanelSeries`). They train across it; they
-never read files.
+never read files. Models that read neighbouring stations (``uses_neighbours = True``) get
+them as extra columns of ``X`` named ``nb:<station>`` (``exog_names`` at fit time names
+every column), under the same causal rule.
+
+A model that never trains on the end of its history (``holdout_start_``: a network's
+early-stopping slice, a booster's validation rows) says so, so that the harness can check
+its intervals there without fitting it again.
 """
 
 from __future__ import annotations
@@ -94,6 +100,8 @@ class Forecaster(ABC):
     uses_differencing_order: ClassVar[bool] = False
     # a global model: trained across the other series of the dataset (the panel) as well
     uses_panel: ClassVar[bool] = False
+    # reads the other stations of the dataset (extra columns of X named "nb:<station>")
+    uses_neighbours: ClassVar[bool] = False
     # how P1a-style rolling forecasts are produced; reported in MLflow and notes
     update_method: ClassVar[str] = "update with new observations, no refit"
 
@@ -108,10 +116,15 @@ class Forecaster(ABC):
         self.y_: np.ndarray = np.empty(0)
         self.X_: np.ndarray | None = None
         self.panel_: tuple = ()
+        self.exog_names_: tuple[str, ...] = ()
+        # first position of the fitted history the model never trained on (None: it trained on all)
+        self.holdout_start_: int | None = None
 
     # -- public API -------------------------------------------------------------------
-    def fit(self, y: np.ndarray, X: np.ndarray | None = None, panel=None) -> Forecaster:
-        """Fit on the history ``y`` (and ``X``); a global model also trains on ``panel``."""
+    def fit(self, y: np.ndarray, X: np.ndarray | None = None, panel=None,
+            exog_names: list[str] | tuple[str, ...] | None = None) -> Forecaster:
+        """Fit on the history ``y`` (and ``X``, whose columns ``exog_names`` names); a global
+        model also trains on ``panel``."""
         y = np.asarray(y, dtype=float)
         if y.ndim != 1 or len(y) < 2:
             raise ValueError(f"{self.name}: y must be a 1-d series of at least 2 points")
@@ -120,6 +133,7 @@ class Forecaster(ABC):
         self.y_ = y.copy()
         self.X_ = None if X is None else np.asarray(X, dtype=float).copy()
         self.panel_ = tuple(panel or ()) if self.uses_panel else ()
+        self.exog_names_ = tuple(str(n) for n in exog_names) if exog_names is not None else ()
         self._fit(self.y_, self.X_)
         self.fitted = True
         return self

@@ -175,10 +175,26 @@ class P2Params(Section):
     horizon: int = Field(5, ge=1)
 
 
+class CalibrationParams(Section):
+    """Interval check on a validation slice from the end of the training part (reference series)."""
+
+    tasks: list[str] = ["P1b", "P2a"]  # the sub-protocols whose intervals are checked
+    fraction: float = Field(0.1, gt=0, lt=0.5)  # the slice: the last share of the training part
+    tolerance: float = Field(0.03, ge=0, lt=1)  # recalibrate where validation coverage is off by more
+
+
+class NeighboursParams(Section):
+    """The other stations handed to models that read neighbours (P1)."""
+
+    min_train_share: float = Field(0.5, ge=0, le=1)  # a station observed at fewer training hours is left out
+
+
 class BacktestParams(Section):
     levels: list[Annotated[int, Field(gt=0, lt=100)]] = Field([80, 95], min_length=1)
     p1: P1Params
     p2: P2Params = P2Params()
+    calibration: CalibrationParams = CalibrationParams()
+    neighbours: NeighboursParams = NeighboursParams()
     # the multi-series leaderboard: these models run on every series of the dataset
     # (``models.run.<dataset>`` runs on the reference series, the first one)
     every_series: dict[Dataset, list[str]] = {"market": ["naive"], "pm25": ["naive"]}

@@ -15,7 +15,7 @@ schema listed here under its name.
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
@@ -161,6 +161,66 @@ class ProphetParams(ForecasterParams):
     yearly_seasonality: bool = True
 
 
+# -- gradient boosting and combinations (models/lightgbm_model.py, models/combiner.py) ---
+class CalendarKeys(ForecasterParams):
+    """Where position 0 of a series sits in time, so a model can compute the calendar of any
+    position (dates only, never values); the backtest fills ``calendar_start`` in."""
+
+    calendar: bool = True  # hour, weekday, month and day of year of the origin as features
+    calendar_start: str | None = None  # ISO timestamp of position 0 (None: no calendar features)
+    calendar_freq: str = "h"  # the step between positions (hourly PM2.5; "B" for trading days)
+
+
+class LightGBMParams(CalendarKeys):
+    """A global LightGBM model: features of the history up to the origin, one booster per step
+    (``direct``) or one one-step booster fed back (``recursive``)."""
+
+    strategy: Literal["direct", "recursive"] = "direct"
+    horizon: PositiveInt | None = None  # steps with a booster of their own (None: the season)
+    lags: list[PositiveInt] = Field([1, 2, 3, 4, 5, 6, 8, 12, 18, 24, 36, 48, 72, 168], min_length=1)
+    windows: list[Annotated[int, Field(ge=2)]] = [6, 24, 72, 168]  # rolling mean, sd, min, max ending at the origin
+    exog_diffs: list[PositiveInt] = [1, 3, 6]  # change of each exogenous column over these steps, at the origin
+    transform: Literal["auto", "log1p", "log", "none"] = "auto"  # auto: log1p when >= 0 and skewed
+    objective: Literal["l2", "l1", "huber"] = "l2"
+    num_leaves: Annotated[int, Field(ge=2)] = 31
+    max_bin: Annotated[int, Field(ge=3)] = 255  # histogram bins per feature (fewer: faster)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    n_estimators: PositiveInt = 600  # the most trees; early stopping on the validation slice picks fewer
+    early_stopping: PositiveInt = 50
+    min_data_in_leaf: PositiveInt = 100
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    lambda_l2: NonNegativeFloat = 1.0
+    stride: PositiveInt = 1  # training origins of the series itself: every stride-th position
+    panel_stride: PositiveInt = 3  # training origins of the panel series
+    max_rows: PositiveInt | None = 150_000  # rows per booster (a random subset beyond it)
+    val_fraction: float = Field(0.1, gt=0, lt=0.5)  # validation slice: early stopping and intervals
+    use_panel: bool = True  # global: also train on the other series (cut at the training end)
+    use_neighbours: bool = True  # features of the other stations at the origin (when the harness has them)
+    threads: PositiveInt = 1
+    seed: int = 0
+
+
+class CombinerParams(ForecasterParams):
+    """A forecast combination of registered models, weighted on a validation slice from the end
+    of the training part; ``member_configs`` holds each member's own configuration (the backtest
+    fills it from the member's params.yaml section; a member left out runs on its defaults)."""
+
+    members: list[str] = Field(["naive", "seasonal_naive", "drift"], min_length=1)
+    method: Literal["inverse_mse", "stack"] = "inverse_mse"  # stack: non-negative least squares, sum 1
+    horizon: PositiveInt | None = None  # steps with weights of their own (None: the season)
+    val_fraction: float = Field(0.1, gt=0, lt=0.5)  # the slice: weights and intervals
+    val_stride: PositiveInt = 1  # every k-th origin of the slice
+    member_configs: dict[str, dict[str, Any]] = {}
+
+    @model_validator(mode="after")
+    def _known_members(self) -> CombinerParams:
+        unknown = [m for m in [*self.members, *self.member_configs] if m not in MODEL_SCHEMAS or m == "combiner"]
+        if unknown:
+            raise ValueError(f"combiner: unknown or nested members {unknown}")
+        return self
+
+
 # -- neural forecasters (models/neural/) -------------------------------------------------
 class NeuralParams(ForecasterParams):
     """What every network shares: windows, scaling and the one training loop."""
@@ -220,6 +280,12 @@ class CNNLSTMParams(NeuralParams):
     hidden: PositiveInt = 32
 
 
+class CNNLSTMNeighboursParams(CNNLSTMParams):
+    """Qin et al. 2019 as published: the convolution also reads the neighbouring stations."""
+
+    neighbour_log1p: bool = True  # neighbours on the target's log1p scale before standardising
+
+
 class Seq2SeqAttnParams(NeuralParams):
     hidden: PositiveInt = 32
 
@@ -249,6 +315,11 @@ class DeepARParams(NeuralParams):
     use_panel: bool = True  # global: also train on the panel (the other series, cut at the train end)
     point: Literal["median", "mean"] = "median"
     relative: Literal["auto"] | bool = "auto"  # windows relative to the origin's value (auto: unless log1p)
+    covariates: bool = False  # DeepAR+: phase and weather known at the origin beside z_{t-1}
+
+
+class DeepARPlusParams(DeepARParams):
+    covariates: bool = True
 
 
 MODEL_SCHEMAS: dict[str, type[ForecasterParams]] = {
@@ -272,6 +343,10 @@ MODEL_SCHEMAS: dict[str, type[ForecasterParams]] = {
     "seq2seq_attn": Seq2SeqAttnParams,
     "transformer": TransformerParams,
     "deepar": DeepARParams,
+    "deepar_plus": DeepARPlusParams,
+    "cnn_lstm_nb": CNNLSTMNeighboursParams,
+    "lightgbm": LightGBMParams,
+    "combiner": CombinerParams,
 }
 
 

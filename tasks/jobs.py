@@ -23,10 +23,12 @@ class Job:
     protocol: Protocol
     model: str
     verdict: dict | None  # the stationarity verdict of the series (models that use d)
+    calibrate: bool = False  # check (and fix) its intervals on the validation slice (the reference series)
 
 
 def run_job(job: Job, params: Params) -> BacktestResult:
-    return evaluate(build_forecaster(job.model, job.protocol, params, job.verdict), job.protocol)
+    return evaluate(build_forecaster(job.model, job.protocol, params, job.verdict), job.protocol,
+                    params.backtest.calibration if job.calibrate else None)
 
 
 def _one_thread() -> None:

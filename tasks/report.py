@@ -59,6 +59,23 @@ def leaderboard(results: dict[str, dict[str, dict[str, float]]]) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+def calibration_table(results: dict[str, dict[str, float]], tasks: list[str], levels: list[int]) -> pd.DataFrame:
+    """Interval coverage of every model of one series (the reference series), one row per
+    (task, model): on the validation slice, on the test period before and after the
+    split-conformal factor chosen on that slice (1.0: within the tolerance, left alone)."""
+    rows = []
+    for model, m in results.items():
+        for task in tasks:
+            if f"{task}_cov{levels[0]}_val" not in m:
+                continue
+            row: dict[str, object] = {"task": task, "model": model}
+            for lv in levels:
+                row.update({f"cov{lv}_val": m.get(f"{task}_cov{lv}_val"), f"cov{lv}_test_raw": m.get(f"{task}_cov{lv}_raw"),
+                            f"factor{lv}": m.get(f"{task}_calib{lv}"), f"cov{lv}_test": m.get(f"{task}_cov{lv}")})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def leaderboard_figure(board: pd.DataFrame, protocol_tasks: list[str]):
     import matplotlib
 

@@ -64,10 +64,11 @@ def safe_name(unique_id: str) -> str:
     return paths.safe_name(unique_id.replace("^", "").replace("/", "_").replace(" ", "_"), "series id")
 
 
-def build_forecaster(name: str, proto: Protocol, params: Params, verdict: dict | None) -> Forecaster:
-    """A model configured from params.yaml (its section, with the ``by_dataset`` entry of the
-    protocol's dataset), plus the stationarity verdict when it uses ``d`` and the calendar
-    (dates only, never values) when it models calendar time."""
+def model_config(name: str, proto: Protocol, params: Params, verdict: dict | None) -> dict:
+    """A model's configuration from params.yaml (its section, with the ``by_dataset`` entry of
+    the protocol's dataset), plus the stationarity verdict when it uses ``d``, the calendar
+    (dates only, never values) when it models calendar time, and a combiner's members' own
+    configurations."""
     cls = registry.get(name)
     config = params.models.config_for(name, "market" if proto.name == "P2" else "pm25")
     if cls.uses_differencing_order:
@@ -76,4 +77,15 @@ def build_forecaster(name: str, proto: Protocol, params: Params, verdict: dict |
         config.update(d=verdict["d"], trend=verdict["trend"])
     if getattr(cls, "needs_calendar", False):  # calendar-time models (Prophet)
         config.setdefault("dates", [ts.isoformat() for ts in proto.ds])
-    return cls(cls.Params.model_validate(config), season=proto.season)
+    if "calendar_start" in cls.Params.model_fields and proto.name == "P1":  # hourly: position -> time is exact
+        config.setdefault("calendar_start", proto.ds[0].isoformat())
+    if "member_configs" in cls.Params.model_fields:
+        members = config.get("members", cls.Params.model_fields["members"].default)
+        config["member_configs"] = {m: model_config(m, proto, params, verdict) for m in members}
+    return config
+
+
+def build_forecaster(name: str, proto: Protocol, params: Params, verdict: dict | None) -> Forecaster:
+    """A model configured from params.yaml for this protocol (:func:`model_config`)."""
+    cls = registry.get(name)
+    return cls(cls.Params.model_validate(model_config(name, proto, params, verdict)), season=proto.season)

@@ -82,3 +82,24 @@ def test_update_appends_without_refit():
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(KeyError, match="unknown model 'nope'"):
         registry.get("nope")
+
+
+EXOG_MODELS = [m for m in MODELS if (registry.get(m).supports_exog or registry.get(m).uses_neighbours)
+               and not registry.get(m).oracle_exog]
+
+
+@pytest.mark.parametrize("name", EXOG_MODELS)
+def test_no_future_exogenous_or_neighbour_value_leaks(name):
+    """X (weather and, for models that read them, the neighbouring stations ``nb:<station>``)
+    is read causally: changing it after an origin changes nothing forecast from that origin."""
+    y = series()
+    rng = np.random.default_rng(5)
+    X = np.column_stack([np.sin(np.arange(len(y)) / 9.0), y + rng.normal(scale=2.0, size=len(y))])
+    names = ["temp", "nb:other"]
+    model = make(name).fit(y[:300], X[:300], exog_names=names)
+    origins = np.array([299, 310])
+    before = model.forecast_origins(y, origins, 3, X=X).mean
+    shocked = X.copy()
+    shocked[311:] += 100.0
+    after = model.forecast_origins(y, origins, 3, X=shocked).mean
+    np.testing.assert_allclose(after, before)

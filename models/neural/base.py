@@ -159,6 +159,7 @@ class NeuralForecaster(Forecaster):
     def _fit(self, y: np.ndarray, X: np.ndarray | None) -> None:
         self.n_exog_ = int(X.shape[1]) if self._uses_exog(X) else 0
         n_fit, train_ends, val_ends = self._split(len(y))
+        self.holdout_start_ = n_fit  # the validation slice: early stopping and intervals only
         self._fit_scalers(y[:n_fit], X[:n_fit] if self.n_exog_ else None)
         feats = self._features(y, X if self.n_exog_ else None)
         xt, tt, mt = self._windows(feats, y, train_ends)
@@ -392,7 +393,7 @@ class NeuralForecaster(Forecaster):
                 "x_mu": np.asarray(getattr(self, "x_mu_", [])).tolist(),
                 "x_sd": np.asarray(getattr(self, "x_sd_", [])).tolist(),
                 "history": self.history, "train_seconds": self.train_seconds,
-                "windows_per_second": self.windows_per_second}
+                "windows_per_second": self.windows_per_second, "exog_names": list(self.exog_names_)}
 
     def set_neural_state(self, s: dict[str, Any]) -> None:
         self.mu_, self.sd_, self.log_ = float(s["mu"]), float(s["sd"]), bool(s["log"])
@@ -402,6 +403,7 @@ class NeuralForecaster(Forecaster):
             self.x_mu_, self.x_sd_ = np.asarray(s["x_mu"], float), np.asarray(s["x_sd"], float)
         self.history = list(s["history"])
         self.train_seconds, self.windows_per_second = float(s["train_seconds"]), float(s["windows_per_second"])
+        self.exog_names_ = tuple(s.get("exog_names", ()))
 
     def save(self, folder: str | Path) -> Path:
         folder = super().save(folder)

@@ -12,6 +12,14 @@ Forecasts are ancestral samples (``num_samples`` paths per origin, each step's d
 back as the next input, clipped to the training range widened by 2 sd); the point
 forecast is the sample median (``point: mean`` for the mean), intervals are sample quantiles. CRPS (from the samples) is kept per call for MLflow: the harness
 passes the whole series, and the score reads the actuals only after forecasting.
+
+**DeepAR+** (``deepar_plus``, ``covariates: true``): as in the paper, each step's input also
+carries covariates ``x_t`` beside ``z_{t-1}``: the position in the season (sin/cos of the
+hour of day for P1; known in advance) and the exogenous columns (weather) scaled by the
+fit part's statistics. The weather ahead is not known: up to the origin each step reads
+the weather of the step before it (like ``z_{t-1}``), past the origin it is held at the
+origin's value, in training and in forecasting alike. Panel series bring their columns
+matched by name (absent: the fit-part mean).
 """
 
 from __future__ import annotations
@@ -26,18 +34,18 @@ from torch import nn
 from models.base import Forecast, ffill
 from models.neural.base import NeuralForecaster, window_index
 from models.registry import register
-from seqcast.model_config import DeepARParams
+from seqcast.model_config import DeepARParams, DeepARPlusParams
 
 
 class DeepARNet(nn.Module):
-    def __init__(self, hidden: int, layers: int, likelihood: str, dropout: float) -> None:
+    def __init__(self, hidden: int, layers: int, likelihood: str, dropout: float, n_inputs: int = 1) -> None:
         super().__init__()
         self.likelihood = likelihood
-        self.rnn = nn.LSTM(1, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        self.rnn = nn.LSTM(n_inputs, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
         self.head = nn.Linear(hidden, 3 if likelihood == "student_t" else 2)
 
     def forward(self, x: torch.Tensor, state=None):
-        """x (B, T, 1) = z_{t-1} -> (mu, sigma, nu) each (B, T), and the LSTM state."""
+        """x (B, T, 1 + k) = z_{t-1} (and covariates) -> (mu, sigma, nu) each (B, T), and the LSTM state."""
         out, state = self.rnn(x, state)
         p = self.head(out)
         mu = p[..., 0]
@@ -82,7 +90,7 @@ class DeepARForecaster(NeuralForecaster):
 
     def build_network(self, n_features: int) -> nn.Module:
         c = self.config
-        return DeepARNet(int(c.hidden), int(c.layers), str(c.likelihood), float(c.dropout))
+        return DeepARNet(int(c.hidden), int(c.layers), str(c.likelihood), float(c.dropout), n_features)
 
     def loss_fn(self, net, x, target, mask):
         (mu, sigma, nu), _ = net(x)
@@ -100,18 +108,59 @@ class DeepARForecaster(NeuralForecaster):
         value = self.config.relative
         return (not self.log_) if value == "auto" else bool(value)
 
-    def _sequences(self, z: np.ndarray, raw: np.ndarray, starts: np.ndarray):
+    def _sequences(self, z: np.ndarray, raw: np.ndarray, starts: np.ndarray, wx: np.ndarray | None = None):
         T = self.input_size + self.horizon
         idx = starts[:, None] + np.arange(T)[None, :]
         seq = z[idx]
         if self._relative():
             seq = seq - seq[:, self.input_size - 1 : self.input_size]
-        return seq[:, :-1, None], seq[:, 1:], ~np.isnan(raw[idx[:, 1:]])
+        inputs = seq[:, :-1, None]
+        if self.n_cov_:  # covariates of each target step: its phase, the weather known before it
+            held = np.minimum(idx[:, :-1], idx[:, self.input_size - 1 : self.input_size])  # never past the origin
+            inputs = np.concatenate([inputs, self._covariates(wx, held, idx[:, 1:])], axis=-1)
+        return inputs, seq[:, 1:], ~np.isnan(raw[idx[:, 1:]])
+
+    # -- covariates (DeepAR+) -----------------------------------------------------------
+    def _weather(self, X: np.ndarray | None, n: int, names: tuple[str, ...] | list[str] = ()) -> np.ndarray | None:
+        """(n, k) scaled exogenous columns in the model's order (by name when ``names`` are
+        given: a panel series), forward-filled causally; missing -> 0 (the fit-part mean)."""
+        if not self.n_exog_:
+            return None
+        out = np.zeros((n, self.n_exog_), dtype=np.float32)
+        if X is None:
+            return out
+        X = np.asarray(X, dtype=float)
+        if len(X) < n:  # new observations came without exog (the pyfunc): hold the last row
+            X = np.vstack([X, np.repeat(X[-1:], n - len(X), axis=0)])
+        for j in range(self.n_exog_):
+            if names:
+                own = self.exog_names_[j] if j < len(self.exog_names_) else None
+                if own not in names:
+                    continue
+                col = X[:n, list(names).index(own)]
+            else:
+                col = X[:n, j]
+            out[:, j] = np.nan_to_num((ffill(col) - self.x_mu_[j]) / self.x_sd_[j], nan=0.0)
+        return out
+
+    def _covariates(self, wx: np.ndarray | None, held: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """(..., k) inputs beside z: the weather at ``held`` positions, the phase of ``target`` positions."""
+        cols = []
+        if wx is not None:
+            cols.append(wx[held])
+        if self._phase():
+            angle = 2 * np.pi * target / self.season
+            cols += [np.sin(angle)[..., None], np.cos(angle)[..., None]]
+        return np.concatenate(cols, axis=-1).astype(np.float32)
 
     def _fit(self, y: np.ndarray, X: np.ndarray | None) -> None:
-        self.n_exog_ = 0
+        covariates = bool(self.config.covariates)
+        self.n_exog_ = int(X.shape[1]) if covariates and self._uses_exog(X) else 0
+        self.n_cov_ = (self.n_exog_ + 2 * self._phase()) if covariates else 0
         n_fit, _, _ = self._split(len(y))
-        self._fit_scalers(y[:n_fit], None)
+        self.holdout_start_ = n_fit
+        self._fit_scalers(y[:n_fit], X[:n_fit] if self.n_exog_ else None)
+        wx = self._weather(X, len(y))
         T = self.input_size + self.horizon
         stride = int(self.config.stride)
         z, _, _ = self._scale(y, y[:n_fit])  # own series: the base scaler (mu_, sd_) from the fit part
@@ -121,25 +170,27 @@ class DeepARForecaster(NeuralForecaster):
         if self._relative():
             width = self.z_range_[1] - self.z_range_[0]
             self.z_range_ = (-width, width)
-        parts = [self._sequences(z, y, np.arange(0, n_fit - T + 1, stride))]
+        parts = [self._sequences(z, y, np.arange(0, n_fit - T + 1, stride), wx)]
         self.n_extra_series_ = 0
         for other in (self.panel_ if self.config.use_panel else ()):
             y_other = np.asarray(other.y, dtype=float)
             if np.sum(~np.isnan(y_other)) < T + 1:
                 continue
             zo, _, _ = self._scale(y_other, y_other)  # its own scaler, its own (pre-cutoff) data only
-            parts.append(self._sequences(zo, y_other, np.arange(0, len(y_other) - T + 1, stride)))
+            wo = self._weather(other.X, len(y_other), tuple(other.exog_names or ("",)))
+            parts.append(self._sequences(zo, y_other, np.arange(0, len(y_other) - T + 1, stride), wo))
             self.n_extra_series_ += 1
         train = tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
-        val = self._sequences(z, y, np.arange(max(n_fit - self.input_size, 0), len(y) - T + 1, max(stride // 2, 1)))
+        val = self._sequences(z, y, np.arange(max(n_fit - self.input_size, 0), len(y) - T + 1, max(stride // 2, 1)), wx)
         # the checkpoint key covers the panel too: a resumed run must see the same training data
         data = np.concatenate([y, *[np.asarray(o.y, float) for o in self.panel_]]) if self.n_extra_series_ else y
-        self.train_network(train, val, n_features=1, fingerprint_data=data)
+        self.train_network(train, val, n_features=1 + self.n_cov_, fingerprint_data=data)
         self.sigma_ = np.zeros((len(self.PROBS), self.horizon))  # unused: intervals come from samples
 
     # -- forecasting ------------------------------------------------------------------
     @torch.no_grad()
-    def sample_paths(self, y: np.ndarray, origins: np.ndarray, h: int, chunk: int = 1024) -> np.ndarray:
+    def sample_paths(self, y: np.ndarray, origins: np.ndarray, h: int, chunk: int = 1024,
+                     X: np.ndarray | None = None) -> np.ndarray:
         """Ancestral samples (n, S, h) in original units, each path reading y[:o+1] only."""
         z = (np.log1p(np.maximum(ffill(np.asarray(y, float)), 0)) if self.log_ else ffill(np.asarray(y, float)))
         z = np.nan_to_num((z - self.mu_) / self.sd_, nan=0.0).astype(np.float32)
@@ -148,6 +199,14 @@ class DeepARForecaster(NeuralForecaster):
         windows = z[window_index(origins + pad, self.input_size)]  # (n, L)
         anchor = windows[:, -1:].copy() if self._relative() else np.zeros((len(windows), 1), np.float32)
         windows = windows - anchor
+        covs = ahead = None
+        if self.n_cov_:  # window inputs: weather at each position (<= origin), phase of the next one
+            wx = self._weather(X, len(y))
+            wx = None if wx is None else np.concatenate([np.repeat(wx[:1], pad, axis=0), wx])
+            pos = window_index(origins, self.input_size)  # real positions (negative: padding)
+            covs = self._covariates(wx, np.maximum(pos + pad, 0), pos + 1)  # (n, L, k)
+            steps = origins[:, None] + np.arange(2, h + 1)[None, :]  # targets of the fed-back steps
+            ahead = self._covariates(wx, np.repeat((origins + pad)[:, None], max(h - 1, 0), axis=1), steps)
         S = int(self.config.num_samples)
         seed = int(self.config.seed)
         # noise per origin from a generator seeded by (seed, origin): batching changes nothing
@@ -157,6 +216,9 @@ class DeepARForecaster(NeuralForecaster):
         out = []
         for i in range(0, len(windows), chunk):
             w = torch.from_numpy(windows[i : i + chunk]).to(self.device)[:, :, None]  # (b, L, 1)
+            if covs is not None:
+                w = torch.cat([w, torch.from_numpy(covs[i : i + chunk]).to(self.device)], dim=-1)  # (b, L, 1+k)
+                nxt = torch.from_numpy(ahead[i : i + chunk]).to(self.device).repeat_interleave(S, dim=0)
             b = w.shape[0]
             nz = noise[i : i + chunk].to(self.device)
             eps, eps2 = nz[:, 0].reshape(b * S, h), nz[:, 1].reshape(b * S, h)
@@ -170,7 +232,10 @@ class DeepARForecaster(NeuralForecaster):
                 draw = self.net.sample(mu, sigma, nu, eps[:, k], eps2[:, k]).clamp(*self.z_range_)  # (b*S,)
                 draws.append(draw)
                 if k + 1 < h:
-                    (mu, sigma, nu), state = self.net(draw[:, None, None], state)
+                    step_in = draw[:, None, None]  # (b*S, 1, 1)
+                    if covs is not None:
+                        step_in = torch.cat([step_in, nxt[:, k : k + 1]], dim=-1)  # (b*S, 1, 1+k)
+                    (mu, sigma, nu), state = self.net(step_in, state)
                     mu, sigma = mu[:, -1], sigma[:, -1]
                     nu = None if nu is None else nu[:, -1]
             out.append(torch.stack(draws, dim=1).reshape(b, S, h).float().cpu().numpy())
@@ -183,7 +248,8 @@ class DeepARForecaster(NeuralForecaster):
         if len(origins) == 0:
             empty = np.empty((0, h))
             return Forecast(empty, {lv: empty for lv in levels}, {lv: empty for lv in levels})
-        samples = self.sample_paths(np.asarray(y, float), origins, h)
+        samples = self.sample_paths(np.asarray(y, float), origins, h,
+                                    X=X if getattr(self, "n_exog_", 0) else None)
         mean = samples.mean(axis=1) if self.config.point == "mean" else np.median(samples, axis=1)
         lower = {lv: np.quantile(samples, 0.5 - lv / 200, axis=1) for lv in levels}
         upper = {lv: np.quantile(samples, 0.5 + lv / 200, axis=1) for lv in levels}
@@ -204,11 +270,18 @@ class DeepARForecaster(NeuralForecaster):
 
     def neural_state(self) -> dict[str, Any]:
         return {**super().neural_state(), "n_extra_series": getattr(self, "n_extra_series_", 0),
-                "z_range": list(self.z_range_)}
+                "z_range": list(self.z_range_), "n_cov": self.n_cov_}
 
     def set_neural_state(self, s: dict[str, Any]) -> None:
         super().set_neural_state(s)
         self.n_extra_series_, self.z_range_ = int(s["n_extra_series"]), tuple(s["z_range"])
+        self.n_cov_ = int(s.get("n_cov", 0))
 
 
+@register
+class DeepARPlusForecaster(DeepARForecaster):
+    """DeepAR with its covariates (phase of the season, weather known at the origin)."""
 
+    name = "deepar_plus"
+    Params = DeepARPlusParams
+    supports_exog = True
