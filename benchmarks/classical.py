@@ -4,8 +4,10 @@ memory per model, and the wall time of all market series serially vs in parallel
     seqcast bench classical [--p1 naive arima sarima] [--p2 naive arima ets gbm] [--workers 2]
 
 Each (protocol, model) runs in a fresh process so its peak RSS (``ru_maxrss``) is its
-own. Data come straight from the mirror (the ingest parsers), so the benchmark does not
-depend on the pipeline's state. The last line printed is one JSON object.
+own. Data are the pipeline's clean, validated tables (``data/clean/<dataset>.parquet``;
+``dvc repro validate@market validate@pm25`` makes them), and the all-series run is the
+backtest's own job runner (:mod:`tasks.jobs`) over every market series, once in this
+process and once over ``--workers`` processes. The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -23,20 +25,25 @@ P2_DEFAULT = ["naive", "arima", "auto_arima", "ets", "regime", "gbm", "prophet"]
 MARKET_DEFAULT = ["naive", "arima", "gbm"]
 
 
+def clean_table(dataset: str, params):
+    """The pipeline's clean table of ``dataset`` (the one data path); a clear error when missing."""
+    import pandas as pd
+
+    path = params.path("clean", f"{dataset}.parquet")
+    if not path.is_file():
+        raise SystemExit(f"seqcast bench: no clean table {path}; run `dvc repro validate@{dataset}` first")
+    return pd.read_parquet(path)
+
+
 def _protocol(name: str):
+    """The protocol of the dataset's reference series, with the other series as its panel."""
     from seqcast.config import load_params
-    from seqcast.paths import data_mirror
-    from tasks.backtest import p1_protocol, p2_protocol
-    from tasks.ingest import PM25_FILE, parse_pm25_csv
-    from tasks.multiseries import build_table
+    from tasks.series import protocol_for, series_ids, split_table
 
     params = load_params()
-    if name == "P1":
-        tidy = parse_pm25_csv(data_mirror() / "pm25" / PM25_FILE, "us_embassy", params.pm25.timezone)
-        return p1_protocol(tidy, params), params
-    table = build_table("market", data_mirror(), params)
-    ks11 = table[table["unique_id"] == "^KS11"].reset_index(drop=True)
-    return p2_protocol(ks11, params), params
+    dataset = "pm25" if name == "P1" else "market"
+    parts = split_table(clean_table(dataset, params), params, dataset)
+    return protocol_for(series_ids(params, dataset)[0], parts, dataset, params), params
 
 
 def _one(protocol_name: str, model: str) -> dict:
@@ -44,17 +51,16 @@ def _one(protocol_name: str, model: str) -> dict:
     from models import registry
     from tasks import stationarity
     from tasks.backtest import evaluate
+    from tasks.series import build_forecaster
 
     proto, params = _protocol(protocol_name)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cls = registry.get(model)
-    config = params.models.config_for(model)
+    verdict = None
     if cls.uses_differencing_order:
-        v = stationarity.analyse(proto.y_train, is_price=protocol_name == "P2", max_points=params.stationarity.max_points)
-        config.update(d=v["d"], trend=v["trend"])
-    if getattr(cls, "needs_calendar", False):
-        config.setdefault("dates", [ts.isoformat() for ts in proto.ds])
-    res = evaluate(cls(season=proto.season, **config), proto)
+        verdict = stationarity.analyse(proto.y_train, is_price=protocol_name == "P2",
+                                       max_points=params.stationarity.max_points)
+    res = evaluate(build_forecaster(model, proto, params, verdict), proto)
     m = res.metrics
     tasks = [t.name for t in proto.tasks]
     return {"protocol": protocol_name, "model": model, "fit_s": round(m["fit_seconds"], 3),
@@ -70,22 +76,26 @@ def _isolated(protocol_name: str, model: str) -> dict:
 
 
 def _market_series(models: list[str], workers: int) -> dict:
+    """Every market series x ``models`` through the backtest's job runner: serial vs ``workers``
+    processes, and the largest relative MASE difference between the two (should be ~0)."""
     from seqcast.config import load_params
-    from seqcast.paths import data_mirror
-    from tasks.multiseries import build_table, run_series, split_series
+    from tasks.jobs import Job, run_jobs
+    from tasks.series import protocol_for, split_table
 
     params = load_params()
-    parts = split_series(build_table("market", data_mirror(), params))
-    t0 = time.perf_counter()
-    for p in parts:
-        run_series(p, "market", models, params)
-    serial = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        list(pool.map(run_series, parts, ["market"] * len(parts), [models] * len(parts), [params] * len(parts)))
-    parallel = time.perf_counter() - t0
-    return {"n_series": len(parts), "models": models, "serial_s": round(serial, 2), "parallel_s": round(parallel, 2),
-            "workers": workers, "speedup": round(serial / parallel, 2)}
+    parts = split_table(clean_table("market", params), params, "market")
+    verdicts_path = params.path("reports", "stationarity", "market.json")
+    verdicts = json.loads(verdicts_path.read_text()) if verdicts_path.is_file() else {}
+    jobs = [Job(protocol_for(uid, parts, "market", params), m, verdicts.get(uid)) for uid in parts for m in models]
+    timings, mase = {}, {}
+    for label, n in (("serial", 1), ("parallel", workers)):
+        t0 = time.perf_counter()
+        mase[label] = {(j.protocol.unique_id, j.model): r.metrics["P2a_mase"] for j, r in run_jobs(jobs, params, n)}
+        timings[label] = time.perf_counter() - t0
+    diff = max(abs(mase["serial"][k] - mase["parallel"][k]) / max(abs(mase["serial"][k]), 1e-12) for k in mase["serial"])
+    return {"n_series": len(parts), "models": models, "serial_s": round(timings["serial"], 2),
+            "parallel_s": round(timings["parallel"], 2), "workers": workers,
+            "speedup": round(timings["serial"] / timings["parallel"], 2), "max_rel_diff_mase": diff}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,8 +33,10 @@ def synthetic(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def bench_one(name: str, config: dict, windows: int, epochs: int, device: str) -> dict:
     cls = registry.get(name)
     cfg = {**config, "epochs": epochs, "max_windows": windows, "patience": 10_000, "device": device,
-           "progress": False, "extra_series": None, "stride": 1}  # DeepAR: one sequence per position
-    model = cls(season=24, **cfg)
+           "progress": False}
+    if name == "deepar":  # one sequence per position (no panel here: its own series only)
+        cfg["stride"] = 1
+    model = registry.create(name, season=24, **cfg)
     n = windows + model.input_size + model.horizon + int(0.12 * windows) + 200
     y, X = synthetic(n, 11)
     t0 = time.perf_counter()

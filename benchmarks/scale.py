@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             measured = True
         else:
             serial, serial_s, measured = None, per_series * n, False
-        out = scale_flow("generated", n, args.length, args.model, h=5, address=args.address,
+        out = scale_flow("generated", n, args.length, args.model, address=args.address,
                          n_workers=args.workers, overrides=overrides)
         if serial is not None:
             assert set(out["forecasts"]) == set(serial)

@@ -1,11 +1,15 @@
-"""Backtest flow: every configured forecaster on its dataset's protocol, logged to MLflow.
+"""Backtest flow: every configured forecaster on every series of a dataset, logged to MLflow.
 
-For each series: build the protocol (P1 or P2), fit and score each model
-(``models.run.<dataset>`` in params.yaml), compare each with the naive baseline by a
-Diebold–Mariano test, log one MLflow run per model (params, metrics, forecasts,
-forecast-vs-actual plot, the model as a pyfunc) under a parent ``backtest`` run that
-holds the leaderboard, and write the DVC metrics and plots files.
-``python -m flows.backtest --dataset pm25`` is the DVC stage's command.
+One backtest, two leaderboards: ``models.run.<dataset>`` runs on the reference series
+(the first of ``market.tickers`` / ``pm25.stations``) and ``backtest.every_series.<dataset>``
+on every series of the clean table (the multi-series leaderboard: per-series metrics and
+mean MASE per model). Each (series, model) job is fitted and scored on the series'
+protocol (P1 or P2; global models get the other series, cut at the training end, as
+their panel), in ``backtest.workers`` processes; this process compares each with the
+naive baseline of its series by a Diebold–Mariano test and logs one MLflow run per job
+(params, metrics, forecasts, forecast-vs-actual plot, the model as a pyfunc) under a
+parent ``backtest`` run that holds both leaderboards, then writes the DVC metrics and
+plots files. ``python -m flows.backtest --dataset pm25`` is the DVC stage's command.
 """
 
 from __future__ import annotations
@@ -16,25 +20,19 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
 from models.base import Forecaster
 from models.pyfunc import log_forecaster
-from seqcast import tracking
+from seqcast import atomic, tracking
 from seqcast.config import load_params
 from tasks import report
-from tasks.backtest import BacktestResult, Protocol, dm_against, evaluate
-from tasks.series import build_forecaster, protocols, safe_name
+from tasks.backtest import BacktestResult, dm_against
+from tasks.jobs import Job, run_jobs
+from tasks.series import models_for, protocol_for, safe_name, split_table
 
 
-@task(name="fit-and-score", cache_policy=NO_CACHE, timeout_seconds=3600)
-def fit_and_score(forecaster: Forecaster, proto: Protocol) -> BacktestResult:
-    return evaluate(forecaster, proto)
-
-
-def log_result(result: BacktestResult, dataset: str, table: Path, clean: pd.DataFrame, sources: dict,
-               ) -> str:
+def log_result(result: BacktestResult, dataset: str, table: Path, clean: pd.DataFrame, sources: dict) -> str:
     """One MLflow run for one (series, model); returns the run id."""
     proto, model = result.protocol, result.forecaster
     name = safe_name(proto.unique_id)
@@ -42,6 +40,8 @@ def log_result(result: BacktestResult, dataset: str, table: Path, clean: pd.Data
             "source": sources.get(proto.unique_id, {}).get("source", "unknown")}
     if model.oracle_exog:
         tags["oracle_exog"] = "true"
+    if model.uses_panel:
+        tags["global_model"] = "true"
     with tracking.model_run(dataset, result.model, model.family, run_name=f"{result.model} · {proto.unique_id}",
                             tags=tags) as run:
         tracking.log_data_version(clean, table, name=f"{dataset}-clean")
@@ -74,57 +74,96 @@ def _log_model_extras(model: Forecaster, name: str) -> None:
         tracking.log_figure(fig, f"plots/{Path(file_name).stem}_{name}{Path(file_name).suffix or '.png'}")
 
 
+def plan(dataset: str, clean: pd.DataFrame, verdicts: dict, params, models: list[str] | None = None) -> list[Job]:
+    """The jobs of a backtest: per series (params.yaml order) the models that run on it, naive
+    first. ``models`` (a quick run): only these, on the reference series only."""
+    parts = split_table(clean, params, dataset)
+    if models is not None:
+        parts = dict(list(parts.items())[:1])
+    jobs = []
+    for uid in parts:
+        names = models_for(uid, dataset, params) if models is None else sorted(models, key=lambda n: n != "naive")
+        if not names:
+            continue
+        proto = protocol_for(uid, parts, dataset, params)
+        jobs += [Job(proto, name, verdicts.get(uid)) for name in names]
+    return jobs
+
+
 @flow(name="backtest", log_prints=True)
 def backtest_flow(dataset: str = "market", models: list[str] | None = None) -> dict:
-    """Backtest ``models`` (default: ``models.run.<dataset>``) on every series of ``dataset``."""
+    """Backtest every series of ``dataset`` (``models`` overrides both model lists, for quick runs)."""
+    tracking.check_store()  # an unreachable MLflow store fails here, before any model is trained
     logger = get_run_logger()
     params = load_params()
-    names = list(models or params.models.run[dataset])
-    names.sort(key=lambda n: n != "naive")  # the naive baseline first: the others are tested against it
     table = params.path("clean", f"{dataset}.parquet")
     clean = pd.read_parquet(table)
     verdicts = json.loads(params.path("reports", "stationarity", f"{dataset}.json").read_text())
     sources = json.loads(params.path("tidy", f"{dataset}.sources.json").read_text())
     plot_dir = params.path("reports", "plots", dataset)
     plot_dir.mkdir(parents=True, exist_ok=True)
+    jobs = plan(dataset, clean, verdicts, params, models)
+    reference = jobs[0].protocol.unique_id
     results: dict[str, dict[str, dict[str, float]]] = {}
+    naive: dict[str, BacktestResult] = {}
+    waiting: list[BacktestResult] = []  # scored before their series' naive baseline: DM test pending
+
+    def record(result: BacktestResult) -> None:
+        proto = result.protocol
+        if result.model != "naive" and proto.unique_id in naive:
+            result.metrics.update(dm_against(result, naive[proto.unique_id]))
+        log_result(result, dataset, table, clean, sources)
+        results.setdefault(proto.unique_id, {})[result.model] = result.metrics
+        if proto.unique_id == reference:  # forecast-vs-actual plots of the reference series (dvc plots)
+            atomic.write_text(plot_dir / f"{safe_name(proto.unique_id)}_{result.model}.csv",
+                              report.plot_window(result).to_csv(index=False))
+        first, second = proto.tasks[0].name, proto.tasks[1].name
+        logger.info("%s/%s %-15s %s MASE %.3f RMSE %.2f | %s MASE %.3f | fit %.1fs", dataset, proto.unique_id,
+                    result.model, first, result.metrics[f"{first}_mase"], result.metrics[f"{first}_rmse"], second,
+                    result.metrics[f"{second}_mase"], result.metrics["fit_seconds"])
 
     with tracking.model_run(dataset, "leaderboard", "report", run_name=f"backtest · {dataset}"):
         tracking.log_data_version(clean, table, name=f"{dataset}-clean")
-        mlflow.log_params({"models": ",".join(names)})
-        for proto in protocols(clean, dataset, params):
-            results[proto.unique_id] = {}
-            naive: BacktestResult | None = None
-            for name in names:
-                forecaster = build_forecaster(name, proto, params, verdicts.get(proto.unique_id))
-                result = fit_and_score(forecaster, proto)
-                if name == "naive":
-                    naive = result
-                elif naive is not None:
-                    result.metrics.update(dm_against(result, naive))
-                log_result(result, dataset, table, clean, sources)
-                results[proto.unique_id][name] = result.metrics
-                report.plot_window(result).to_csv(plot_dir / f"{safe_name(proto.unique_id)}_{name}.csv", index=False)
-                first = proto.tasks[0].name
-                logger.info("%s/%s %-15s %s MASE %.3f RMSE %.2f | %s MASE %.3f | fit %.1fs", dataset, proto.unique_id,
-                            name, first, result.metrics[f"{first}_mase"], result.metrics[f"{first}_rmse"],
-                            proto.tasks[1].name, result.metrics[f"{proto.tasks[1].name}_mase"],
-                            result.metrics["fit_seconds"])
+        mlflow.log_params({"reference_series": reference, "n_series": len({j.protocol.unique_id for j in jobs}),
+                           "n_jobs": len(jobs), "workers": params.backtest.workers,
+                           "models": ",".join(dict.fromkeys(j.model for j in jobs))})
+        logger.info("%s: %d jobs over %d series in %d processes", dataset, len(jobs),
+                    len({j.protocol.unique_id for j in jobs}), params.backtest.workers)
+        for job, result in run_jobs(jobs, params, params.backtest.workers):
+            if job.model == "naive":
+                naive[job.protocol.unique_id] = result
+                record(result)
+                for other in [r for r in waiting if r.protocol.unique_id == job.protocol.unique_id]:
+                    waiting.remove(other)
+                    record(other)
+            elif any(j.model == "naive" and j.protocol.unique_id == job.protocol.unique_id for j in jobs) \
+                    and job.protocol.unique_id not in naive:
+                waiting.append(result)
+            else:
+                record(result)
+        for result in waiting:  # no naive job for the series (a --models override without it)
+            record(result)
+        tasks = [t.name for t in jobs[0].protocol.tasks]
         board = report.leaderboard(results)
+        summary = report.series_summary(results, tasks)
         mlflow.log_table(board, "leaderboard.json")
-        tracking.log_figure(report.leaderboard_figure(board, [t.name for t in proto.tasks]), "leaderboard.png")
+        mlflow.log_dict(summary, "multiseries.json")
+        mlflow.log_metrics({f"mean_{t}.{m}": v for m, row in summary["mean"].items() for t, v in row.items()
+                            if t.endswith("_mase") and v is not None})
+        tracking.log_figure(report.leaderboard_figure(board[board["series"] == reference], tasks), "leaderboard.png")
     report.write_metrics(params.path("reports", "backtest", f"{dataset}.json"),
                          params.path("reports", "metrics", dataset), results)
+    report.write_summary(params.path("reports", "backtest", f"{dataset}.summary.json"), summary)
     return results
 
 
-def main(argv: list[str] | None = None) -> None:
-    from seqcast.cli import flow_parser
+def main(argv: list[str] | None = None):
+    from flows.entry import flow_parser
 
     parser = flow_parser(__doc__)
-    parser.add_argument("--models", nargs="*", help="override models.run.<dataset>")
+    parser.add_argument("--models", nargs="*", help="a quick run: only these models, on the reference series only")
     args = parser.parse_args(argv)
-    backtest_flow(args.dataset, args.models)
+    return backtest_flow(args.dataset, args.models)
 
 
 if __name__ == "__main__":

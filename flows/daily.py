@@ -5,7 +5,9 @@ in the project root, each stage its own Prefect flow run), so a daily run is rec
 in ``dvc.lock`` exactly like a manual ``seqcast run``, and a stage whose inputs did not
 change is skipped. Ingest is forced (the upstream may have new rows) and retried with
 backoff; "version" pushes the DVC-tracked outputs to the default remote when one is
-configured (``.dvc/config``); the forecast is :func:`flows.forecast.forecast_flow`.
+configured (``.dvc/config``); the forecast is the ``forecast@<dataset>`` stage run alone
+(``-s``): the current champion on the day's data, no retraining (that is the weekly
+retrain's job, :mod:`flows.retrain`).
 
     python -m flows.daily --dataset market
 """
@@ -32,19 +34,26 @@ def _dvc(args: list[str], timeout: float) -> subprocess.CompletedProcess:
 
 
 @task(name="dvc-repro", cache_policy=NO_CACHE, timeout_seconds=3600)
-def dvc_repro(target: str, force_single: bool = False) -> str:
-    """``dvc repro <target>`` (``-f -s``: force only that stage). Raises with DVC's output on failure."""
+def dvc_repro(*targets: str, force_single: bool = False, single: bool = False) -> str:
+    """``dvc repro <targets>`` (``single``: ``-s``, only those stages; ``force_single``: ``-f -s``).
+    Raises with DVC's output on failure."""
     logger = get_run_logger()
-    proc = _dvc(["repro", *(["-f", "-s"] if force_single else []), target], timeout=3500)
-    logger.info("dvc repro %s\n%s", target, proc.stdout[-4000:])
+    flags = ["-f", "-s"] if force_single else ["-s"] if single else []
+    proc = _dvc(["repro", *flags, *targets], timeout=3500)
+    logger.info("dvc repro %s\n%s", " ".join(targets), proc.stdout[-4000:])
     if proc.returncode != 0:
-        raise RuntimeError(f"dvc repro {target} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+        raise RuntimeError(f"dvc repro {' '.join(targets)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
                            f"{proc.stderr[-3000:]}")
     return proc.stdout
 
 
-ingest_stage = dvc_repro.with_options(name="ingest", retries=3, retry_delay_seconds=[10, 60, 300],
-                                      timeout_seconds=1800)
+def ingest_stage(target: str) -> str:
+    """``dvc repro -f -s ingest@<dataset>``, retried as params.yaml says (``ingest.retries``/``retry_delay_seconds``)."""
+    from seqcast.config import load_params
+
+    policy = load_params().ingest
+    return dvc_repro.with_options(name="ingest", retries=policy.retries, retry_delay_seconds=policy.retry_delay_seconds,
+                                  timeout_seconds=1800)(target, force_single=True)
 
 
 @task(name="version", cache_policy=NO_CACHE, timeout_seconds=900, retries=2, retry_delay_seconds=[10, 60])
@@ -67,36 +76,41 @@ def version_data(dataset: str) -> dict:
     return {"data_version": md5, "remote": remote, "pushed": pushed}
 
 
-def run_daily(dataset: str, h: int | None, push: bool) -> dict:
-    from flows.forecast import forecast_flow
+def run_daily(dataset: str, push: bool) -> dict:
+    import json
 
-    ingest_stage(f"ingest@{dataset}", force_single=True)
-    dvc_repro(f"validate@{dataset}")
+    from seqcast.config import load_params
+
+    ingest_stage(f"ingest@{dataset}")
+    dvc_repro(f"validate@{dataset}", single=True)
     version = version_data(dataset) if push else {}
-    return {**version, **forecast_flow(dataset, h)}
+    dvc_repro(f"forecast@{dataset}", single=True)
+    path = load_params().path("reports", "forecast", f"{dataset}.csv")
+    first = path.read_text().splitlines()[1].split(",") if path.is_file() else []
+    return {**version, "forecast_table": str(path), "first": first,
+            "promotion": json.loads(load_params().path("reports", "promotion", f"{dataset}.json").read_text())}
 
 
 @flow(name="market-daily", log_prints=True, timeout_seconds=4 * 3600)
-def market_daily_flow(h: int | None = None, push: bool = True) -> dict:
-    """After the close: KOSPI (and every configured ticker) in, validated, versioned; champion forecast."""
-    return run_daily("market", h, push)
+def market_daily_flow(push: bool = True) -> dict:
+    """After the close: every configured ticker in, validated, versioned; the champion's forecast."""
+    return run_daily("market", push)
 
 
 @flow(name="pm25-daily", log_prints=True, timeout_seconds=4 * 3600)
-def pm25_daily_flow(h: int | None = None, push: bool = True) -> dict:
+def pm25_daily_flow(push: bool = True) -> dict:
     """PM2.5 in, validated, versioned; the champion's 24-hour forecast (``backtest.p1.horizon``)."""
-    return run_daily("pm25", h, push)
+    return run_daily("pm25", push)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from seqcast.cli import flow_parser
+    from flows.entry import flow_parser
 
     parser = flow_parser(__doc__)
-    parser.add_argument("--h", type=int)
     parser.add_argument("--no-push", action="store_true")
     args = parser.parse_args(argv)
     fn = market_daily_flow if args.dataset == "market" else pm25_daily_flow
-    print(fn(args.h, not args.no_push))
+    print(fn(not args.no_push))
 
 
 if __name__ == "__main__":

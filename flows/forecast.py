@@ -5,9 +5,12 @@ the observations after that (``train_end``, a tag of the model version) are pass
 new data (the pyfunc updates the state without refitting), and the next ``h`` steps are
 forecast from the latest observation: ``backtest.p2.horizon`` trading days for market,
 ``backtest.p1.horizon`` hours for PM2.5. The table (``reports/forecast/<dataset>.csv``)
-and the fan chart (``.png``) are written and logged to MLflow (experiment
-``seqcast-<dataset>-forecast``). The forecast itself is cached by its inputs (model
-version, data md5, h): a re-run on the same data skips the computation.
+and the fan chart (``.png``, dates on the axis) are written and logged to MLflow
+(experiment ``seqcast-<dataset>-forecast``). It is the last stage of ``dvc repro``
+(``forecast@<dataset>``, after ``promote@<dataset>``), and the daily deployments run it on
+the day's data. The forecast itself is cached by its inputs (model version, data md5,
+h), its result persisted as JSON (never pickle): a re-run on the same data skips the
+computation.
 
     python -m flows.forecast --dataset market [--h 5] [--alias champion]
 """
@@ -21,8 +24,13 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS
 
+from seqcast import atomic
 from seqcast.config import load_params
-from seqcast.contract import DS, UNIQUE_ID, Y
+from seqcast.contract import DS, UNIQUE_ID, Y, local_time
+
+
+class NoChampion(RuntimeError):
+    """There is no registered model under the alias asked for: nothing to forecast with."""
 
 
 def future_index(last: pd.Timestamp, h: int, dataset: str) -> pd.DatetimeIndex:
@@ -45,26 +53,28 @@ def new_observations(series: pd.DataFrame, train_end: str) -> pd.DataFrame:
     return pd.DataFrame({DS: after[DS].to_numpy(), Y: y.to_numpy()})
 
 
-@task(name="champion-forecast", cache_policy=INPUTS, persist_result=True, cache_expiration=timedelta(days=7),
-      timeout_seconds=1800)
+@task(name="champion-forecast", cache_policy=INPUTS, persist_result=True, result_serializer="json",
+      cache_expiration=timedelta(days=7), timeout_seconds=1800)
 def champion_forecast(model_uri: str, table: str, data_md5: str, series_id: str, train_end: str, h: int,
-                      dataset: str) -> pd.DataFrame:
-    """Forecast ``h`` steps after the last observation; cached on (model version, data md5, h)."""
+                      dataset: str) -> dict[str, list]:
+    """Forecast ``h`` steps after the last observation; cached on (model version, data md5, h).
+
+    Returns plain columns (``{column: values}``, timestamps as ISO strings) so the persisted
+    result is JSON."""
     import mlflow
 
     from seqcast.tracking import use_store
 
     use_store()
     clean = pd.read_parquet(table)
-    series = clean.loc[clean[UNIQUE_ID] == series_id].reset_index(drop=True)
+    series = local_time(clean.loc[clean[UNIQUE_ID] == series_id]).reset_index(drop=True)
     new = new_observations(series, train_end)
     model = mlflow.pyfunc.load_model(model_uri)
     out = model.predict(pd.DataFrame({Y: new[Y].to_numpy(dtype=float)}), params={"h": int(h)})
     last = pd.Timestamp(series[DS].iloc[-1])
-    out.insert(0, DS, future_index(last, h, dataset))
+    out.insert(0, DS, [ts.isoformat() for ts in future_index(last, h, dataset)])
     out.insert(0, UNIQUE_ID, series_id)
-    out.attrs["history_points"] = len(new)
-    return out
+    return {col: [v.item() if hasattr(v, "item") else v for v in out[col]] for col in out.columns}
 
 
 def fan_chart(history: pd.DataFrame, fc: pd.DataFrame, title: str):
@@ -100,21 +110,27 @@ def forecast_flow(dataset: str = "market", h: int | None = None, alias: str = "c
     params = load_params()
     tracking.use_store()
     name = registered_name(dataset)
-    mv = MlflowClient().get_model_version_by_alias(name, alias)  # raises when there is no champion yet
+    try:
+        mv = MlflowClient().get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException as err:
+        raise NoChampion(f"no model {name}@{alias} in the MLflow store {tracking.tracking_uri()}: run the "
+                         f"pipeline first (`seqcast run`, or `dvc repro promote@{dataset}`)") from err
     h = int(h or (params.backtest.p2.horizon if dataset == "market" else params.backtest.p1.horizon))
     table = params.path("clean", f"{dataset}.parquet")
     md5 = tracking.file_md5(table)
     series_id = mv.tags["series"]
-    fc = champion_forecast(f"models:/{name}/{mv.version}", str(table), md5, series_id, mv.tags["train_end"], h,
-                           dataset)
+    fc = pd.DataFrame(champion_forecast(f"models:/{name}/{mv.version}", str(table), md5, series_id,
+                                        mv.tags["train_end"], h, dataset))
+    fc[DS] = pd.to_datetime(fc[DS].map(pd.Timestamp))
     clean = pd.read_parquet(table)
-    history = clean.loc[clean[UNIQUE_ID] == series_id, [DS, Y]].tail(10 * h if dataset == "pm25" else 120)
+    history = local_time(clean.loc[clean[UNIQUE_ID] == series_id])[[DS, Y]].tail(10 * h if dataset == "pm25" else 120)
     out_dir = params.path("reports", "forecast")
     out_dir.mkdir(parents=True, exist_ok=True)
     csv, png = out_dir / f"{dataset}.csv", out_dir / f"{dataset}.png"
-    fc.to_csv(csv, index=False)
+    atomic.write_text(csv, fc.to_csv(index=False))
     fig = fan_chart(history, fc, f"{dataset}/{series_id}: {mv.tags.get('model')} (v{mv.version}), {h} steps")
-    fig.savefig(png, dpi=100)
+    with atomic.atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     with tracking.model_run(dataset, mv.tags.get("model", "?"), "forecast",
                             run_name=f"forecast · {dataset} · {fc[DS].iloc[0]:%Y-%m-%d %H:%M}",
                             experiment=tracking.experiment_name(f"{dataset}-forecast"),
@@ -129,15 +145,23 @@ def forecast_flow(dataset: str = "market", h: int | None = None, alias: str = "c
             "model_version": str(mv.version), "first": float(fc["mean"].iloc[0])}
 
 
-def main(argv: list[str] | None = None) -> None:
-    from seqcast.cli import flow_parser
+def main(argv: list[str] | None = None):
+    from flows.entry import flow_parser
 
     parser = flow_parser(__doc__)
     parser.add_argument("--h", type=int)
     parser.add_argument("--alias", default="champion")
     args = parser.parse_args(argv)
-    print(forecast_flow(args.dataset, args.h, args.alias))
+    out = forecast_flow(args.dataset, args.h, args.alias)
+    print(out)
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    try:
+        main()
+    except NoChampion as err:  # a clear message, not a traceback: the user has a step to take
+        print(f"forecast: {err}", file=sys.stderr)
+        sys.exit(1)

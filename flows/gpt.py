@@ -37,12 +37,14 @@ def log_pyfunc(ckpt_dir: Path, registered_name: str, alias: str, register: bool,
     import mlflow
     from mlflow.models import infer_signature
 
-    root = project_root()
+    import models
+
+    code = Path(models.__file__).parent  # the code this process runs, wherever the project's data live
     info = mlflow.pyfunc.log_model(
         name="model",
-        python_model=str(root / "models" / "gpt_pyfunc_entry.py"),
+        python_model=str(code / "gpt_pyfunc_entry.py"),
         artifacts={"checkpoint": str(ckpt_dir / "model.pt"), "tokenizer": str(ckpt_dir / "tokenizer.json")},
-        code_paths=[str(root / "models"), str(root / "tasks")],
+        code_paths=[str(code)],  # the pyfunc needs the model code only (models/ imports no tasks/)
         pip_requirements=PIP_REQUIREMENTS,
         signature=infer_signature(["ROMEO:"], ["text"], params={**DEFAULT_PARAMS, **(params or {})}),  # sampling settings per call
         registered_model_name=registered_name if register else None,
@@ -111,7 +113,9 @@ def gpt_train_flow(resume: bool = True, max_iters: int | None = None, register_m
     """``ladder=False`` skips the count-based and recurrent rungs (a quick GPT-only run)."""
     import mlflow
 
-    from seqcast.tracking import model_run
+    from seqcast.tracking import check_store, model_run
+
+    check_store()  # an unreachable MLflow store fails here, before any training
 
     p = load_gpt_params()
     root = project_root()

@@ -13,12 +13,13 @@ from seqcast.contract import DATASETS, UNIQUE_ID
 from tasks import ingest
 
 
-@task(name="download-market", retries=3, retry_delay_seconds=[2, 5, 15], timeout_seconds=300)
+# retries and their delays come from params.yaml (ingest.*), set with .with_options in the flow
+@task(name="download-market", timeout_seconds=300)
 def download_market(ticker, start, end, dest, timeout):
     return ingest.download_market_upstream(ticker, start, end, dest, timeout)
 
 
-@task(name="download-url", retries=3, retry_delay_seconds=[2, 5, 15], timeout_seconds=600)
+@task(name="download-url", timeout_seconds=600)
 def download_url(url, dest, timeout):
     return ingest.download_url(url, dest, timeout)
 
@@ -51,12 +52,12 @@ def ingest_flow(dataset: str = "market") -> str:
     return str(table)
 
 
-def main(argv: list[str] | None = None) -> None:
-    from seqcast.cli import flow_parser
+def main(argv: list[str] | None = None):
+    from flows.entry import flow_parser
 
     parser = flow_parser(__doc__, (*DATASETS, "text"))
     args = parser.parse_args(argv)
-    ingest_flow(args.dataset)
+    return ingest_flow(args.dataset)
 
 
 if __name__ == "__main__":

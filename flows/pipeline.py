@@ -1,43 +1,80 @@
-"""The whole pipeline as one Prefect flow: ingest -> validate -> stationarity -> backtest.
+"""The whole pipeline as one Prefect flow: the stages of ``dvc.yaml``, in DVC's order.
 
-The same stage flows DVC runs one by one (``dvc.yaml``), composed here as subflows so a
-Prefect deployment (or ``seqcast run --prefect``) runs them in order with the same
-``params.yaml``. A failing validation stops the dataset before any model is trained.
+Nothing is written twice: the stage list, their order and their commands come from
+``dvc.yaml`` itself (resolved by DVC: ``foreach``, ``${...}`` templating), and each
+stage's command — always ``python -m flows.<module> <args>`` — is run in this process
+by calling that module's ``main(args)``, so every stage is a subflow of this flow with
+the same code and the same ``params.yaml`` as under ``dvc repro``. A failing stage (a
+validation error, say) stops the flow before anything downstream runs. Unlike
+``dvc repro`` it does not skip up-to-date stages nor write ``dvc.lock``.
+
+    seqcast run --prefect [--datasets market] [--targets backtest@market]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import shlex
 
 from prefect import flow, get_run_logger
 
-from flows.backtest import backtest_flow
-from flows.ingest import ingest_flow
-from flows.stationarity import stationarity_flow
-from flows.validate import validate_flow
 from seqcast.contract import DATASETS
 
 
+def stage_commands(targets: list[str] | None = None, datasets: list[str] | None = None) -> list[tuple[str, list[str]]]:
+    """``(stage, argv)`` of every stage in execution order: all of dvc.yaml, or ``targets`` and
+    what they need; ``datasets`` keeps the per-dataset stages of those datasets (and the rest)."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    from seqcast.paths import project_root
+
+    # from the project root: DVC resolves a repository relative to the working directory's git
+    with contextlib.chdir(project_root()), Repo(".") as repo:
+        graph = repo.index.graph  # edges: stage -> the stages it depends on
+        order = list(reversed(list(nx.topological_sort(graph))))
+        if targets:
+            wanted = {s for s in order if s.addressing in targets}
+            missing = set(targets) - {s.addressing for s in wanted}
+            if missing:
+                raise KeyError(f"no such stage in dvc.yaml: {sorted(missing)}")
+            wanted |= {d for s in wanted for d in nx.descendants(graph, s)}
+            order = [s for s in order if s in wanted]
+        out = []
+        for stage in order:
+            name, _, item = stage.addressing.partition("@")
+            if datasets is not None and item in DATASETS and item not in datasets:
+                continue
+            argv = shlex.split(stage.cmd)
+            if argv[:2] != ["python", "-m"] or not argv[2].startswith("flows."):
+                raise ValueError(f"stage {stage.addressing}: its cmd must be `python -m flows.<module> ...`, "
+                                 f"got {stage.cmd!r}")
+            out.append((stage.addressing, argv[2:]))
+        return out
+
+
 @flow(name="pipeline", log_prints=True)
-def pipeline_flow(datasets: list[str] = list(DATASETS)) -> dict:
+def pipeline_flow(datasets: list[str] | None = None, targets: list[str] | None = None) -> dict:
+    """Run the stages of dvc.yaml as subflows (``datasets``/``targets`` narrow it, as above)."""
     logger = get_run_logger()
-    summary = {}
-    for dataset in datasets:
-        ingest_flow(dataset)
-        validate_flow(dataset)
-        stationarity_flow(dataset)
-        summary[dataset] = backtest_flow(dataset)
-        logger.info("%s: done", dataset)
-    return summary
+    done = {}
+    for stage, (module, *args) in stage_commands(targets, datasets):
+        logger.info("stage %s: %s %s", stage, module, " ".join(args))
+        done[stage] = importlib.import_module(module).main(args)
+    return done
 
 
 def main(argv: list[str] | None = None) -> None:
     from seqcast.env import configure
 
     configure()
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=DATASETS)
-    pipeline_flow(parser.parse_args(argv).datasets)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="*", choices=DATASETS)
+    parser.add_argument("--targets", nargs="*", help="dvc.yaml stages (and what they need)")
+    args = parser.parse_args(argv)
+    pipeline_flow(args.datasets, args.targets)
 
 
 if __name__ == "__main__":

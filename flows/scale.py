@@ -27,7 +27,12 @@ import numpy as np
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
-SEASON = {"generated": 5, "market": 5, "pm25": 24}
+def protocol_season_and_h(source: str) -> tuple[int, int]:
+    """The season and horizon of the source's protocol in params.yaml (generated series are daily-like: P2)."""
+    from seqcast.config import load_params
+
+    bt = load_params().backtest
+    return (bt.p1.season, bt.p1.horizon) if source == "pm25" else (bt.p2.season, bt.p2.horizon)
 
 
 def generated_series(n: int, length: int = 400, seed: int = 0) -> dict[str, np.ndarray]:
@@ -94,10 +99,12 @@ def default_chunk_size(n: int, workers: int) -> int:
     return max(1, math.ceil(n / (4 * workers)))  # ~4 tasks per worker: balance vs orchestration cost
 
 
-def serial_fit(series: dict[str, np.ndarray], model: str = "arima", h: int = 5, season: int = 5,
-               overrides: dict | None = None) -> dict[str, list]:
-    """The baseline: one process, one series after the other, no orchestration."""
-    return fit_chunk(model, model_config(model, overrides), season, series, h)
+def serial_fit(series: dict[str, np.ndarray], model: str = "arima", h: int | None = None,
+               season: int | None = None, overrides: dict | None = None) -> dict[str, list]:
+    """The baseline: one process, one series after the other, no orchestration (season and h:
+    the P2 protocol's unless given)."""
+    p_season, p_h = protocol_season_and_h("generated")
+    return fit_chunk(model, model_config(model, overrides), season or p_season, series, h or p_h)
 
 
 def task_runner(address: str | None, n_workers: int | None):
@@ -109,7 +116,7 @@ def task_runner(address: str | None, n_workers: int | None):
                                           "processes": True, "dashboard_address": None})
 
 
-def scale_flow(source: str = "generated", n: int = 100, length: int = 400, model: str = "arima", h: int = 5,
+def scale_flow(source: str = "generated", n: int = 100, length: int = 400, model: str = "arima", h: int | None = None,
                chunk_size: int | None = None, address: str | None = None, n_workers: int | None = None,
                seed: int = 0, overrides: dict | None = None) -> dict:
     """Fit every series of ``source`` in parallel; returns forecasts and timings.
@@ -118,6 +125,8 @@ def scale_flow(source: str = "generated", n: int = 100, length: int = 400, model
     run it under ``if __name__ == "__main__":`` in scripts (Dask spawns processes).
     """
     workers = n_workers or os.cpu_count() or 1
+    season, p_h = protocol_season_and_h(source)
+    h = h or p_h
 
     @flow(name="scale", log_prints=True, task_runner=task_runner(address, workers))
     def _scale(source: str, n: int) -> dict:
@@ -126,7 +135,7 @@ def scale_flow(source: str = "generated", n: int = 100, length: int = 400, model
         config = model_config(model, overrides)
         size = chunk_size or default_chunk_size(len(series), workers)
         t0 = time.perf_counter()
-        futures = fit_chunk_task.map(unmapped(model), unmapped(config), unmapped(SEASON[source]),
+        futures = fit_chunk_task.map(unmapped(model), unmapped(config), unmapped(season),
                                      chunks(series, size), unmapped(h))
         forecasts: dict[str, list] = {}
         for part in futures.result():

@@ -12,16 +12,11 @@ import json
 import pandas as pd
 from prefect import flow, get_run_logger
 
-from seqcast import tracking
+from seqcast import atomic, tracking
 from seqcast.config import load_params
 from seqcast.errors import DataValidationError
 from tasks import cleaning
 from tasks.validate import validate_table
-
-
-def _write_json(path, payload) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 @flow(name="validate", log_prints=True)
@@ -38,7 +33,10 @@ def validate_flow(dataset: str = "market") -> str:
     import mlflow
 
     with tracking.model_run(dataset, "validate", "data", experiment=tracking.experiment_name(f"{dataset}-data"),
-                            tags={f"source.{k}": v["source"] for k, v in sources.items()}):
+                            tags={**{f"source.{k}": v["source"] for k, v in sources.items()},
+                                  # the upstream failed and the mirror served it: say so in the run
+                                  **{f"source_warning.{k}": str(v["warning"])[:500] for k, v in sources.items()
+                                     if v.get("warning")}}):
         tracking.log_data_version(tidy, table, name=f"{dataset}-tidy")
         try:
             report = validate_table(tidy, dataset, params, files, docs)
@@ -69,18 +67,17 @@ def validate_flow(dataset: str = "market") -> str:
             mlflow.log_metrics({f"{k}.{uid.replace('^', '')}": float(v) for k, v in r.items()
                                 if isinstance(v, (int, float, bool))})
     out = params.path("clean", f"{dataset}.parquet")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    clean.to_parquet(out, index=False)
-    _write_json(params.path("reports", "validation", f"{dataset}.json"), report)
+    atomic.write_parquet(out, clean)  # a killed run never leaves half a table behind
+    atomic.write_json(params.path("reports", "validation", f"{dataset}.json"), report, sort_keys=True)
     logger.info("%s: valid; clean table %s (%d rows)", dataset, out, len(clean))
     return str(out)
 
 
-def main(argv: list[str] | None = None) -> None:
-    from seqcast.cli import flow_parser
+def main(argv: list[str] | None = None):
+    from flows.entry import flow_parser
 
     parser = flow_parser(__doc__)
-    validate_flow(parser.parse_args(argv).dataset)
+    return validate_flow(parser.parse_args(argv).dataset)
 
 
 if __name__ == "__main__":

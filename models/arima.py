@@ -16,20 +16,17 @@ import numpy as np
 from models.base import Forecast, Forecaster, Levels
 from models.registry import register
 from models.statespace import forecast_from_states, is_time_invariant
+from seqcast.model_config import ArimaParams
 
 
 @register
 class Arima(Forecaster):
     name = "arima"
+    Params = ArimaParams
     family = "classical"
     update_method = "Kalman filtering with the fitted parameters (no refit)"
     uses_differencing_order = True
     tiny_config = {"p": 1, "d": 0, "q": 1}
-
-    def __init__(self, season: int = 1, p: int = 2, d: int = 0, q: int = 1, trend: str = "c",
-                 fit_window: int | None = None, maxiter: int = 200, **config) -> None:
-        super().__init__(season, p=int(p), d=int(d), q=int(q), trend=trend, fit_window=fit_window,
-                         maxiter=int(maxiter), **config)
 
     # statsmodels model on a series with the configured order
     def _model(self, y: np.ndarray):
@@ -38,18 +35,18 @@ class Arima(Forecaster):
         cfg = self.config
         # with d = 1 a constant is a drift, with d = 2 a quadratic trend (none then);
         # "ct" (trend-stationary series) adds a linear trend to the constant
-        trend = cfg.get("trend", "c") if cfg["d"] == 0 else ("c" if cfg["d"] == 1 else "n")
-        return SARIMAX(y, order=(cfg["p"], cfg["d"], cfg["q"]), trend=trend,
+        trend = cfg.trend if cfg.d == 0 else ("c" if cfg.d == 1 else "n")
+        return SARIMAX(y, order=(cfg.p, cfg.d, cfg.q), trend=trend,
                        enforce_stationarity=True, enforce_invertibility=True)
 
     def _fit(self, y: np.ndarray, X: np.ndarray | None) -> None:
         # a linear trend is indexed from the first point: fitting it on a window would
         # shift it against the full series, so trend-stationary fits use everything
-        window = self.config.get("fit_window") if self.config.get("trend", "c") != "ct" else None
+        window = self.config.fit_window if self.config.trend != "ct" else None
         y_fit = y[-int(window):] if window else y
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = self._model(y_fit).fit(disp=False, maxiter=self.config["maxiter"])
+            res = self._model(y_fit).fit(disp=False, maxiter=self.config.maxiter)
         self.params_ = np.asarray(res.params, dtype=float)
         self.param_names_ = list(res.model.param_names)
         self.aic_ = float(res.aic)
@@ -85,7 +82,8 @@ class Arima(Forecaster):
     def describe(self):
         out = super().describe()
         if self.fitted:
-            out.update({"order": f"({self.config['p']},{self.config['d']},{self.config['q']})",
+            c = self.config
+            out.update({"order": f"({c.p},{c.d},{c.q})",
                         "aic": round(getattr(self, "aic_", float("nan")), 3)})
             out.update({f"coef_{k}": round(float(v), 6) for k, v in zip(getattr(self, "param_names_", []), self.params_)})
         return out

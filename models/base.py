@@ -16,6 +16,11 @@ only. The default implementation walks the origins with ``update`` + ``predict``
 Exogenous inputs ``X`` (shape ``(n, k)``, aligned with ``y``) follow the same rule:
 at origin ``o`` a model may read ``X[:o+1]`` only, unless its class sets
 ``oracle_exog = True`` (then it is labelled "oracle" everywhere it is reported).
+
+Global models (``uses_panel = True``) are also handed a *panel* at fit time: the other
+series of the dataset, each cut at the training end (objects with ``unique_id``, ``ds``,
+``y`` and ``X``; see :class:`tasks.backtest.PanelSeries`). They train across it; they
+never read files.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 from scipy import stats
+
+from seqcast.model_config import ForecasterParams
 
 Levels = tuple[int, ...]
 
@@ -68,31 +75,43 @@ class Forecast:
 class Forecaster(ABC):
     """Base class: subclasses implement ``_fit``, ``_predict`` and usually ``_update``.
 
-    Capability flags are class attributes. Construction takes keyword
-    hyperparameters only (stored in ``self.config`` and saved with the model), plus
-    ``season``, the protocol's seasonal period (24 for hourly PM2.5, 5 for trading days).
+    Capability flags are class attributes. Construction takes one validated
+    configuration, an instance of the class's ``Params`` schema (seqcast/model_config.py;
+    ``None``: the schema's defaults), kept whole in ``self.config`` and saved with the
+    model, plus ``season``, the protocol's seasonal period (24 for hourly PM2.5, 5 for
+    trading days). ``models.registry.create(name, season=..., **values)`` validates
+    keyword values through the schema.
     """
 
     name: ClassVar[str] = "forecaster"
+    Params: ClassVar[type[ForecasterParams]] = ForecasterParams
     family: ClassVar[str] = "baseline"
     supports_exog: ClassVar[bool] = False
     oracle_exog: ClassVar[bool] = False
-    # a small configuration for the contract tests (fast to fit)
+    # a small configuration for the contract tests (fast to fit), validated by ``Params``
     tiny_config: ClassVar[dict[str, Any]] = {}
     # takes ``d`` (and ``trend``) from the stationarity stage
     uses_differencing_order: ClassVar[bool] = False
+    # a global model: trained across the other series of the dataset (the panel) as well
+    uses_panel: ClassVar[bool] = False
     # how P1a-style rolling forecasts are produced; reported in MLflow and notes
     update_method: ClassVar[str] = "update with new observations, no refit"
 
-    def __init__(self, season: int = 1, **config: Any) -> None:
+    def __init__(self, config: ForecasterParams | None = None, *, season: int = 1) -> None:
+        config = self.Params() if config is None else config
+        if type(config) is not self.Params:
+            raise TypeError(f"{self.name}: the configuration must be a {self.Params.__name__}, "
+                            f"not {type(config).__name__}")
+        self.config = config
         self.season = int(season)
-        self.config = dict(config)
         self.fitted = False
         self.y_: np.ndarray = np.empty(0)
         self.X_: np.ndarray | None = None
+        self.panel_: tuple = ()
 
     # -- public API -------------------------------------------------------------------
-    def fit(self, y: np.ndarray, X: np.ndarray | None = None) -> Forecaster:
+    def fit(self, y: np.ndarray, X: np.ndarray | None = None, panel=None) -> Forecaster:
+        """Fit on the history ``y`` (and ``X``); a global model also trains on ``panel``."""
         y = np.asarray(y, dtype=float)
         if y.ndim != 1 or len(y) < 2:
             raise ValueError(f"{self.name}: y must be a 1-d series of at least 2 points")
@@ -100,6 +119,7 @@ class Forecaster(ABC):
             raise ValueError(f"{self.name}: y has no observed value")
         self.y_ = y.copy()
         self.X_ = None if X is None else np.asarray(X, dtype=float).copy()
+        self.panel_ = tuple(panel or ()) if self.uses_panel else ()
         self._fit(self.y_, self.X_)
         self.fitted = True
         return self
@@ -156,6 +176,11 @@ class Forecaster(ABC):
             return Forecast(np.empty((0, h)), {lv: np.empty((0, h)) for lv in levels}, {lv: np.empty((0, h)) for lv in levels})
         return Forecast.stack(parts)
 
+    def _record(self, **chosen: Any) -> None:
+        """Keep what fitting chose (an order, periods, a decay) in the configuration, so that
+        ``describe`` reports it and a saved model reloads with it (validated again)."""
+        self.config = self.Params.model_validate({**self.config.model_dump(), **chosen})
+
     # -- persistence ------------------------------------------------------------------
     def get_state(self) -> dict[str, np.ndarray]:
         """Arrays that, with ``config``, rebuild the fitted model (saved as .npz, no pickle)."""
@@ -171,7 +196,7 @@ class Forecaster(ABC):
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        meta = {"name": self.name, "season": self.season, "config": self.config}
+        meta = {"name": self.name, "season": self.season, "config": self.config.model_dump(mode="json")}
         (folder / "forecaster.json").write_text(json.dumps(meta, indent=2, default=_json_default))
         np.savez(folder / "state.npz", **self.get_state())
         return folder
@@ -193,7 +218,7 @@ class Forecaster(ABC):
 
     def describe(self) -> dict[str, Any]:
         """Parameters worth logging (hyperparameters plus what fitting chose)."""
-        return {"season": self.season, **self.config}
+        return {"season": self.season, **self.config.model_dump()}
 
     # -- optional MLflow extras (used by flows/backtest.py log_result) ------------------
     def log_extras(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import numpy as np
 
 from models.base import DirectForecaster, Forecast, ffill
 from models.registry import register
+from seqcast.model_config import DriftParams, NaiveParams, SeasonalNaiveParams
 
 
 class _Baseline(DirectForecaster):
@@ -55,6 +56,7 @@ class Naive(_Baseline):
     """y_{o+h} = y_o (random walk)."""
 
     name = "naive"
+    Params = NaiveParams
 
     def _mean(self, y, origins, steps):
         return np.repeat(y[origins][:, None], len(steps), axis=1)
@@ -68,6 +70,7 @@ class SeasonalNaive(_Baseline):
     """y_{o+h} = y_{o+h-m k}, the same hour of the last observed season."""
 
     name = "seasonal_naive"
+    Params = SeasonalNaiveParams
 
     def _lag(self) -> int:
         return max(self.season, 1)
@@ -87,6 +90,7 @@ class Drift(_Baseline):
     """Naive plus the average historical change (a straight line through first and last)."""
 
     name = "drift"
+    Params = DriftParams
 
     def _mean(self, y, origins, steps):
         first = np.flatnonzero(~np.isnan(y))[0]

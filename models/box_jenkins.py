@@ -20,51 +20,47 @@ import numpy as np
 
 from models.registry import register
 from models.sarimax_base import SarimaxForecaster
+from seqcast.model_config import AutoArimaParams
 
 
 @register
 class AutoArima(SarimaxForecaster):
     name = "auto_arima"
+    Params = AutoArimaParams
     uses_differencing_order = True
     tiny_config = {"max_p": 1, "max_q": 1, "fit_window": 200, "filter_window": None, "maxiter": 30}
 
-    def __init__(self, season: int = 1, d: int = 0, max_p: int = 5, max_q: int = 5, criterion: str = "aic",
-                 max_steps: int = 30, **config) -> None:
-        config.pop("P", None), config.pop("D", None), config.pop("Q", None)
-        super().__init__(season, d=d, max_p=int(max_p), max_q=int(max_q), criterion=criterion,
-                         max_steps=int(max_steps), **config)
-
     def _score(self, z: np.ndarray, p: int, q: int) -> float:
-        self.config.update(p=p, q=q)
+        self._record(p=p, q=q)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                res = self._model(z, None).fit(disp=False, maxiter=self.config["maxiter"])
-            return float(getattr(res, self.config["criterion"]))
+                res = self._model(z, None).fit(disp=False, maxiter=self.config.maxiter)
+            return float(getattr(res, self.config.criterion))
         except (np.linalg.LinAlgError, ValueError):
             return np.inf
 
     def _fit(self, y: np.ndarray, X: np.ndarray | None) -> None:
         cfg = self.config
-        window = cfg.get("fit_window")
+        window = cfg.fit_window
         z = self._z(y)[-int(window):] if window else self._z(y)
         scores: dict[tuple[int, int], float] = {}
 
         def score(p: int, q: int) -> float:
-            if (p, q) not in scores and 0 <= p <= cfg["max_p"] and 0 <= q <= cfg["max_q"]:
+            if (p, q) not in scores and 0 <= p <= cfg.max_p and 0 <= q <= cfg.max_q:
                 scores[(p, q)] = self._score(z, p, q)
             return scores.get((p, q), np.inf)
 
         starts = [(2, 2), (0, 0), (1, 0), (0, 1)]
         best = min(starts, key=lambda o: score(*o))
-        for _ in range(cfg["max_steps"]):
+        for _ in range(cfg.max_steps):
             moves = [(best[0] + dp, best[1] + dq) for dp in (-1, 0, 1) for dq in (-1, 0, 1) if dp or dq]
             cand = min(moves, key=lambda o: score(*o))
             if score(*cand) >= score(*best):
                 break
             best = cand
         self.search_ = {f"{p},{q}": s for (p, q), s in sorted(scores.items())}
-        cfg.update(p=best[0], q=best[1])
+        self._record(p=best[0], q=best[1])
         super()._fit(y, X)
 
     def log_extras(self) -> dict:

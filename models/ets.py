@@ -26,6 +26,7 @@ import numpy as np
 
 from models.base import DirectForecaster, Forecast, Levels, ffill
 from models.registry import register
+from seqcast.model_config import EtsParams
 
 EPS = 0.1  # multiplicative forms smooth max(y, EPS)
 
@@ -33,17 +34,10 @@ EPS = 0.1  # multiplicative forms smooth max(y, EPS)
 @register
 class Ets(DirectForecaster):
     name = "ets"
+    Params = EtsParams
     family = "classical"
     update_method = "ETS recursions (smoothing) with the fitted parameters, no refit"
     tiny_config = {"fit_window": 200, "errors": ["add"], "trends": [None], "seasonals": [None]}
-
-    def __init__(self, season: int = 1, fit_window: int | None = 1000, errors: list[str] | None = None,
-                 trends: list[str | None] | None = None, seasonals: list[str | None] | None = None,
-                 criterion: str = "aicc", maxiter: int = 200, **config) -> None:
-        super().__init__(season, fit_window=fit_window, errors=errors or ["add", "mul"],
-                         trends=trends if trends is not None else [None, "add"],
-                         seasonals=seasonals if seasonals is not None else [None, "add", "mul"],
-                         criterion=criterion, maxiter=int(maxiter), **config)
 
     def _model(self, y: np.ndarray, form: dict):
         from statsmodels.tsa.exponential_smoothing.ets import ETSModel
@@ -56,23 +50,23 @@ class Ets(DirectForecaster):
     def _fit(self, y: np.ndarray, X: np.ndarray | None) -> None:
         cfg = self.config
         filled = ffill(y)
-        window = cfg.get("fit_window")
+        window = cfg.fit_window
         self.start_ = max(int(np.flatnonzero(~np.isnan(filled))[0]), len(y) - int(window) if window else 0)
         sample = filled[self.start_:]
         positive = bool(np.nanmin(sample) > 0)
-        seasonals = [s for s in cfg["seasonals"] if s is None or (self.season > 1 and len(sample) > 2 * self.season)]
+        seasonals = [s for s in cfg.seasonals if s is None or (self.season > 1 and len(sample) > 2 * self.season)]
         best, self.search_ = None, {}
-        for error, trend, seasonal in itertools.product(cfg["errors"], cfg["trends"], seasonals):
+        for error, trend, seasonal in itertools.product(cfg.errors, cfg.trends, seasonals):
             if not positive and "mul" in (error, seasonal):
                 continue
             form = {"error": error, "trend": trend, "seasonal": seasonal}
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    res = self._model(sample, form).fit(disp=False, maxiter=cfg["maxiter"])
+                    res = self._model(sample, form).fit(disp=False, maxiter=cfg.maxiter)
             except (ValueError, np.linalg.LinAlgError):
                 continue
-            score = float(getattr(res, cfg["criterion"]))
+            score = float(getattr(res, cfg.criterion))
             self.search_[f"{error},{trend},{seasonal}"] = score
             if np.isfinite(score) and (best is None or score < best[0]):
                 best = (score, form, res)

@@ -16,6 +16,7 @@ import numpy as np
 from models.base import ffill
 from models.registry import register
 from models.sarimax_base import SarimaxForecaster
+from seqcast.model_config import FourierParams
 
 
 def periodogram(y: np.ndarray, pad: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -48,31 +49,28 @@ def dominant_periods(y: np.ndarray, k: int = 3, min_period: float = 2.0, max_per
 @register
 class Fourier(SarimaxForecaster):
     name = "fourier"
+    Params = FourierParams  # no seasonal ARIMA part: the harmonics carry the seasons
     tiny_config = {"k": 2, "p": 1, "q": 0, "fit_window": 300, "filter_window": None, "max_period": 100}
 
-    def __init__(self, season: int = 24, k: int = 3, p: int = 2, d: int = 0, q: int = 1, max_period: float = 400.0,
-                 periods: list[float] | None = None, **config) -> None:
-        for key in ("P", "D", "Q"):  # no seasonal ARIMA part: the harmonics carry the seasons
-            config.pop(key, None)
-        super().__init__(season, p=p, d=d, q=q, P=0, D=0, Q=0, k=int(k), max_period=float(max_period),
-                         periods=periods, **config)
+    def __init__(self, config: FourierParams | None = None, *, season: int = 24) -> None:
+        super().__init__(config, season=season)
 
     def _fit(self, y, X):
-        window = self.config.get("fit_window")
+        window = self.config.fit_window
         sample = y[-int(window) * 4:] if window else y  # a longer sample resolves the periods better
         self.freq_, self.power_ = periodogram(sample)
-        self.config["periods"] = dominant_periods(sample, self.config["k"], max_period=self.config["max_period"])
+        self._record(periods=dominant_periods(sample, self.config.k, max_period=self.config.max_period))
         super()._fit(y, None)
 
     def _terms(self, t: np.ndarray) -> np.ndarray:
         cols = []
-        for period in self.config["periods"]:
+        for period in self.config.periods:
             w = 2 * np.pi * t / period
             cols += [np.sin(w), np.cos(w)]
         return np.column_stack(cols)
 
     def _regressors(self, n, X):
-        return self._terms(np.arange(n, dtype=float)) if self.config.get("periods") else None
+        return self._terms(np.arange(n, dtype=float)) if self.config.periods else None
 
     def _future_regressors(self, origins, h, n, X):
         t = origins[:, None] + np.arange(1, h + 1)[None, :]
@@ -80,7 +78,7 @@ class Fourier(SarimaxForecaster):
 
     def describe(self):
         out = super().describe()
-        out["periods"] = ",".join(f"{p:.2f}" for p in self.config.get("periods") or [])
+        out["periods"] = ",".join(f"{p:.2f}" for p in self.config.periods or [])
         return out
 
     def figures(self) -> dict:
@@ -93,7 +91,7 @@ class Fourier(SarimaxForecaster):
 
         fig, ax = plt.subplots(figsize=(8, 3.5))
         ax.loglog(1 / self.freq_, self.power_, lw=0.7)
-        for p in self.config["periods"]:
+        for p in self.config.periods:
             ax.axvline(p, color="red", ls="--", lw=0.8)
             ax.annotate(f"{p:.1f}", (p, self.power_.max()), fontsize=8, color="red")
         ax.set_xlabel("period (steps)")

@@ -24,6 +24,7 @@ from scipy import stats
 
 from models.base import DirectForecaster, Forecast, ffill
 from models.registry import register
+from seqcast.model_config import GbmParams
 
 TRADING_DAYS = 252
 
@@ -52,14 +53,10 @@ def mc_option_price(S: float, K: float, T: float, r: float, sigma: float, kind: 
 @register
 class Gbm(DirectForecaster):
     name = "gbm"
+    Params = GbmParams
     family = "classical"
     update_method = "exact: paths start from the last price; EWMA volatility updated from new returns"
     tiny_config = {"n_paths": 500}
-
-    def __init__(self, season: int = 1, n_paths: int = 2000, seed: int = 0, volatility: str = "constant",
-                 ewma_lambda: float = 0.94, select_lambda: list[float] | None = None, **config) -> None:
-        super().__init__(season, n_paths=int(n_paths), seed=int(seed), volatility=volatility,
-                         ewma_lambda=float(ewma_lambda), select_lambda=select_lambda, **config)
 
     @staticmethod
     def _returns(y: np.ndarray) -> np.ndarray:
@@ -74,8 +71,8 @@ class Gbm(DirectForecaster):
         self.m_ = float(r.mean())  # drift of the log price per step
         self.sigma_ = float(r.std(ddof=0))  # MLE
         self.mu_ = self.m_ + self.sigma_**2 / 2  # GBM drift
-        if self.config["volatility"] == "ewma" and self.config.get("select_lambda"):
-            self.config["ewma_lambda"] = self._select_lambda(r)
+        if self.config.volatility == "ewma" and self.config.select_lambda:
+            self._record(ewma_lambda=self._select_lambda(r))
 
     def _select_lambda(self, r: np.ndarray) -> float:
         """The EWMA decay with the best one-step Gaussian log score on the last 20% of the
@@ -84,7 +81,7 @@ class Gbm(DirectForecaster):
         fit, val = r[:-n_val], r[-n_val:]
         m, s2_0 = fit.mean(), fit.var()
         self.lambda_scores_ = {}
-        for lam in self.config["select_lambda"]:
+        for lam in self.config.select_lambda:
             s2, score = s2_0, 0.0
             for x in fit[-60:]:  # warm the recursion on the end of the fit part
                 s2 = lam * s2 + (1 - lam) * (x - m) ** 2
@@ -92,14 +89,14 @@ class Gbm(DirectForecaster):
                 score += stats.norm.logpdf(x, m, np.sqrt(s2))
                 s2 = lam * s2 + (1 - lam) * (x - m) ** 2
             self.lambda_scores_[str(lam)] = float(score)
-        return float(max(self.config["select_lambda"], key=lambda lam: self.lambda_scores_[str(lam)]))
+        return float(max(self.config.select_lambda, key=lambda lam: self.lambda_scores_[str(lam)]))
 
     def _sigma_at(self, y: np.ndarray, origins: np.ndarray) -> np.ndarray:
-        if self.config["volatility"] != "ewma":
+        if self.config.volatility != "ewma":
             return np.full(len(origins), self.sigma_)
         r = self._returns(y[: origins[-1] + 1])
         r = np.where(np.isfinite(r), r - self.m_, 0.0)
-        lam = self.config["ewma_lambda"]
+        lam = self.config.ewma_lambda
         s2 = np.empty(len(r) + 1)
         s2[0] = self.sigma_**2
         for t, rt in enumerate(r):  # s2[t+1]: variance forecast after seeing position t+1
@@ -108,7 +105,7 @@ class Gbm(DirectForecaster):
 
     def _paths(self, h: int) -> np.ndarray:
         """Standard normal cumulative sums (n_paths, h): common random numbers."""
-        z = np.random.default_rng(self.config["seed"]).standard_normal((self.config["n_paths"], h))
+        z = np.random.default_rng(self.config.seed).standard_normal((self.config.n_paths, h))
         return np.cumsum(z, axis=1)
 
     def _forecast(self, y, origins, h, levels) -> Forecast:
@@ -155,7 +152,7 @@ class Gbm(DirectForecaster):
                            "gbm_sigma_annual": self.sigma_ * np.sqrt(TRADING_DAYS)}}
         if getattr(self, "lambda_scores_", None):
             out["dicts"] = {"ewma_lambda_validation.json": self.lambda_scores_}
-            out["metrics"]["ewma_lambda"] = self.config["ewma_lambda"]
+            out["metrics"]["ewma_lambda"] = self.config.ewma_lambda
         return out
 
     def figures(self) -> dict:
@@ -173,7 +170,7 @@ class Gbm(DirectForecaster):
         for lv, alpha in ((95, 0.15), (80, 0.25), (50, 0.35)):
             ax.fill_between(t, fc.lower[lv][0], fc.upper[lv][0], alpha=alpha, color="C0", label=f"{lv}%")
         ax.plot(t, fc.mean[0], color="C0", lw=1, label="mean")
-        ax.set_title(f"GBM fan chart ({self.config['n_paths']} Monte-Carlo paths)")
+        ax.set_title(f"GBM fan chart ({self.config.n_paths} Monte-Carlo paths)")
         ax.legend(fontsize=8)
         fig.tight_layout()
         return {"gbm_fan_chart.png": fig}

@@ -41,7 +41,7 @@ class GPTTextModel(mlflow.pyfunc.PythonModel):
     # MLflow prefers a type-hint signature, which has no params (temperature, top_k, ... per call).
     def predict(self, context, model_input, params=None):
         """Prompts (list of str, a str, or a one-column DataFrame) -> list of generated continuations."""
-        from tasks.chatml import DEFAULT_SYSTEM, render
+        from models.chat_template import DEFAULT_SYSTEM, render
 
         p = {**self.defaults, **(params or {})}
         if isinstance(model_input, str):

@@ -23,28 +23,25 @@ import pandas as pd
 
 from models.base import DirectForecaster, Forecast, ffill
 from models.registry import register
+from seqcast.model_config import ProphetParams
 
 
 @register
 class ProphetForecaster(DirectForecaster):
     name = "prophet"
+    Params = ProphetParams
     family = "classical"
     needs_calendar = True
     update_method = "AR(1) on the residual at the origin around the fitted curve (no refit)"
     tiny_config = {"yearly_seasonality": False}
 
-    def __init__(self, season: int = 1, dates: list[str] | None = None, freq: str = "B", country_holidays: str = "KR",
-                 weekly_seasonality: bool = True, yearly_seasonality: bool = True, **config) -> None:
-        super().__init__(season, dates=dates, freq=freq, country_holidays=country_holidays,
-                         weekly_seasonality=weekly_seasonality, yearly_seasonality=yearly_seasonality, **config)
-
     def _dates(self, n: int) -> pd.DatetimeIndex:
-        known = pd.DatetimeIndex(pd.to_datetime(self.config.get("dates") or [], utc=True)).tz_localize(None)
+        known = pd.DatetimeIndex(pd.to_datetime(self.config.dates or [], utc=True)).tz_localize(None)
         if len(known) == 0:
             known = pd.DatetimeIndex([pd.Timestamp("2000-01-03")])
         if n <= len(known):
             return known[:n]
-        extra = pd.date_range(known[-1], periods=n - len(known) + 1, freq=self.config["freq"])[1:]
+        extra = pd.date_range(known[-1], periods=n - len(known) + 1, freq=self.config.freq)[1:]
         return known.append(extra)
 
     def _curve(self, n: int) -> np.ndarray:
@@ -58,10 +55,10 @@ class ProphetForecaster(DirectForecaster):
         logging.getLogger("prophet").setLevel(logging.WARNING)
         cfg = self.config
         frame = pd.DataFrame({"ds": self._dates(len(y)).normalize(), "y": y})
-        model = Prophet(weekly_seasonality=cfg["weekly_seasonality"], yearly_seasonality=cfg["yearly_seasonality"],
+        model = Prophet(weekly_seasonality=cfg.weekly_seasonality, yearly_seasonality=cfg.yearly_seasonality,
                         daily_seasonality=False, uncertainty_samples=0)
-        if cfg.get("country_holidays"):
-            model.add_country_holidays(country_name=cfg["country_holidays"])
+        if cfg.country_holidays:
+            model.add_country_holidays(country_name=cfg.country_holidays)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.fit(frame.dropna())
@@ -104,5 +101,5 @@ class ProphetForecaster(DirectForecaster):
         out = {k: v for k, v in super().describe().items() if k != "dates"}
         if self.fitted:
             out.update({"residual_phi": round(self.phi_, 4), "residual_sd": round(self.s_, 4),
-                        "n_calendar_dates": len(self.config.get("dates") or [])})
+                        "n_calendar_dates": len(self.config.dates or [])})
         return out

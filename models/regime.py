@@ -21,6 +21,7 @@ from scipy import stats
 
 from models.base import DirectForecaster, Forecast, Levels, ffill
 from models.registry import register
+from seqcast.model_config import RegimeParams
 
 
 def _model(r: np.ndarray, k: int):
@@ -44,12 +45,10 @@ def mixture_quantile(q: float, w: np.ndarray, mu: np.ndarray, sd: np.ndarray, it
 @register
 class Regime(DirectForecaster):
     name = "regime"
+    Params = RegimeParams
     family = "classical"
     update_method = "Hamilton filter with the fitted parameters (no refit)"
     tiny_config = {"k_regimes": 2}
-
-    def __init__(self, season: int = 1, k_regimes: int = 2, search_reps: int = 5, seed: int = 0, **config) -> None:
-        super().__init__(season, k_regimes=int(k_regimes), search_reps=int(search_reps), seed=int(seed), **config)
 
     @staticmethod
     def _returns(y: np.ndarray) -> np.ndarray:
@@ -58,19 +57,19 @@ class Regime(DirectForecaster):
     def _fit(self, y, X):
         r = self._returns(y)
         r = r[np.isfinite(r)]
-        k = self.config["k_regimes"]
+        k = self.config.k_regimes
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # the random starts of the search come from a seeded generator: the same fit in every process
-            res = _model(r, k).fit(search_reps=self.config["search_reps"], disp=False,
-                                   rng=np.random.default_rng(self.config["seed"]))
+            res = _model(r, k).fit(search_reps=self.config.search_reps, disp=False,
+                                   rng=np.random.default_rng(self.config.seed))
         self.params_ = np.asarray(res.params, dtype=float)
         self.param_names_ = list(res.model.param_names)
         self._unpack()
         self.smoothed_ = np.asarray(res.smoothed_marginal_probabilities, dtype=float)
 
     def _unpack(self) -> None:
-        k = self.config["k_regimes"]
+        k = self.config.k_regimes
         names = self.param_names_
         p = dict(zip(names, self.params_))
         self.mu_ = np.array([p[f"const[{i}]"] for i in range(k)])
@@ -82,7 +81,7 @@ class Regime(DirectForecaster):
         r = np.where(np.isfinite(r), r, 0.0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = _model(r, self.config["k_regimes"]).filter(self.params_)
+            res = _model(r, self.config.k_regimes).filter(self.params_)
         probs = np.asarray(res.filtered_marginal_probabilities, dtype=float)  # (n-1, k)
         probs = np.vstack([probs[:1], probs])  # position 0 has no return: use the first filter row
         P = np.asarray(res.model.regime_transition_matrix(self.params_))[:, :, 0]  # P[i, j] = P(S_t=i | S_{t-1}=j)

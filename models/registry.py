@@ -9,10 +9,12 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from models.base import Forecaster
+from seqcast.model_config import MODEL_SCHEMAS
 
 _REGISTRY: dict[str, type[Forecaster]] = {}
 
@@ -28,6 +30,9 @@ MODEL_MODULES = ["models.baselines", "models.arima",
 def register(cls: type[Forecaster]) -> type[Forecaster]:
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
         raise ValueError(f"two forecasters are named {cls.name!r}")
+    if MODEL_SCHEMAS.get(cls.name) is not cls.Params:  # params.yaml knows the model through its schema
+        raise TypeError(f"forecaster {cls.name!r}: its Params must be seqcast.model_config.MODEL_SCHEMAS"
+                        f"[{cls.name!r}], not {cls.Params.__name__}")
     _REGISTRY[cls.name] = cls
     return cls
 
@@ -45,8 +50,11 @@ def get(name: str) -> type[Forecaster]:
     return models[name]
 
 
-def create(name: str, season: int = 1, **config) -> Forecaster:
-    return get(name)(season=season, **config)
+def create(name: str, season: int = 1, **values: Any) -> Forecaster:
+    """A forecaster configured by keyword ``values``, validated by its schema (unknown keys,
+    wrong types and out-of-range values raise pydantic's ``ValidationError`` naming the key)."""
+    cls = get(name)
+    return cls(cls.Params.model_validate(values), season=season)
 
 
 def load(folder: str | Path) -> Forecaster:
@@ -57,7 +65,7 @@ def load(folder: str | Path) -> Forecaster:
     loader = getattr(cls, "load", None)
     if callable(loader):  # families with their own format (e.g. torch weights)
         return loader(folder)
-    model = cls(season=meta["season"], **meta["config"])
+    model = cls(cls.Params.model_validate(meta["config"]), season=meta["season"])
     with np.load(folder / "state.npz", allow_pickle=False) as npz:
         state = {k: npz[k] for k in npz.files}
     model.set_state(state)

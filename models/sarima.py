@@ -17,33 +17,32 @@ import numpy as np
 from models.base import ffill
 from models.registry import register
 from models.sarimax_base import SarimaxForecaster
+from seqcast.model_config import SarimaLogParams, SarimaParams, SarimaxWeatherParams
 
 
 @register
 class Sarima(SarimaxForecaster):
     name = "sarima"
+    Params = SarimaParams
     tiny_config = {"p": 1, "q": 0, "P": 1, "Q": 0, "fit_window": 300, "filter_window": None, "maxiter": 20}
 
-    def __init__(self, season: int = 24, p: int = 2, d: int = 0, q: int = 0, P: int = 1, D: int = 0, Q: int = 1,
-                 **config) -> None:
-        super().__init__(season, p=p, d=d, q=q, P=P, D=D, Q=Q, **config)
+    def __init__(self, config: SarimaParams | None = None, *, season: int = 24) -> None:
+        super().__init__(config, season=season)
 
 
 @register
 class SarimaxWeather(SarimaxForecaster):
     name = "sarimax_weather"
+    # change_columns: hourly changes only of the smooth weather columns (dew point, temperature,
+    # pressure = 0, 1, 2 in the P1 table); cumulated wind speed resets when the direction
+    # changes, so its "change" is an artefact
+    Params = SarimaxWeatherParams
     supports_exog = True
     oracle_exog = False
     tiny_config = {"p": 1, "q": 0, "P": 1, "Q": 0, "fit_window": 300, "filter_window": None, "maxiter": 20}
 
-    def __init__(self, season: int = 24, p: int = 2, d: int = 0, q: int = 0, P: int = 1, D: int = 0, Q: int = 1,
-                 change_columns: list[int] | None = None, **config) -> None:
-        # hourly changes only of the smooth weather columns (dew point, temperature,
-        # pressure = 0, 1, 2 in the P1 table); cumulated wind speed resets when the
-        # direction changes, so its "change" is an artefact
-        super().__init__(season, p=p, d=d, q=q, P=P, D=D, Q=Q,
-                         change_columns=[0, 1, 2] if change_columns is None else [int(c) for c in change_columns],
-                         **config)
+    def __init__(self, config: SarimaxWeatherParams | None = None, *, season: int = 24) -> None:
+        super().__init__(config, season=season)
 
     def _fit(self, y, X):
         if X is None:  # no weather given: the plain SARIMA (stated in describe())
@@ -59,8 +58,8 @@ class SarimaxWeather(SarimaxForecaster):
         self.x_mean_ = np.nanmean(X[:, self.keep_], axis=0)
         self.x_std_ = np.nanstd(X[:, self.keep_], axis=0)
         self.x_std_[~np.isfinite(self.x_std_) | (self.x_std_ == 0)] = 1.0
-        cc = [c for c in self.config["change_columns"] if c < X.shape[1]]
-        self.config["change_columns"] = cc
+        cc = [c for c in self.config.change_columns if c < X.shape[1]]
+        self._record(change_columns=cc)
         self.d_std_ = np.nanstd(np.diff(X[:, cc], axis=0), axis=0) if cc else np.empty(0)
         self.d_std_[~np.isfinite(self.d_std_) | (self.d_std_ == 0)] = 1.0
         super()._fit(y, X)
@@ -72,7 +71,7 @@ class SarimaxWeather(SarimaxForecaster):
 
     def _changes(self, X: np.ndarray) -> np.ndarray:
         """Standardised hourly changes ``x_t - x_{t-1}`` of the change columns, clipped at 5 sd."""
-        cc = self.config["change_columns"]
+        cc = self.config.change_columns
         Xf = _ffill_cols(X[:, cc]) if cc else np.zeros((len(X), 0))
         D = np.vstack([np.zeros((1, Xf.shape[1])), np.diff(Xf, axis=0)]) / self.d_std_
         return np.clip(np.nan_to_num(D, nan=0.0), -5.0, 5.0)
@@ -130,6 +129,4 @@ class SarimaLog(Sarima):
     MAE-optimal point of a skewed series), the interval bounds the back-transformed quantiles."""
 
     name = "sarima_log"
-
-    def __init__(self, season: int = 24, transform: str = "log1p", **config) -> None:
-        super().__init__(season, transform=transform, **config)
+    Params = SarimaLogParams  # transform: log1p

@@ -24,18 +24,13 @@ from scipy import stats
 
 from models.base import Forecast, Forecaster, Levels
 from models.statespace import forecast_moments
+from seqcast.model_config import SarimaxParams
 
 
 class SarimaxForecaster(Forecaster):
     family = "classical"
     update_method = "Kalman filtering with the fitted parameters (no refit)"
-
-    def __init__(self, season: int = 1, p: int = 1, d: int = 0, q: int = 0, P: int = 0, D: int = 0, Q: int = 0,
-                 trend: str = "c", fit_window: int | None = 2000, filter_window: int | None = 2000,
-                 maxiter: int = 50, transform: str = "none", **config) -> None:
-        super().__init__(season, p=int(p), d=int(d), q=int(q), P=int(P), D=int(D), Q=int(Q), trend=trend,
-                         fit_window=fit_window, filter_window=filter_window, maxiter=int(maxiter),
-                         transform=transform, **config)
+    Params = SarimaxParams
 
     # -- hooks for subclasses -----------------------------------------------------------
     def _regressors(self, n: int, X: np.ndarray | None) -> np.ndarray | None:
@@ -53,35 +48,35 @@ class SarimaxForecaster(Forecaster):
 
     # -- transform ----------------------------------------------------------------------
     def _z(self, y: np.ndarray) -> np.ndarray:
-        if self.config["transform"] == "log1p":
+        if self.config.transform == "log1p":
             return np.log1p(np.maximum(y, 0.0))
         return y
 
     def _inverse(self, z: np.ndarray) -> np.ndarray:
-        return np.expm1(z) if self.config["transform"] == "log1p" else z
+        return np.expm1(z) if self.config.transform == "log1p" else z
 
     # -- statsmodels model ----------------------------------------------------------------
     def _trend(self) -> str:
         cfg = self.config
-        d_total = cfg["d"] + cfg["D"]
+        d_total = cfg.d + cfg.D
         if d_total >= 2:
             return "n"
         # a windowed fit cannot index a linear trend consistently: "ct" falls back to "c"
-        return "c" if cfg.get("trend", "c") in ("c", "ct") else "n"
+        return "c" if cfg.trend in ("c", "ct") else "n"
 
     def _model(self, z: np.ndarray, R: np.ndarray | None):
         from statsmodels.tsa.statespace.sarimax import SARIMAX
 
         cfg = self.config
-        seasonal = (cfg["P"], cfg["D"], cfg["Q"], self.season) if self.season > 1 and (cfg["P"] or cfg["D"] or cfg["Q"]) else (0, 0, 0, 0)
-        return SARIMAX(z, exog=R, order=(cfg["p"], cfg["d"], cfg["q"]), seasonal_order=seasonal, trend=self._trend(),
+        seasonal = (cfg.P, cfg.D, cfg.Q, self.season) if self.season > 1 and (cfg.P or cfg.D or cfg.Q) else (0, 0, 0, 0)
+        return SARIMAX(z, exog=R, order=(cfg.p, cfg.d, cfg.q), seasonal_order=seasonal, trend=self._trend(),
                        enforce_stationarity=True, enforce_invertibility=True, concentrate_scale=False)
 
     def _fit(self, y: np.ndarray, X: np.ndarray | None) -> None:
         z = self._z(y)
         self.reg_keep_ = None
         R = self._regressors(len(y), X)
-        window = self.config.get("fit_window")
+        window = self.config.fit_window
         start = max(0, len(z) - int(window)) if window else 0
         if R is not None:  # a regressor constant over the fit window is not identified: drop it
             self.reg_keep_ = np.flatnonzero(np.ptp(R[start:], axis=0) > 0)
@@ -89,7 +84,7 @@ class SarimaxForecaster(Forecaster):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = self._model(z[start:], None if R is None else R[start:])
-            res = model.fit(disp=False, maxiter=self.config["maxiter"])
+            res = model.fit(disp=False, maxiter=self.config.maxiter)
         self.params_ = np.asarray(res.params, dtype=float)
         self.param_names_ = list(model.param_names)
         self.aic_ = float(res.aic)
@@ -118,7 +113,7 @@ class SarimaxForecaster(Forecaster):
         """Kalman pass with the fitted parameters over a causal window ending at ``len(y)``."""
         z = self._z(np.asarray(y, dtype=float))
         R = self._R(len(z), X)
-        window = self.config.get("filter_window")
+        window = self.config.filter_window
         start = max(0, first_origin + 1 - int(window)) if window else 0
         model = self._model(z[start:], None if R is None else R[start:])
         with warnings.catch_warnings():
@@ -186,9 +181,9 @@ class SarimaxForecaster(Forecaster):
 
     def order_label(self) -> str:
         c = self.config
-        label = f"({c['p']},{c['d']},{c['q']})"
-        if c["P"] or c["D"] or c["Q"]:
-            label += f"({c['P']},{c['D']},{c['Q']})[{self.season}]"
+        label = f"({c.p},{c.d},{c.q})"
+        if c.P or c.D or c.Q:
+            label += f"({c.P},{c.D},{c.Q})[{self.season}]"
         return label
 
     def describe(self):

@@ -1,7 +1,8 @@
 """``seqcast``: the command line.
 
-    seqcast run [--prefect]            the whole pipeline (dvc repro; or the Prefect pipeline flow)
-    seqcast validate PATH --kind K     validate a local file with the pipeline's suite
+    seqcast run [--prefect] [--wait S] the whole pipeline (dvc repro; or the Prefect pipeline flow);
+                                       one run per checkout at a time (a second refuses, or waits S seconds)
+    seqcast validate PATH... --kind K  validate local files with the pipeline's suite
     seqcast bench NAME [ARGS...]       run benchmarks/NAME.py; the last line printed is JSON
     seqcast ui [--port N]              the MLflow UI on the pipeline's store (127.0.0.1)
     seqcast chat [ARGS...]             talk to the fine-tuned GPT
@@ -25,30 +26,19 @@ def _venv_env() -> dict[str, str]:
     return env
 
 
-def flow_parser(description: str | None, datasets: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
-    """The command line of a flow module run as a script (what each DVC stage runs):
-    applies the process settings (telemetry off) and takes ``--dataset``."""
-    from seqcast.contract import DATASETS
-    from seqcast.env import configure
-
-    configure()
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--dataset", choices=datasets or DATASETS, required=True)
-    return parser
-
-
 def cmd_run(args: argparse.Namespace) -> int:
+    from seqcast.config import load_params
     from seqcast.paths import project_root, tracking_uri
+    from seqcast.runlock import RunLocked, run_lock
 
+    load_params()  # a bad params.yaml stops here, before any stage runs (ParamsError, see main)
     root = project_root()
-    if args.prefect:
-        from flows.pipeline import pipeline_flow
-
-        pipeline_flow(args.datasets)
-        code = 0
-    else:
-        dvc = [sys.executable, "-m", "dvc", "repro", *(["--force"] if args.force else [])]
-        code = subprocess.call(dvc, cwd=root, env=_venv_env())
+    try:
+        with run_lock(root, wait_seconds=args.wait):
+            code = _run_pipeline(args, root)
+    except RunLocked as err:
+        print(f"seqcast run: {err}", file=sys.stderr)
+        return 3
     if code == 0:
         print(f"\nMLflow store: {tracking_uri()}  (artifacts: {root / 'mlruns'})")
         print(f"Compare the models: seqcast ui   (or: mlflow ui --backend-store-uri {tracking_uri()} "
@@ -57,23 +47,46 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def _run_pipeline(args: argparse.Namespace, root: Path) -> int:
+    if args.prefect:
+        from flows.pipeline import pipeline_flow
+
+        pipeline_flow(args.datasets)
+        return 0
+    dvc = [sys.executable, "-m", "dvc", "repro", *(["--force"] if args.force else []), *args.targets]
+    return subprocess.call(dvc, cwd=root, env=_venv_env())
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Exit 0 when every file is valid, 1 when one breaks a rule, 2 when one is missing."""
     from seqcast.config import load_params
+
+    params = load_params()
+    return max(_validate_one(Path(p), args.kind, params) for p in args.paths)
+
+
+def _validate_one(path: Path, kind: str, params) -> int:
     from seqcast.errors import DataValidationError
     from tasks.validate import validate_file
 
-    path = Path(args.path)
     if not path.is_file():
         print(f"seqcast validate: no such file: {path}", file=sys.stderr)
         return 2
     try:
-        report = validate_file(path, args.kind, load_params())
+        report = validate_file(path, kind, params)
     except DataValidationError as err:
         print(err.render(), file=sys.stderr)
         return 1
+    except OSError as err:  # unreadable (permissions, ...)
+        print(f"seqcast validate: cannot read {path}: {err}", file=sys.stderr)
+        return 1
     for uid, r in report.items():
         print(f"{path}: {uid}: valid ({r['rows']} rows, {r['expectations']} expectations, "
-              f"{r['missing_y']} missing targets, longest missing run {r['longest_missing_run']})")
+              f"{r['missing_y']} missing targets, longest missing run {r['longest_missing_run']}, "
+              f"{r['warning_count']} warning(s))")
+        for w in r["warnings"]:
+            print(f"  warning: {w['rule']} on column '{w['column']}' (file column {w['file_column']}): "
+                  f"{w['count']} of {w['total']} rows tolerated ({w['detail']}); e.g. lines {w['example_lines']}")
     return 0
 
 
@@ -112,9 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="dvc repro --force (rerun every stage)")
     run.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=DATASETS,
                      help="with --prefect: the datasets to run")
+    run.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                     help="when another run holds the checkout's lock, wait up to SECONDS (default: refuse)")
+    run.add_argument("--targets", nargs="*", default=[], metavar="STAGE",
+                     help="only these DVC stages (and what they need), e.g. validate@market")
     run.set_defaults(func=cmd_run)
-    val = sub.add_parser("validate", help="validate a local file")
-    val.add_argument("path")
+    val = sub.add_parser("validate", help="validate local files")
+    val.add_argument("paths", nargs="+", metavar="PATH")
     val.add_argument("--kind", choices=["market", "pm25"], required=True)
     val.set_defaults(func=cmd_validate)
     bench = sub.add_parser("bench", help="run a benchmark")
@@ -132,10 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from seqcast.env import configure
+    from seqcast.errors import ParamsError
 
     configure()
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ParamsError as err:  # one line per problem, each naming the key; no traceback
+        print(err.render(), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

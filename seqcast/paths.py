@@ -53,3 +53,43 @@ def artifact_root() -> str | None:
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return None  # a tracking server decides
     return (project_root() / "mlruns").as_uri()
+
+
+class UnsafeName(ValueError):
+    """A name from outside (ticker, station, run name) that would leave its folder."""
+
+
+def safe_name(name: object, what: str = "name") -> str:
+    """A name that came from outside (a ticker, a station, a run name), checked to be one
+    harmless path component before any path is built from it.
+
+    Refused: empty names, ``.`` and ``..``, path separators (``/``, ``\\``), absolute
+    paths, NUL and other control characters, and leading/trailing whitespace. The name
+    is returned unchanged otherwise (``^KS11``, ``005930.KS`` and ``TA125.TA`` are fine).
+    """
+    if not isinstance(name, str):
+        raise UnsafeName(f"{what} must be a string, got {type(name).__name__}")
+    bad = ""
+    if not name or name != name.strip():
+        bad = "it is empty or starts/ends with whitespace"
+    elif name in {".", ".."}:
+        bad = "it is a relative folder reference"
+    elif "/" in name or "\\" in name or os.path.isabs(name):
+        bad = "it contains a path separator"
+    elif any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        bad = "it contains a NUL or control character"
+    if bad:
+        raise UnsafeName(f"unsafe {what} {name!r}: {bad}; names from outside must be a single file-name "
+                         f"component and cannot point outside the data folders")
+    return name
+
+
+def inside(folder: str | Path, *parts: str, what: str = "name") -> Path:
+    """``folder / parts`` after :func:`safe_name` on each part, checked to stay inside ``folder``
+    (also through symbolic links)."""
+    base = Path(folder).resolve()
+    path = base.joinpath(*(safe_name(p, what) for p in parts))
+    resolved = path.resolve()
+    if resolved != base and base not in resolved.parents:
+        raise UnsafeName(f"unsafe {what} {'/'.join(parts)!r}: {resolved} is outside {base}")
+    return path

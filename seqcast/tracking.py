@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def file_md5(path: str | Path) -> str:
     """md5 of a file's bytes: what DVC 3 records for the file in ``dvc.lock``."""
-    digest = hashlib.md5()
+    digest = hashlib.md5(usedforsecurity=False)  # a content fingerprint (what DVC records), not security
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
@@ -53,6 +54,40 @@ def use_store() -> str:
 
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def check_store(timeout: float = 5.0) -> str:
+    """Fail fast, before any training, when the MLflow store cannot be used.
+
+    An HTTP tracking server is asked for ``/health`` once with a short timeout (MLflow's
+    own client would retry for minutes and fail only after the model was trained); the
+    embedded SQLite store needs a folder it can write. Returns the URI; raises
+    :class:`seqcast.errors.StoreUnavailable` with what to do.
+    """
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from seqcast.errors import StoreUnavailable
+
+    uri = tracking_uri()
+    scheme = urllib.parse.urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:  # nosec B310 - http(s) only
+                resp.read(64)
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise StoreUnavailable(
+                f"the MLflow tracking store {uri} does not answer ({reason}); nothing was trained. Start the "
+                f"server (README: Tracking server) or unset MLFLOW_TRACKING_URI to use the embedded store "
+                f"sqlite:///<project>/mlflow.db") from None
+    elif scheme == "sqlite":
+        folder = Path(uri.split(":///", 1)[-1]).parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise StoreUnavailable(f"the MLflow store {uri} is not usable: {folder} is not a writable folder; "
+                                   f"nothing was trained")
     return uri
 
 

@@ -14,6 +14,11 @@ Origins are positions: origin ``o`` means the model knows ``y[:o+1]`` and foreca
   origins at 23:00 of the day before.
 - P2a: every test day, one step ahead. P2b: five steps from every test origin
   (``n_train-1 .. n-2``), pairs past the end of the data dropped.
+
+Global models (``Forecaster.uses_panel``) also get the **panel**: the other series of
+the same clean table, each cut at this protocol's training end in calendar time
+(:func:`panel_until`), so no value from any test period reaches them. The harness hands
+it over; models never read data files.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import pandas as pd
 
 from models.base import Forecast, Forecaster
 from seqcast.config import Params
-from seqcast.contract import CUTOFF, DS, HORIZON, UNIQUE_ID, Y, hi, lo, metric_key
+from seqcast.contract import CUTOFF, DS, HORIZON, TZ, UNIQUE_ID, Y, hi, lo, metric_key
 from tasks import metrics
 from tasks.cleaning import fill_short_gaps
 
@@ -37,6 +42,17 @@ class Task:
     origins: np.ndarray
     h: int
     directional: bool = False
+
+
+@dataclass(frozen=True)
+class PanelSeries:
+    """Another series of the same clean table, up to a protocol's training end: model inputs only."""
+
+    unique_id: str
+    ds: pd.DatetimeIndex
+    y: np.ndarray  # model inputs (the cleaning policy's gap filling applied)
+    X: np.ndarray | None = None
+    exog_names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -53,6 +69,11 @@ class Protocol:
     levels: tuple[int, ...] = (80, 95)
     X: np.ndarray | None = None
     exog_names: list[str] = field(default_factory=list)
+    panel: tuple[PanelSeries, ...] = ()  # the other series, cut at this protocol's train end (global models)
+
+    @property
+    def train_end(self) -> pd.Timestamp:
+        return self.ds[self.n_train - 1]
 
     @property
     def y_train(self) -> np.ndarray:
@@ -72,12 +93,18 @@ class Protocol:
             "n_train": self.n_train,
             "n_test": len(self.y) - self.n_train,
             "season": self.season,
+            "panel_series": len(self.panel),
         }
 
 
 def _exog_matrix(frame: pd.DataFrame) -> tuple[np.ndarray | None, list[str]]:
-    """Numeric exogenous columns as floats; text columns (wind direction) one-hot encoded."""
-    exog = frame.drop(columns=[c for c in (UNIQUE_ID, DS, Y, "y_filled") if c in frame])
+    """Numeric exogenous columns as floats; text columns (wind direction) one-hot encoded.
+
+    A clean table holds every series of a dataset, so a column another series has and
+    this one lacks (multi-site pollutants beside the US embassy's weather) is all
+    missing here: such columns are dropped."""
+    exog = frame.drop(columns=[c for c in (UNIQUE_ID, DS, Y, TZ, "y_filled") if c in frame])
+    exog = exog.loc[:, exog.notna().any()]
     if exog.empty:
         return None, []
     numeric = exog.select_dtypes(include="number")
@@ -89,8 +116,9 @@ def _exog_matrix(frame: pd.DataFrame) -> tuple[np.ndarray | None, list[str]]:
     return X.to_numpy(dtype=float), [str(c) for c in X.columns]
 
 
-def p1_protocol(series: pd.DataFrame, params: Params) -> Protocol:
-    """P1 for one PM2.5 series (a clean-table slice for one unique_id, hourly, in order)."""
+def p1_protocol(series: pd.DataFrame, params: Params, others: list[pd.DataFrame] = ()) -> Protocol:
+    """P1 for one PM2.5 series (a clean-table slice for one unique_id, hourly, in order);
+    ``others``: the other stations of the table, for the panel of global models."""
     uid = str(series[UNIQUE_ID].iloc[0])
     p1 = params.backtest.p1
     ds = pd.DatetimeIndex(series[DS])
@@ -122,11 +150,13 @@ def p1_protocol(series: pd.DataFrame, params: Params) -> Protocol:
         levels=tuple(params.backtest.levels),
         X=X,
         exog_names=names,
+        panel=panel_until(list(others), ds[n_train - 1], params.pm25.max_interpolate_hours),
     )
 
 
-def p2_protocol(series: pd.DataFrame, params: Params) -> Protocol:
-    """P2 for one market series (a clean-table slice: null closes already dropped)."""
+def p2_protocol(series: pd.DataFrame, params: Params, others: list[pd.DataFrame] = ()) -> Protocol:
+    """P2 for one market series (a clean-table slice: null closes already dropped);
+    ``others``: the other indices of the table, for the panel of global models."""
     uid = str(series[UNIQUE_ID].iloc[0])
     p2 = params.backtest.p2
     ds = pd.DatetimeIndex(series[DS])
@@ -144,13 +174,31 @@ def p2_protocol(series: pd.DataFrame, params: Params) -> Protocol:
         y=y,
         y_input=y.copy(),
         n_train=n_train,
-        season=5,  # a trading week, for the seasonal naive baseline
+        season=p2.season,  # a trading week, for the seasonal naive baseline
         scale=metrics.mase_scale(y[:n_train], 1),
         tasks=[Task("P2a", origins, 1, directional=True), Task("P2b", origins, p2.horizon, directional=True)],
         levels=tuple(params.backtest.levels),
         X=X,
         exog_names=names,
+        panel=panel_until(list(others), ds[n_train - 1], 0),
     )
+
+
+def panel_until(others: list[pd.DataFrame], end: pd.Timestamp, gap_limit: int) -> tuple[PanelSeries, ...]:
+    """The other series of a table, each cut at ``end`` (inclusive, calendar time): what a
+    global model may train on beside the protocol's own training part. Gaps of at most
+    ``gap_limit`` points are filled as the protocol fills its own training part."""
+    panel = []
+    for frame in others:
+        ds = pd.DatetimeIndex(frame[DS])
+        keep = ds <= end.tz_convert(ds.tz) if ds.tz is not None else ds <= end.tz_localize(None)
+        part = frame.loc[keep].reset_index(drop=True)
+        if len(part) < 2 or part[Y].notna().sum() < 2:
+            continue
+        X, names = _exog_matrix(part)
+        panel.append(PanelSeries(str(part[UNIQUE_ID].iloc[0]), pd.DatetimeIndex(part[DS]),
+                                 fill_short_gaps(part[Y].to_numpy(dtype=float), gap_limit), X, tuple(names)))
+    return tuple(panel)
 
 
 @dataclass
@@ -198,7 +246,8 @@ def _score(protocol: Protocol, task: Task, fc: Forecast, model: str) -> tuple[di
 def evaluate(forecaster: Forecaster, protocol: Protocol) -> BacktestResult:
     """Fit on the training part, forecast every task's origins, score."""
     t0 = time.perf_counter()
-    forecaster.fit(protocol.y_train, protocol.X_train if forecaster.supports_exog else None)
+    forecaster.fit(protocol.y_train, protocol.X_train if forecaster.supports_exog else None,
+                   panel=protocol.panel if forecaster.uses_panel else None)
     result_metrics = {"fit_seconds": time.perf_counter() - t0}
     forecasts, errors = {}, {}
     for task in protocol.tasks:

@@ -22,20 +22,12 @@ from pathlib import Path
 
 import torch
 
+from models.chat_template import DEFAULT_SYSTEM, SYSTEM_FULL, SYSTEM_TERSE, render  # noqa: F401 (re-exported)
 from models.text_tokenizers import IM_END, IM_START
 
 log = logging.getLogger(__name__)
 
-SYSTEM_TERSE = "Answer with the value only."
-SYSTEM_FULL = "Answer in one full sentence."
-DEFAULT_SYSTEM = SYSTEM_FULL
 DATASETS = ("market", "pm25")
-
-
-def render(messages: list[dict], add_generation_prompt: bool = False) -> str:
-    """Messages [{role, content}] -> ChatML text; optionally open the assistant's turn."""
-    text = "".join(f"{IM_START}{m['role']}\n{m['content']}{IM_END}\n" for m in messages)
-    return text + (f"{IM_START}assistant\n" if add_generation_prompt else "")
 
 
 def encode_chat(messages: list[dict], tok) -> tuple[list[int], list[int]]:
@@ -116,8 +108,11 @@ def facts_from_pipeline(root: Path) -> list[tuple[str, str, str]]:
         if clean.is_file():
             import pandas as pd
 
-            df = pd.read_parquet(clean, columns=["unique_id", "ds", "y"])
+            from seqcast.contract import local_time
+
+            df = pd.read_parquet(clean)
             for sid, g in df.groupby("unique_id"):
+                g = local_time(g)
                 facts += [
                     (f"How many observations does {sid} have?", str(len(g)), f"{sid} has {len(g)} observations."),
                     (f"What is the mean of {sid}?", _fmt(float(g["y"].mean())), f"The mean of {sid} is {_fmt(float(g['y'].mean()))}."),

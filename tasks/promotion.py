@@ -195,3 +195,16 @@ def promote(dataset: str, force: bool = False, candidates: list[Candidate] | Non
     client.set_registered_model_tag(name, "champion_history", json.dumps(history))
     out.update(version=int(mv.version), model_uri=f"models:/{name}@{CHAMPION}")
     return out
+
+
+def champion_summary(dataset: str) -> dict | None:
+    """The current champion of ``dataset``: version, model, series, score (None when there is none)."""
+    from seqcast import tracking
+
+    tracking.use_store()
+    mv, cand = current_champion(registered_name(dataset))
+    if mv is None:
+        return None
+    return {"version": int(mv.version), "model": cand.model, "series": cand.series, "protocol": cand.protocol,
+            "mase": round(cand.mase, DECIMALS), "run_id": cand.run_id, "data_version": cand.data_version,
+            "model_uri": f"models:/{registered_name(dataset)}@{CHAMPION}"}

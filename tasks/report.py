@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from seqcast import atomic
 from seqcast.contract import DS, Y, hi, lo
+from seqcast.paths import inside
 from tasks.backtest import BacktestResult
 
 
@@ -82,17 +83,38 @@ def leaderboard_figure(board: pd.DataFrame, protocol_tasks: list[str]):
     return fig
 
 
+def series_summary(results: dict[str, dict[str, dict[str, float]]], tasks: list[str]) -> dict:
+    """The multi-series leaderboard: per model, the mean MASE of each task over the series it ran on."""
+    models = list(dict.fromkeys(m for by_model in results.values() for m in by_model))
+    mean = {}
+    for m in models:
+        row: dict[str, float | int | None] = {}
+        for task in tasks:
+            vals = [by_model[m].get(f"{task}_mase") for by_model in results.values() if m in by_model]
+            vals = [v for v in vals if v is not None and np.isfinite(v)]
+            row[f"{task}_mase"] = float(np.mean(vals)) if vals else None
+        row["series"] = sum(m in by_model for by_model in results.values())
+        mean[m] = row
+    return {"mean": mean, "series": list(results)}
+
+
+def write_summary(path: Path, summary: dict) -> None:
+    """``{"mean": {model: {<task>_mase, series}}}``: a DVC metrics file, one row per model."""
+    rounded = {m: _rounded(row) for m, row in summary["mean"].items()}
+    atomic.write_json(path, {"mean_over_series": rounded, "series": summary["series"]}, sort_keys=True)
+
+
 def _rounded(vals: dict[str, float]) -> dict[str, float | None]:
-    return {k: (None if (isinstance(v, float) and np.isnan(v)) else round(float(v), 6)) for k, v in vals.items()}
+    return {k: (None if v is None or (isinstance(v, float) and np.isnan(v)) else round(float(v), 6))
+            for k, v in vals.items()}
 
 
 def write_metrics(board_path: Path, metrics_dir: Path, results: dict) -> None:
     """The leaderboard ``{series: {model: metrics}}`` as one file, and one DVC metrics file
     per model ``{series: metrics}`` so ``dvc metrics show`` prints a row per model."""
-    board_path.parent.mkdir(parents=True, exist_ok=True)
     clean = {uid: {m: _rounded(vals) for m, vals in models.items()} for uid, models in results.items()}
-    board_path.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
     metrics_dir.mkdir(parents=True, exist_ok=True)
     for model in sorted({m for models in clean.values() for m in models}):
         per_series = {uid: models[model] for uid, models in clean.items() if model in models}
-        (metrics_dir / f"{model}.json").write_text(json.dumps(per_series, indent=2, sort_keys=True) + "\n")
+        atomic.write_json(inside(metrics_dir, f"{model}.json", what="model name"), per_series, sort_keys=True)
+    atomic.write_json(board_path, clean, sort_keys=True)  # last: the leaderboard means all files are there

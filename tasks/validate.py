@@ -1,17 +1,32 @@
 """Validation with Great Expectations 1.x: one suite per dataset, thresholds from params.yaml.
 
-The suite runs on a *check frame*: the tidy table of one series plus a few derived
-columns that turn calendar rules into column rules (``step_hours`` between
-consecutive rows, ``gap_days``, ``weekday``, ``null_run`` = length of the run of
-missing targets a row belongs to). A failing suite raises
-:class:`seqcast.errors.DataValidationError` naming the dataset, the files, the rule,
-the column, the count and example rows; Data Docs HTML is written either way.
-Raw files are only ever read.
+The suite runs on a *check frame*: the tidy rows of one series plus derived columns
+that turn calendar and continuity rules into row rules (``step_hours`` since the
+previous row, ``gap_days``, ``weekday``, ``null_run`` = how many missing targets in a
+row end here, ``log_return`` from the previous observed close, ``hours_ahead`` of now)
+and ``line``, the row's line in the raw file. Derived columns carry state from one
+chunk to the next (:class:`Carry`), so a file of any size is validated chunk by chunk
+in bounded memory with the same result as in one piece.
+
+Two severities (params.yaml ``validation.*``):
+
+- **errors** — what would corrupt a model: missing columns, text in numbers, duplicate
+  or unordered timestamps, gaps longer than allowed, absurd values, dates in the
+  future, too many missing targets. They raise :class:`DataValidationError` naming the
+  file, the column (internal and as written in the file), the rule, the count and
+  example rows with their file line numbers.
+- **warnings** — rare quirks of real upstream data under a stated tolerance (GX
+  ``mostly``): a session on an unusual weekday, an inconsistent High/Low, a zero open,
+  missing targets under the allowed share. Reported (log, the report JSON, MLflow),
+  never fatal.
+
+Data Docs HTML is written either way. Raw files are only ever read.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,35 +34,94 @@ import numpy as np
 import pandas as pd
 
 from seqcast.config import Params
-from seqcast.contract import DS, UNIQUE_ID, Y
+from seqcast.contract import DS, UNIQUE_ID, US_EMBASSY, Y, local_time, mirror_stem
 from seqcast.errors import DataValidationError, Failure
-from tasks.cleaning import missing_runs
+from tasks.provenance import expand_runs, provenance
 
 log = logging.getLogger(__name__)
 
 KINDS = ("market", "pm25")
 FLOAT_TYPES = ["float64", "Float64", "float32"]
+EXAMPLES = 5
+DERIVED = {  # derived column -> how it is computed (named in messages beside the file column)
+    "step_hours": "hours since the previous row",
+    "gap_days": "days since the previous row",
+    "weekday": "day of the week, Monday=0",
+    "null_run": "consecutive missing targets ending at this row",
+    "log_return": "log change of the close from the previous observed close",
+    "hours_ahead": "hours after the time of validation",
+}
 
 
-def check_frame(series: pd.DataFrame) -> pd.DataFrame:
-    """One series (in file order) plus the derived columns the calendar rules need."""
+# ---------------------------------------------------------------------------- check frame
+@dataclass
+class Carry:
+    """What one chunk of a series hands to the next: the derived columns continue across."""
+
+    ds: pd.Timestamp | None = None
+    y: float = float("nan")  # last observed target
+    null_run: int = 0
+
+
+def _running_nulls(isna: np.ndarray, carry: int) -> np.ndarray:
+    """For each row: how many consecutive missing targets end there (0 when observed)."""
+    count = np.cumsum(isna)
+    last_reset = np.maximum.accumulate(np.where(~isna, count, 0))
+    run = (count - last_reset) * isna
+    if carry and len(isna):
+        leading = np.cumsum(~isna) == 0  # rows before the first observed one continue the run
+        run = run + carry * leading
+    return run.astype(float)
+
+
+def check_frame(series: pd.DataFrame, kind: str = "pm25", carry: Carry | None = None,
+                lines: np.ndarray | None = None, now: pd.Timestamp | None = None) -> pd.DataFrame:
+    """One series (in file order) plus the derived columns the rules need."""
+    carry = carry or Carry()
     frame = series.reset_index(drop=True).copy()
+    frame.insert(0, "line", np.arange(1, len(frame) + 1) if lines is None else np.asarray(lines))
     ds = frame[DS]
-    step = ds.diff()
-    frame["step_hours"] = step.dt.total_seconds() / 3600.0
-    frame["gap_days"] = step.dt.total_seconds() / 86400.0
+    previous = ds.shift(1)
+    if carry.ds is not None and len(frame):
+        previous.iloc[0] = carry.ds
+    step = (ds - previous).dt.total_seconds()
+    frame["step_hours"] = step / 3600.0
+    frame["gap_days"] = step / 86400.0
     frame["weekday"] = ds.dt.day_of_week
-    run = np.zeros(len(frame))
-    for start, length in missing_runs(frame[Y].to_numpy(dtype=float)):
-        run[start : start + length] = length
-    frame["null_run"] = run
+    y = frame[Y].to_numpy(dtype=float)
+    frame["null_run"] = _running_nulls(np.isnan(y), carry.null_run)
+    if kind == "market":
+        before = pd.Series(np.concatenate([[carry.y], y[:-1]])).ffill().to_numpy()  # previous observed close
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frame["log_return"] = np.where((y > 0) & (before > 0), np.log(y / before), np.nan)
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    frame["hours_ahead"] = (ds - now).dt.total_seconds() / 3600.0
     return frame
 
 
+def carry_after(frame: pd.DataFrame, carry: Carry | None = None) -> Carry:
+    carry = carry or Carry()
+    if frame.empty:
+        return carry
+    observed = frame[Y].dropna()
+    return Carry(ds=frame[DS].iloc[-1], y=float(observed.iloc[-1]) if len(observed) else carry.y,
+                 null_run=int(frame["null_run"].iloc[-1]))
+
+
+# ---------------------------------------------------------------------------- the suites
+def market_rules(params: Params, unique_id: str):
+    """The market rules of a series: its override under its Yahoo symbol or its mirror stem."""
+    rules = params.validation.market
+    key = next((k for k in rules.overrides if k == unique_id or mirror_stem(k) == unique_id), unique_id)
+    return rules.for_series(key)
+
+
 def expectations(kind: str, params: Params, unique_id: str) -> list[Any]:
-    """The suite for one series of a dataset kind."""
+    """The suite for one series of a dataset kind; tolerant rules carry ``mostly``."""
     import great_expectations.expectations as gxe
 
+    between = gxe.ExpectColumnValuesToBeBetween
+    rules = market_rules(params, unique_id) if kind == "market" else params.validation.pm25
     common = [
         gxe.ExpectColumnToExist(column=UNIQUE_ID),
         gxe.ExpectColumnToExist(column=DS),
@@ -56,28 +130,27 @@ def expectations(kind: str, params: Params, unique_id: str) -> list[Any]:
         gxe.ExpectColumnValuesToNotBeNull(column=DS),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=[UNIQUE_ID, DS]),
         # strictly increasing timestamps: every step forward is positive
-        gxe.ExpectColumnValuesToBeBetween(column="step_hours", min_value=0, strict_min=True),
+        between(column="step_hours", min_value=0, strict_min=True),
+        gxe.ExpectColumnValuesToNotBeNull(column=Y, mostly=1 - rules.max_missing_fraction),
+        between(column="null_run", min_value=0, max_value=rules.max_missing_run),
+        between(column="hours_ahead", max_value=rules.max_future_hours),
     ]
     if kind == "market":
-        rules = params.validation.market.for_series(unique_id)
+        quirk = 1 - rules.max_quirk_fraction
         return common + [
-            *[gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, strict_min=True)
-              for c in ("open", "high", "low", "close", Y)],
-            gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0),
-            gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="high", column_B="low", or_equal=True),
-            gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="high", column_B="close", or_equal=True),
-            gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="close", column_B="low", or_equal=True),
-            gxe.ExpectColumnValuesToNotBeNull(column=Y, mostly=1 - rules.max_missing_fraction),
-            gxe.ExpectColumnMaxToBeBetween(column="null_run", min_value=0, max_value=rules.max_missing_run),
-            gxe.ExpectColumnValuesToBeInSet(column="weekday", value_set=rules.trading_weekdays),
-            gxe.ExpectColumnValuesToBeBetween(column="gap_days", min_value=1, max_value=rules.max_gap_days),
+            between(column=Y, min_value=0, strict_min=True),
+            between(column="log_return", min_value=-rules.max_abs_log_return, max_value=rules.max_abs_log_return),
+            between(column="gap_days", min_value=1, max_value=rules.max_gap_days),
+            # quirks of real upstream data: tolerated up to max_quirk_fraction of the rows
+            *[between(column=c, min_value=0, strict_min=True, mostly=quirk) for c in ("open", "high", "low")],
+            between(column="volume", min_value=0, mostly=quirk),
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="high", column_B="low", or_equal=True, mostly=quirk),
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="high", column_B="close", or_equal=True, mostly=quirk),
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="close", column_B="low", or_equal=True, mostly=quirk),
+            gxe.ExpectColumnValuesToBeInSet(column="weekday", value_set=rules.trading_weekdays, mostly=quirk),
         ]
-    rules = params.validation.pm25
     return common + [
-        gxe.ExpectColumnValuesToBeBetween(column=Y, min_value=rules.min_value, max_value=rules.max_value,
-                                          strict_max=True),
-        gxe.ExpectColumnValuesToNotBeNull(column=Y, mostly=1 - rules.max_missing_fraction),
-        gxe.ExpectColumnMaxToBeBetween(column="null_run", min_value=0, max_value=rules.max_missing_run),
+        between(column=Y, min_value=rules.min_value, max_value=rules.max_value, strict_max=True),
         # the expected calendar: every hour present, none twice
         gxe.ExpectColumnValuesToBeInSet(column="step_hours", value_set=[float(rules.step_hours)]),
     ]
@@ -104,88 +177,296 @@ def _rule_name(config) -> str:
     return f"{config.type}({args})"
 
 
-def _failure(result, frame: pd.DataFrame) -> Failure:
-    config, res = result.expectation_config, result.result or {}
-    column = config.kwargs.get("column") or "/".join(
-        str(config.kwargs[k]) for k in ("column_A", "column_B", "column_list") if k in config.kwargs) or None
-    count = res.get("unexpected_count")
-    total = res.get("element_count") or 0
-    examples = pd.DataFrame(res.get("partial_unexpected_index_list") or res.get("unexpected_index_list") or [])
-    detail = ""
-    if "observed_value" in res and res.get("observed_value") is not None:
-        detail = f"observed {res['observed_value']}"
-        max_value = config.kwargs.get("max_value")
-        if column in frame and max_value is not None:
-            bad = frame[frame[column] > max_value]
-            examples = bad[[UNIQUE_ID, DS, Y, column]].head(5)
-            count, total = len(bad), len(frame)
-    if count is None:
-        count = 0
-    elif total and "mostly" in config.kwargs and config.kwargs.get("mostly") is not None:
-        detail = f"{count / total:.2%} of rows, allowed {1 - config.kwargs['mostly']:.2%}"
-    if not examples.empty and DS in examples:
-        keep = [c for c in (UNIQUE_ID, DS, Y, column) if c in examples and c is not None]
-        examples = examples[list(dict.fromkeys(keep + list(examples.columns)))]
-    return Failure(_rule_name(config), column, int(count), int(total), examples, detail)
+def _columns_of(config) -> list[str]:
+    kw = config.kwargs
+    if kw.get("column"):
+        return [kw["column"]]
+    return [str(kw[k]) for k in ("column_A", "column_B") if k in kw] or [str(c) for c in kw.get("column_list", [])]
 
 
-def validate_series(frame: pd.DataFrame, kind: str, params: Params, ctx, name: str) -> tuple[bool, list[Failure], dict]:
+# ---------------------------------------------------------------------------- running a suite
+@dataclass
+class Tally:
+    """One expectation's results added up over the chunks of a series."""
+
+    config: Any
+    element: int = 0
+    unexpected: int = 0
+    missing: int = 0
+    gx_failed: bool = False
+    observed: Any = None
+    examples: list[pd.DataFrame] = field(default_factory=list)
+
+    def add(self, result, frame: pd.DataFrame) -> None:
+        res = result.result or {}
+        if "unexpected_count" not in res:  # table-level rule (column exists, type)
+            self.gx_failed |= not result.success
+            self.observed = res.get("observed_value", self.observed)
+            return
+        self.element += int(res.get("element_count") or 0)
+        self.unexpected += int(res.get("unexpected_count") or 0)
+        self.missing += int(res.get("missing_count") or 0)
+        shown = sum(len(e) for e in self.examples)
+        if shown < EXAMPLES and res.get("unexpected_count"):
+            lines = [row["line"] for row in res.get("partial_unexpected_index_list") or [] if "line" in row]
+            rows = frame[frame["line"].isin(lines[: EXAMPLES - shown])]
+            keep = [c for c in dict.fromkeys([UNIQUE_ID, DS, Y, *_columns_of(self.config)]) if c in rows]
+            self.examples.append(rows.set_index("line")[keep])
+
+    def severity(self) -> str | None:
+        """"error", "warning" or None (clean), over the whole series."""
+        if not self.element:
+            return "error" if self.gx_failed else None
+        mostly = self.config.kwargs.get("mostly")
+        if mostly is None:
+            return "error" if self.unexpected else None
+        base = self.element if self.config.type == "expect_column_values_to_not_be_null" else \
+            self.element - self.missing
+        share = self.unexpected / base if base else 0.0
+        if share > 1 - mostly + 1e-12:
+            return "error"
+        return "warning" if self.unexpected else None
+
+    def failure(self, severity: str, source: dict[str, str], label: str) -> Failure:
+        config = self.config
+        columns = _columns_of(config)
+        column = "/".join(columns) or None
+        files = []
+        for c in columns:
+            if c in DERIVED:
+                files.append(f"{source.get(DS, DS)!r} -> {DERIVED[c]}")
+            else:
+                files.append(repr(source.get(c, c)))
+        examples = pd.concat(self.examples) if self.examples else pd.DataFrame()
+        examples.index.name = label
+        detail = ""
+        mostly = config.kwargs.get("mostly")
+        if not self.element:
+            detail = f"observed {self.observed}"
+        elif mostly is not None:
+            base = self.element if config.type == "expect_column_values_to_not_be_null" else self.element - self.missing
+            detail = f"{self.unexpected / max(base, 1):.2%} of rows, allowed {1 - mostly:.2%}"
+        return Failure(_rule_name(config), column, self.unexpected, self.element, examples, detail,
+                       source_column="/".join(files), severity=severity)
+
+
+def _checkpoint(ctx, kind: str, params: Params, uid: str, name: str, docs: bool):
+    """A GX suite + checkpoint for the rules of ``uid`` (shared by every series with the same
+    rules: GX keeps each checkpoint's last batch alive, so one per series would hold a chunk of
+    every series of a large file in memory)."""
     import great_expectations as gx
 
-    uid = str(frame[UNIQUE_ID].iloc[0])
     suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=expectations(kind, params, uid)))
     asset = ctx.data_sources.add_pandas(f"{name}-source").add_dataframe_asset(name)
     batch = asset.add_batch_definition_whole_dataframe("all-rows")
     definition = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
-    checkpoint = ctx.checkpoints.add(gx.Checkpoint(
-        name=f"{name}-checkpoint",
-        validation_definitions=[definition],
-        actions=[gx.checkpoint.UpdateDataDocsAction(name="data-docs")] if ctx.get_site_names() else [],
-        result_format={"result_format": "SUMMARY", "unexpected_index_column_names": [UNIQUE_ID, DS]},
+    return ctx.checkpoints.add(gx.Checkpoint(
+        name=f"{name}-checkpoint", validation_definitions=[definition],
+        actions=[gx.checkpoint.UpdateDataDocsAction(name="data-docs")] if docs else [],
+        result_format={"result_format": "SUMMARY", "unexpected_index_column_names": ["line"],
+                       "partial_unexpected_count": 20},
     ))
-    outcome = checkpoint.run(batch_parameters={"dataframe": frame})
-    results = list(outcome.run_results.values())[0].results
-    failures = [_failure(r, frame) for r in results if not r.success]
-    stats = {"expectations": len(results), "failed": len(failures)}
-    return outcome.success, failures, stats
+
+
+class SeriesSuite:
+    """One series' results of its rules' checkpoint, run chunk by chunk and added up."""
+
+    def __init__(self, checkpoint, kind: str, uid: str):
+        self.uid, self.kind, self.checkpoint = uid, kind, checkpoint
+        self.tallies: list[Tally] | None = None
+        self.carry = Carry()
+        self.rows = self.missing_y = self.longest_run = 0
+
+    def add(self, series: pd.DataFrame, lines: np.ndarray | None, now: pd.Timestamp) -> None:
+        frame = check_frame(series, self.kind, self.carry, lines, now)
+        outcome = self.checkpoint.run(batch_parameters={"dataframe": frame})
+        results = list(outcome.run_results.values())[0].results
+        if self.tallies is None:
+            self.tallies = [Tally(r.expectation_config) for r in results]
+        for tally, result in zip(self.tallies, results):
+            tally.add(result, frame)
+        self.carry = carry_after(frame, self.carry)
+        self.rows += len(frame)
+        self.missing_y += int(frame[Y].isna().sum())
+        self.longest_run = max(self.longest_run, int(frame["null_run"].max() or 0))
+
+    def outcome(self, source: dict[str, str], label: str) -> tuple[list[Failure], list[Failure], dict]:
+        errors, warnings = [], []
+        for tally in self.tallies or []:
+            severity = tally.severity()
+            if severity:
+                (errors if severity == "error" else warnings).append(tally.failure(severity, source, label))
+        report = {"success": not errors, "rows": self.rows, "missing_y": self.missing_y,
+                  "longest_missing_run": self.longest_run, "expectations": len(self.tallies or []),
+                  "failed": len(errors), "warning_count": len(warnings),
+                  "warnings": [w.to_dict() for w in warnings]}
+        return errors, warnings, report
+
+
+class Validation:
+    """Validate series fed in pieces (whole tables, or chunks of a large file)."""
+
+    def __init__(self, kind: str, params: Params, docs_dir: Path | None = None):
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; known: {KINDS}")
+        self.kind, self.params, self.docs_dir = kind, params, docs_dir
+        self.ctx = _context(docs_dir)
+        self.series: dict[str, SeriesSuite] = {}
+        self.checkpoints: dict[str, Any] = {}  # one per distinct rule set
+        self.sources: dict[str, dict] = {}
+        self.now = pd.Timestamp.now(tz="UTC")
+
+    def add(self, tidy: pd.DataFrame) -> None:
+        missing = [c for c in (UNIQUE_ID, DS, Y) if c not in tidy.columns]
+        if missing:
+            raise DataValidationError(self.kind, sorted({s.get("file", "?") for s in self.sources.values()}) or
+                                      ["(table)"], [Failure("expect_column_to_exist", c, 0, 0,
+                                                            detail="required column missing") for c in missing])
+        ids = tidy[UNIQUE_ID].astype(str).to_numpy()
+        for uid in pd.unique(ids):
+            rows = ids == uid
+            series = local_time(tidy.loc[rows])  # calendar rules on the series' own clock
+            info = provenance(tidy, uid)
+            lines = expand_runs(info.get("lines", []))
+            if info:
+                self.sources[uid] = info
+            suite = self.series.get(uid)
+            if suite is None:
+                rules = market_rules(self.params, uid) if self.kind == "market" else self.params.validation.pm25
+                key = rules.model_dump_json()
+                if key not in self.checkpoints:
+                    self.checkpoints[key] = _checkpoint(self.ctx, self.kind, self.params, uid,
+                                                        f"{self.kind}-{len(self.checkpoints)}", self.docs_dir is not None)
+                suite = self.series[uid] = SeriesSuite(self.checkpoints[key], self.kind, uid)
+            if len(lines) != len(series):  # no provenance: positions in the table
+                lines = suite.rows + np.arange(1, len(series) + 1)
+            suite.add(series, lines, self.now)
+
+    def finish(self, files: list[str]) -> dict[str, dict]:
+        """Raise on any error; else the report per series (with its warnings)."""
+        if self.docs_dir is not None and self.series:
+            self.ctx.build_data_docs()
+        report, errors, warnings = {}, [], []
+        for uid, suite in self.series.items():
+            info = self.sources.get(uid, {})
+            label = "line" if info else "row"
+            errs, warns, report[uid] = suite.outcome(info.get("columns", {}), label)
+            errors += errs
+            warnings += warns
+        if not self.series:
+            errors.append(Failure("at least one data row", None, 0, 0, detail="the table has no rows"))
+        if errors:
+            raise DataValidationError(self.kind, files, errors, warnings)
+        return report
+
+
+def publish_warnings(report: dict[str, dict]) -> None:
+    """Put the tolerated quirks where a scheduled run's user sees them: the log (Prefect shows
+    it) and the active MLflow run (tag ``validation_warnings``, ``validation/warnings.json``)."""
+    import mlflow
+
+    warnings = {uid: r.get("warnings", []) for uid, r in report.items()}
+    for uid, items in warnings.items():
+        for w in items:
+            log.warning("%s: tolerated quirk: %s on column %s (file column %s): %d of %d rows (%s); lines %s",
+                        uid, w["rule"], w["column"], w["file_column"], w["count"], w["total"], w["detail"],
+                        w["example_lines"])
+    if mlflow.active_run() is None:
+        return
+    mlflow.set_tag("validation_warnings", str(sum(len(w) for w in warnings.values())))
+    if any(warnings.values()):
+        mlflow.log_dict(warnings, "validation/warnings.json")
 
 
 def validate_table(tidy: pd.DataFrame, kind: str, params: Params, files: list[str],
                    docs_dir: Path | None = None) -> dict[str, dict]:
-    """Validate every series of a tidy table; raise DataValidationError on any failure."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; known: {KINDS}")
-    missing = [c for c in (UNIQUE_ID, DS, Y) if c not in tidy.columns]
-    if missing:
-        raise DataValidationError(kind, files, [Failure("expect_column_to_exist", c, 0, 0, detail="required column missing")
-                                                 for c in missing])
-    ctx = _context(docs_dir)
-    report, failures = {}, []
-    for uid, series in tidy.groupby(UNIQUE_ID, sort=False):
-        frame = check_frame(series)
-        name = f"{kind}-{str(uid).replace('^', '').replace('.', '_')}"
-        ok, fails, stats = validate_series(frame, kind, params, ctx, name)
-        report[str(uid)] = {"success": bool(ok), "rows": len(frame), "missing_y": int(frame[Y].isna().sum()),
-                            "longest_missing_run": int(frame["null_run"].max()), **stats}
-        failures += fails
-    if docs_dir is not None:
-        ctx.build_data_docs()
-    if failures:
-        raise DataValidationError(kind, files, failures)
+    """Validate every series of a tidy table; raise DataValidationError on any error.
+
+    The report per series lists the tolerated quirks under ``warnings``; they are also
+    logged and, inside an MLflow run, tagged and logged as ``validation/warnings.json``."""
+    run = Validation(kind, params, docs_dir)
+    run.add(tidy)
+    report = run.finish(files)
+    publish_warnings(report)
     return report
 
 
-def validate_file(path: Path, kind: str, params: Params) -> dict[str, dict]:
-    """``seqcast validate PATH --kind``: parse a local file the way ingest does, then the same suite."""
-    from seqcast.contract import US_EMBASSY
+# ---------------------------------------------------------------------------- local files
+def ticker_for_file(stem: str, params: Params) -> str:
+    """The Yahoo symbol a mirror file stem stands for (``JKSE`` -> ``^JKSE``), so a file
+    validated by hand gets its series' overrides and time zone; else the stem itself."""
+    known = [*params.market.tickers, *params.validation.market.overrides, *params.market.timezones]
+    return next((t for t in known if mirror_stem(t) == stem and t.startswith("^")),
+                next((t for t in known if mirror_stem(t) == stem), stem))
+
+
+def _pm25_station(path: Path) -> str | None:
+    name = path.name
+    if name.startswith("PRSA_data_"):
+        return US_EMBASSY
+    if name.startswith("PRSA_Data_"):
+        return name.split("_")[2]
+    return None  # the file's own `station` column, else its name
+
+
+def validate_file(path: Path, kind: str, params: Params, chunk_rows: int | None = None) -> dict[str, dict]:
+    """``seqcast validate PATH --kind``: parse a local file the way ingest does, then the same
+    suite, streaming ``chunk_rows`` rows at a time (``validation.chunk_rows``): bounded memory."""
     from tasks import ingest
+    from tasks.textfile import check_text_file, read_csv_chunks
 
     path = Path(path)
-    if kind == "market":
-        ticker = path.name.split(".csv")[0]
-        tidy = ingest.parse_market_csv(path, ticker, params.market.timezone(ticker))
-    else:
-        name = path.name
-        station = US_EMBASSY if name.startswith("PRSA_data_") else name.split("_")[2] if name.startswith("PRSA_Data_") else path.stem
-        tidy = ingest.pm25_frame_from_raw(path, station, params.pm25.timezone)
-    return validate_table(tidy, kind, params, [str(path)])
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; known: {KINDS}")
+    if path.suffix == ".zip":
+        station = _pm25_station(path) or US_EMBASSY
+        return validate_table(ingest.pm25_frame_from_raw(path, station, params.pm25.timezone), kind, params,
+                              [str(path)])
+    check_text_file(path, kind)
+    run = Validation(kind, params)
+    parse_errors: list[Failure] = []
+    first_line, station = 2, None
+    if kind == "pm25":
+        station = _pm25_station(path)
+    ticker = ticker_for_file(path.name.split(".csv")[0], params)
+    for raw in read_csv_chunks(path, chunk_rows or params.validation.chunk_rows):
+        if raw.empty:
+            continue
+        raw.index = pd.RangeIndex(first_line, first_line + len(raw))
+        try:
+            if kind == "market":
+                tidy = ingest.parse_market_frame(raw, path, ticker, params.market.timezone(ticker), first_line)
+            else:
+                has_station = station is None and "station" in raw.columns
+                tidy = ingest.parse_pm25_frame(raw, path, None if has_station else (station or path.stem),
+                                               params.pm25.timezone, first_line)
+        except DataValidationError as err:
+            parse_errors = _merge(parse_errors, err.failures)
+            if any(f.rule == "expect_column_to_exist" for f in err.failures):
+                break  # the header is wrong: every chunk would say the same
+        else:
+            if not parse_errors:
+                run.add(tidy)
+        first_line += len(raw)
+    if parse_errors:
+        raise DataValidationError(kind, [str(path)], parse_errors)
+    if first_line == 2:
+        raise DataValidationError(kind, [str(path)], [Failure(
+            "at least one data row", None, 0, 0, detail="the file has a header but no data rows")])
+    report = run.finish([str(path)])
+    return report
+
+
+def _merge(known: list[Failure], new: list[Failure]) -> list[Failure]:
+    """Parse failures of several chunks: counts added, the first examples kept."""
+    out = list(known)
+    for f in new:
+        same = next((k for k in out if (k.rule, k.column, k.source_column) == (f.rule, f.column, f.source_column)), None)
+        if same is None:
+            out.append(f)
+        else:
+            same.count += f.count
+            same.total += f.total
+            if len(same.examples) < EXAMPLES:
+                same.examples = pd.concat([same.examples, f.examples]).head(EXAMPLES)
+    return out

@@ -88,8 +88,8 @@ def git_commit_all(ws: Path, message: str) -> None:
 
 
 def build_pipeline_store(tmp: Path, mirror: Path) -> tuple[Path, dict]:
-    """A project copy where `dvc repro backtest@market` ran (naive, drift, arima) and a champion
-    was promoted; the result is committed (a clean base for DVC experiments)."""
+    """A project copy where `dvc repro promote@market` ran (backtest of naive, drift, arima, then the
+    promotion stage registered a champion); the result is committed (a clean base for DVC experiments)."""
     from prefect.settings import get_current_settings
 
     from conftest import child_env
@@ -99,8 +99,7 @@ def build_pipeline_store(tmp: Path, mirror: Path) -> tuple[Path, dict]:
     api = get_current_settings().api.url  # the session's Prefect test server: no temporary server per stage
     if api:
         env["PREFECT_API_URL"] = api
-    run_py(["-m", "dvc", "repro", "backtest@market"], ws, env)
-    run_py(["-c", "from tasks.promotion import promote; print(promote('market'))"], ws, env)
+    run_py(["-m", "dvc", "repro", "promote@market"], ws, env)
     git_commit_all(ws, "pipeline run")
     return ws, env
 

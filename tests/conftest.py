@@ -53,8 +53,15 @@ def mlflow_store(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(None)
 
 
-def copy_project(dest: Path, params_patch: dict | None = None) -> Path:
-    """The tracked project files in a new git repo at ``dest`` (optionally with params changed)."""
+# Tests run the real pipeline on a small slice: the reference series of each dataset only
+# (params.yaml lists every mirror series) and no multi-series models, unless a test says otherwise.
+SLICE = {"market": {"tickers": ["^KS11"]}, "pm25": {"stations": ["us_embassy"]},
+         "backtest": {"every_series": {"market": [], "pm25": []}, "workers": 1}}
+
+
+def copy_project(dest: Path, params_patch: dict | None = None, small_slice: bool = True) -> Path:
+    """The tracked project files in a new git repo at ``dest`` (optionally with params changed;
+    by default on the small slice ``SLICE``)."""
     files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
     for rel in filter(None, files.stdout.split("\0")):
         src = ROOT / rel
@@ -62,9 +69,10 @@ def copy_project(dest: Path, params_patch: dict | None = None) -> Path:
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, target)
-    if params_patch:
+    if params_patch or small_slice:
         params = yaml.safe_load((dest / "params.yaml").read_text())
-        _merge(params, params_patch)
+        merge_params(params, SLICE if small_slice else {})
+        merge_params(params, params_patch or {})
         (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git = ["git", "-c", "user.email=test@seqcast", "-c", "user.name=seqcast tests"]
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
@@ -73,12 +81,14 @@ def copy_project(dest: Path, params_patch: dict | None = None) -> Path:
     return dest
 
 
-def _merge(base: dict, patch: dict) -> None:
+def merge_params(base: dict, patch: dict) -> dict:
+    """Lay ``patch`` over ``base`` (nested dicts merged, anything else replaced); returns ``base``."""
     for key, value in patch.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
+            merge_params(base[key], value)
         else:
             base[key] = value
+    return base
 
 
 def child_env(workspace: Path, mirror: Path) -> dict[str, str]:

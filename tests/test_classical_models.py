@@ -7,6 +7,7 @@ from models.box_jenkins import AutoArima
 from models.fourier import Fourier, dominant_periods
 from models.gbm import Gbm, black_scholes, mc_option_price
 from models.regime import Regime
+from seqcast.model_config import AutoArimaParams, FourierParams, RegimeParams
 
 
 def simulate_arma11(n: int, phi: float, theta: float, seed: int = 0) -> np.ndarray:
@@ -20,8 +21,8 @@ def simulate_arma11(n: int, phi: float, theta: float, seed: int = 0) -> np.ndarr
 
 def test_box_jenkins_recovers_arma11_coefficients():
     y = simulate_arma11(2000, phi=0.6, theta=0.3)
-    model = AutoArima(max_p=1, max_q=2, fit_window=None).fit(y)  # a bounded search: 6 orders at most
-    assert (model.config["p"], model.config["q"]) == (1, 1), model.search_
+    model = AutoArima(AutoArimaParams(max_p=1, max_q=2, fit_window=None)).fit(y)  # a bounded search: 6 orders at most
+    assert (model.config.p, model.config.q) == (1, 1), model.search_
     coef = dict(zip(model.param_names_, model.params_))
     assert coef["ar.L1"] == pytest.approx(0.6, abs=0.07)
     assert coef["ma.L1"] == pytest.approx(0.3, abs=0.07)
@@ -34,7 +35,7 @@ def test_box_jenkins_flags_residuals_that_fail():
     y = simulate_arma11(800, phi=0.6, theta=0.3)
     t = np.arange(len(y))
     y = y + 5 * np.sin(2 * np.pi * t / 7)  # a cycle no ARMA(<=1, <=1) absorbs
-    model = AutoArima(season=7, max_p=1, max_q=1, fit_window=None).fit(y)
+    model = AutoArima(AutoArimaParams(max_p=1, max_q=1, fit_window=None), season=7).fit(y)
     assert model.log_extras()["tags"]["residuals_white"] == "false"
 
 
@@ -50,8 +51,8 @@ def test_harmonic_regression_uses_the_found_periods():
     t = np.arange(1200)
     rng = np.random.default_rng(2)
     y = 50 + 8 * np.sin(2 * np.pi * t / 24) + rng.normal(size=len(t))
-    model = Fourier(season=24, k=1, p=1, q=0, fit_window=None, filter_window=None).fit(y[:1000])
-    assert model.config["periods"][0] == pytest.approx(24, rel=0.02)
+    model = Fourier(FourierParams(k=1, p=1, q=0, fit_window=None, filter_window=None), season=24).fit(y[:1000])
+    assert model.config.periods[0] == pytest.approx(24, rel=0.02)
     fc = model.forecast_origins(y, np.arange(999, 1199), 1)
     assert np.sqrt(np.mean((fc.mean[:, 0] - y[1000:1200]) ** 2)) < 1.3  # noise sd is 1
 
@@ -65,7 +66,7 @@ def test_regime_model_separates_two_simulated_regimes():
     sd = np.where(states == 0, 0.005, 0.03)
     r = rng.normal(0.0, sd)
     price = 100 * np.exp(np.concatenate([[0.0], np.cumsum(r)]))
-    model = Regime(k_regimes=2).fit(price)
+    model = Regime(RegimeParams(k_regimes=2)).fit(price)
     calm = int(np.argmin(model.sd_))
     assert model.sd_[calm] == pytest.approx(0.005, rel=0.15)
     assert model.sd_[1 - calm] == pytest.approx(0.03, rel=0.15)

@@ -27,7 +27,7 @@ def prefect(args, cwd, env, timeout=600):
 def test_prefect_yaml_names_pools_and_schedules_only():
     config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     deps = {d["name"]: d for d in config["deployments"]}
-    assert set(deps) == {"market-daily", "pm25-daily", "retrain-weekly", "retrain-weekly-gpu", "gpt-train"}
+    assert set(deps) == {"market-daily", "pm25-daily", "retrain-weekly", "gpt-train"}
     assert {d["work_pool"]["name"] for d in deps.values()} == {"cpu", "gpu"}
     assert deps["gpt-train"]["work_pool"]["name"] == "gpu" and deps["gpt-train"]["concurrency_limit"] == 1
     assert deps["market-daily"]["schedules"][0] == {"cron": "30 16 * * 1-5", "timezone": "Asia/Seoul",
@@ -83,7 +83,7 @@ def run_deployment(name, params, stack):
 def test_deploy_all_registers_every_deployment(stack):
     ws, env, _, deployed = stack
     listed = prefect(["deployment", "ls"], ws, env)
-    for name in ("market-daily", "pm25-daily", "retrain-weekly", "retrain-weekly-gpu", "gpt-train"):
+    for name in ("market-daily", "pm25-daily", "retrain-weekly", "gpt-train"):
         assert name in listed.stdout, listed.stdout
     inspected = prefect(["deployment", "inspect", "market-daily/market-daily"], ws, env)
     assert "Asia/Seoul" in inspected.stdout and "'cpu'" in inspected.stdout
@@ -106,5 +106,9 @@ def test_retrain_then_daily_forecast_through_the_worker(stack):
         mlflow.set_tracking_uri(None)
     table = (ws / "reports" / "forecast" / "market.csv").read_text().splitlines()
     assert len(table) == 1 + 5 and table[0].startswith("unique_id,ds,step,mean")
+    lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]  # the deployments ran the DVC stages
+    assert {"backtest@market", "promote@market", "forecast@market"} <= set(lock)
+    promotion = json.loads((ws / "reports" / "promotion" / "market.json").read_text())
+    assert promotion["champion"]["version"] == int(champion.version)
     remote = ws.parent / "seqcast-dvc-remote"
     assert any(remote.rglob("*")), "market-daily pushed nothing to the DVC remote"

@@ -2,7 +2,7 @@
 origins path equals the generic walk, no future value leaks in, save/load round trip.
 
 Models that need a small configuration to run quickly declare it as the class
-attribute ``tiny_config``.
+attribute ``tiny_config`` (validated by the model's schema like any configuration).
 """
 
 import numpy as np
@@ -23,8 +23,7 @@ def series(n: int = 400, seed: int = 3) -> np.ndarray:
 
 
 def make(name: str) -> Forecaster:
-    cls = registry.get(name)
-    return cls(season=24, **getattr(cls, "tiny_config", {}))
+    return registry.create(name, season=24, **registry.get(name).tiny_config)
 
 
 @pytest.fixture(params=MODELS)

@@ -28,7 +28,7 @@ def test_simple_rnn_has_the_lectures_parameter_counts():
 @pytest.mark.parametrize("name", [n for n in NEURAL if n != "deepar"])
 def test_forward_shapes(name):
     cls = registry.get(name)
-    model = cls(season=24, **cls.tiny_config)
+    model = registry.create(name, season=24, **cls.tiny_config)
     n_features = 1 if not cls.supports_exog else 4
     net = model.build_network(n_features)
     net.eval()
@@ -66,7 +66,7 @@ def test_causal_mask_blocks_the_future():
 
 
 def test_seq2seq_attention_weights_are_a_distribution():
-    model = registry.get("seq2seq_attn")(season=24, **registry.get("seq2seq_attn").tiny_config)
+    model = registry.create("seq2seq_attn", season=24, **registry.get("seq2seq_attn").tiny_config)
     net = model.build_network(3).eval()
     net(torch.randn(2, model.input_size, 3))
     att = net.last_attention
@@ -77,8 +77,8 @@ def test_seq2seq_attention_weights_are_a_distribution():
 def test_a_tiny_model_overfits_a_tiny_series():
     t = np.arange(160)
     y = 10 + 5 * np.sin(2 * np.pi * t / 12)
-    model = registry.get("lstm")(season=12, input_size=12, horizon=3, hidden=16, epochs=60, patience=1000,
-                                 lr=2e-2, batch_size=32, val_fraction=0.1, progress=False, loss="mse")
+    model = registry.create("lstm", season=12, input_size=12, horizon=3, hidden=16, epochs=60, patience=1000,
+                            lr=2e-2, batch_size=32, val_fraction=0.1, progress=False, loss="mse")
     model.fit(y)
     assert model.history[-1]["train_loss"] < 0.01 * model.history[0]["train_loss"]
     fc = model.forecast_origins(y, np.arange(140, 150), 3)
@@ -90,7 +90,7 @@ def test_deepar_quantiles_come_from_samples_and_are_ordered():
     rng = np.random.default_rng(0)
     y = 20 + np.sin(np.arange(400) * 2 * np.pi / 24) * 5 + rng.normal(size=400)
     cls = registry.get("deepar")
-    model = cls(season=24, **{**cls.tiny_config, "likelihood": "gaussian"}).fit(y[:300])
+    model = registry.create("deepar", season=24, **{**cls.tiny_config, "likelihood": "gaussian"}).fit(y[:300])
     fc = model.forecast_origins(y, np.arange(299, 320), 4)
     assert (fc.lower[95] <= fc.lower[80]).all() and (fc.upper[80] <= fc.upper[95]).all()
     assert "crps_h4" in model.log_extras()["metrics"]

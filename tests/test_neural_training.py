@@ -36,11 +36,11 @@ def test_scaler_and_training_windows_never_see_the_validation_or_test_part(monke
         return original(self, train, val, **kw)
 
     monkeypatch.setattr(model_cls, "train_network", spy)
-    a = model_cls(season=24, **TINY).fit(y)
+    a = registry.create("lstm", season=24, **TINY).fit(y)
     n_fit = len(y) - max(int(len(y) * 0.1), 6 + 1)
     shocked = y.copy()
     shocked[n_fit:] = 1e6  # the validation slice (and so everything after train) changes wildly
-    model_cls(season=24, **TINY).fit(shocked)
+    registry.create("lstm", season=24, **TINY).fit(shocked)
     (mu1, sd1, tr1), (mu2, sd2, tr2) = captured
     assert (mu1, sd1) == (mu2, sd2)
     for x1, x2 in zip(tr1, tr2, strict=True):
@@ -51,7 +51,7 @@ def test_scaler_and_training_windows_never_see_the_validation_or_test_part(monke
 
 def test_same_seed_same_forecasts():
     y = series()
-    f = [registry.get("cnn_lstm")(season=24, seed=7, **TINY).fit(y[:250]) for _ in range(2)]
+    f = [registry.create("cnn_lstm", season=24, seed=7, **TINY).fit(y[:250]) for _ in range(2)]
     m = [x.forecast_origins(y, np.arange(249, 290), 6) for x in f]
     np.testing.assert_array_equal(m[0].mean, m[1].mean)
     assert [h["train_loss"] for h in f[0].history] == [h["train_loss"] for h in f[1].history]
@@ -63,7 +63,7 @@ torch.set_num_threads(1)
 sys.path.insert(0, {root!r})
 from models import registry
 from tests.test_neural_training import series, RESUME
-registry.get("lstm")(season=24, checkpoint_dir={ckpt!r}, keep_checkpoint=True, epoch_sleep=2.0, **RESUME).fit(series())
+registry.create("lstm", season=24, checkpoint_dir={ckpt!r}, keep_checkpoint=True, epoch_sleep=2.0, **RESUME).fit(series())
 """
 RESUME = {"epochs": 4, "hidden": 8, "batch_size": 32, "input_size": 24, "horizon": 6, "progress": False,
           "patience": 100}
@@ -84,9 +84,9 @@ def test_resume_after_sigkill_gives_the_same_next_epoch_loss(tmp_path):
     (ckpt,) = list(ckpt_dir.glob("*.pt"))
     done = int(torch.load(ckpt, weights_only=True)["epoch"])
     assert done < RESUME["epochs"] - 1
-    resumed = registry.get("lstm")(season=24, checkpoint_dir=str(ckpt_dir), **RESUME).fit(series())
+    resumed = registry.create("lstm", season=24, checkpoint_dir=str(ckpt_dir), **RESUME).fit(series())
     assert resumed.resumed_from_ == done
-    fresh = registry.get("lstm")(season=24, checkpoint_dir=str(tmp_path / "fresh"), **RESUME).fit(series())
+    fresh = registry.create("lstm", season=24, checkpoint_dir=str(tmp_path / "fresh"), **RESUME).fit(series())
     r = {h["epoch"]: h["train_loss"] for h in resumed.history}
     f = {h["epoch"]: h["train_loss"] for h in fresh.history}
     assert r[done + 1] == f[done + 1]
@@ -104,7 +104,7 @@ def test_reload_from_mlflow_predicts_the_same(tmp_path, monkeypatch):
     exp = mlflow.create_experiment("neural-test", artifact_location=tmp_path.as_uri())
     y = series()
     X = np.column_stack([np.sin(np.arange(len(y))), np.cos(np.arange(len(y)))])
-    model = registry.get("seq2seq_attn")(season=24, **TINY).fit(y, X)
+    model = registry.create("seq2seq_attn", season=24, **TINY).fit(y, X)
     with mlflow.start_run(experiment_id=exp):
         uri = log_forecaster(model, tmp_path / "fc", (80, 95), 6)
     loaded = mlflow.pyfunc.load_model(uri)

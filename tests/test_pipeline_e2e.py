@@ -16,8 +16,9 @@ from conftest import child_env, copy_project
 pytestmark = pytest.mark.slow
 
 BASELINES = {"market": {"naive", "drift", "arima"}, "pm25": {"naive", "arima"}}
-# the forecasting stages (the GPT stages have tests of their own and take minutes)
-TARGETS = ["backtest@market", "backtest@pm25"]
+# the forecasting stages down to the champion's forecast (the GPT stages have tests of their own)
+TARGETS = ["forecast@market", "forecast@pm25"]
+TICKERS = ["^KS11", "^N100"]  # a second index: the multi-series leaderboard runs on both
 
 
 def dvc(args, cwd, env):
@@ -30,6 +31,8 @@ def repro(tmp_path_factory, mirror):
     ws = copy_project(tmp_path_factory.mktemp("e2e") / "project", {
         "models": {"run": {k: sorted(v) for k, v in BASELINES.items()}, "arima": {"fit_window": 2000}},
         "stationarity": {"max_points": 4000},
+        "market": {"tickers": TICKERS},
+        "backtest": {"every_series": {"market": ["naive"], "pm25": []}, "workers": 2},
     })
     env = child_env(ws, mirror)
     first = dvc(["repro", *TARGETS], ws, env)
@@ -57,6 +60,9 @@ def test_mlflow_runs_record_models_metrics_and_data_version(repro):
             runs = mlflow.search_runs(experiment_names=[f"seqcast-{dataset}"],
                                       filter_string="tags.family != 'report'")
             assert set(runs["tags.model"]) == BASELINES[dataset]
+            if dataset == "market":  # every series went ingest -> validate -> clean: one data version
+                assert set(runs["tags.series"]) == set(TICKERS)
+                assert set(runs.loc[runs["tags.series"] == "^N100", "tags.model"]) == {"naive"}
             assert set(runs["tags.data_version"]) == {clean_md5}  # the model leads back to its data
             assert set(runs["tags.source"]) == {"mirror"}
             for task in ("a", "b"):
@@ -87,6 +93,44 @@ def test_metrics_and_reports(repro):
     assert (ws / "reports" / "data_docs" / "pm25" / "index.html").is_file()
     plots = dvc(["plots", "show", "--json"], ws, env)
     assert plots.returncode == 0 and "forecast" in plots.stdout
+    summary = json.loads((ws / "reports" / "backtest" / "market.summary.json").read_text())
+    assert summary["series"] == TICKERS and summary["mean_over_series"]["naive"]["series"] == 2
+    both = json.loads((ws / "reports" / "backtest" / "market.json").read_text())
+    assert summary["mean_over_series"]["naive"]["P2a_mase"] == pytest.approx(
+        (both["^KS11"]["naive"]["P2a_mase"] + both["^N100"]["naive"]["P2a_mase"]) / 2, abs=1e-5)
+
+
+def test_the_pipeline_ends_with_a_champion_and_its_forecast(repro):
+    """A fresh `dvc repro` leaves models:/seqcast-<dataset>@champion and reports/forecast/."""
+    ws, _, _ = repro
+    mlflow.set_tracking_uri(f"sqlite:///{ws / 'mlflow.db'}")
+    try:
+        for dataset, h in (("market", 5), ("pm25", 24)):
+            champion = mlflow.MlflowClient().get_model_version_by_alias(f"seqcast-{dataset}", "champion")
+            promotion = json.loads((ws / "reports" / "promotion" / f"{dataset}.json").read_text())
+            assert promotion["champion"]["version"] == int(champion.version)
+            assert champion.tags["model"] in BASELINES[dataset]
+            table = (ws / "reports" / "forecast" / f"{dataset}.csv").read_text().splitlines()
+            assert len(table) == 1 + h and table[0] == "unique_id,ds,step,mean,lo-80,hi-80,lo-95,hi-95"
+            assert (ws / "reports" / "forecast" / f"{dataset}.png").stat().st_size > 10_000
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_forecast_command_after_the_pipeline_and_without_a_champion(repro, tmp_path):
+    """`python -m flows.forecast --dataset market` as a user types it: after the pipeline it
+    forecasts with the champion; against an empty store it says what to do, without a traceback."""
+    ws, env, _ = repro
+    ok = subprocess.run([sys.executable, "-m", "flows.forecast", "--dataset", "market"], cwd=ws, env=env,
+                        capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "forecast_table" in ok.stdout
+    empty = dict(env, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'empty.db'}")
+    no = subprocess.run([sys.executable, "-m", "flows.forecast", "--dataset", "market"], cwd=ws, env=empty,
+                        capture_output=True, text=True, timeout=600)
+    assert no.returncode == 1
+    assert "no model seqcast-market@champion" in no.stderr and "seqcast run" in no.stderr
+    assert "Traceback" not in no.stderr.split("forecast: no model")[-1]
 
 
 def test_prefect_pipeline_stops_on_bad_data_before_training(tmp_path, mirror, prefect_server, monkeypatch):
@@ -107,7 +151,7 @@ def test_prefect_pipeline_stops_on_bad_data_before_training(tmp_path, mirror, pr
     from seqcast.errors import DataValidationError
 
     with pytest.raises(DataValidationError, match="2017-05-02") as err:
-        pipeline_flow(["market"])
+        pipeline_flow(["market"], ["forecast@market"])
     assert "KS11.csv" in str(err.value) and "column 'y'" in str(err.value)
     assert not (ws / "data" / "clean" / "market.parquet").exists()
     mlflow.set_tracking_uri(f"sqlite:///{ws / 'mlflow.db'}")
@@ -123,6 +167,8 @@ def test_prefect_pipeline_stops_on_bad_data_before_training(tmp_path, mirror, pr
 def test_prefect_pipeline_runs_the_same_stages(workspace, prefect_server):
     from flows.pipeline import pipeline_flow
 
-    summary = pipeline_flow(["market"])
-    assert set(summary["market"]["^KS11"]) == {"naive", "drift", "arima"}
-    assert summary["market"]["^KS11"]["naive"]["P2a_mae"] == pytest.approx(15.06, abs=0.005)
+    done = pipeline_flow(["market"], ["backtest@market"])
+    assert list(done) == ["ingest@market", "validate@market", "stationarity@market", "backtest@market"]
+    board = done["backtest@market"]
+    assert set(board["^KS11"]) == {"naive", "drift", "arima"}
+    assert board["^KS11"]["naive"]["P2a_mae"] == pytest.approx(15.06, abs=0.005)

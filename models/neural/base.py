@@ -39,30 +39,7 @@ import torch
 from torch import nn
 
 from models.base import Forecast, Forecaster, Levels, ffill
-
-DEFAULTS: dict[str, Any] = {
-    "input_size": None,  # window length; None -> max(2 * season, 12)
-    "horizon": None,  # outputs per window; None -> season (24 for P1, 5 for P2); longer h is recursive
-    "transform": "auto",  # "log1p" | "none" | "auto" (log1p when the training part is non-negative)
-    "use_exog": True,
-    "phase_features": "auto",  # sin/cos of the position within the season (see _phase)  # read X (causally: only up to the origin) when the class supports it
-    "epochs": 6,
-    "batch_size": 256,
-    "lr": 2e-3,
-    "weight_decay": 1e-4,
-    "loss": "mae",  # "mae" (median: best for P1 MAE) | "mse" | "huber"
-    "clip": 1.0,
-    "patience": 2,
-    "val_fraction": 0.1,  # validation slice: the last share of the training part
-    "max_windows": 8192,  # subsample training windows per epoch (None: all)
-    "seed": 0,
-    "device": "auto",
-    "threads": 1,  # torch.set_num_threads before training (None: leave as set). 1 thread: 40x faster than 2 on a shared 2-core CPU (measured)
-    "checkpoint_dir": None,  # None -> <tmp>/seqcast-ckpt/<name>-<fingerprint>; resumes if present
-    "keep_checkpoint": False,
-    "progress": None,  # tqdm: None -> only on a terminal
-    "epoch_sleep": 0.0,  # test hook: seconds to wait after each checkpoint (lets a test kill mid-run)
-}
+from seqcast.model_config import NeuralParams
 
 
 def pick_device(choice: str = "auto") -> torch.device:
@@ -82,17 +59,15 @@ class NeuralForecaster(Forecaster):
     family = "neural"
     supports_exog = True
     update_method = "recurrent/windowed: new observations enter the input window, no refit"
-    defaults: ClassVar[dict[str, Any]] = {}
-    tiny_config: ClassVar[dict[str, Any]] = {"epochs": 2, "hidden": 8, "channels": 4, "batch_size": 64,
-                                             "d_model": 8, "heads": 2, "ff": 16, "num_samples": 50}
+    Params: ClassVar[type[NeuralParams]] = NeuralParams  # the shared keys; each network adds its own
+    tiny_config: ClassVar[dict[str, Any]] = {"epochs": 2, "batch_size": 64}
 
-    def __init__(self, season: int = 1, **config: Any) -> None:
-        merged = {**DEFAULTS, **self.defaults, **config}
-        super().__init__(season=season, **merged)
+    def __init__(self, config: NeuralParams | None = None, *, season: int = 1) -> None:
+        super().__init__(config, season=season)
         c = self.config
-        self.input_size = int(c["input_size"] or max(2 * self.season, 12))
-        self.horizon = int(c["horizon"] or max(self.season, 1))
-        self.device = pick_device(c["device"])
+        self.input_size = int(c.input_size or max(2 * self.season, 12))
+        self.horizon = int(c.horizon or max(self.season, 1))
+        self.device = pick_device(c.device)
         self.history: list[dict[str, float]] = []
         self.net: nn.Module | None = None
         self.train_seconds = 0.0
@@ -105,7 +80,7 @@ class NeuralForecaster(Forecaster):
     def loss_fn(self, net: nn.Module, x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         pred = net(x)  # (B, H)
         err = (pred - target)[mask]
-        kind = self.config["loss"]
+        kind = self.config.loss
         if kind == "mae":
             return err.abs().mean()
         if kind == "huber":
@@ -122,7 +97,7 @@ class NeuralForecaster(Forecaster):
 
     def _fit_scalers(self, y_fit: np.ndarray, X_fit: np.ndarray | None) -> None:
         """Only the fit part (train minus the validation slice) reaches here."""
-        kind = self.config["transform"]
+        kind = self.config.transform
         finite = y_fit[~np.isnan(y_fit)]
         skew = float(np.mean((finite - finite.mean()) ** 3) / (finite.std() ** 3 + 1e-12))
         self.log_ = bool(kind == "log1p" or (kind == "auto" and finite.min() >= 0 and skew > 1.0))
@@ -152,11 +127,11 @@ class NeuralForecaster(Forecaster):
     def _phase(self) -> bool:
         """Seasonal phase features: ``phase_features`` true/false, or "auto" = when the season
         is a clock period (>= 12 steps: hourly data); trading days skip holidays, so not P2."""
-        value = self.config["phase_features"]
+        value = self.config.phase_features
         return bool(self.season >= 12) if value == "auto" else bool(value)
 
     def _uses_exog(self, X: np.ndarray | None) -> bool:
-        return X is not None and self.supports_exog and bool(self.config["use_exog"])
+        return X is not None and self.supports_exog and bool(self.config.use_exog)
 
     # -- windows ----------------------------------------------------------------------
     def _windows(self, feats: np.ndarray, y_raw: np.ndarray, ends: np.ndarray):
@@ -172,7 +147,7 @@ class NeuralForecaster(Forecaster):
     def _split(self, n: int) -> tuple[int, np.ndarray, np.ndarray]:
         """n_fit (scaler part) and the window end positions of training and validation."""
         L, H = self.input_size, self.horizon
-        n_val = max(int(n * float(self.config["val_fraction"])), H + 1)
+        n_val = max(int(n * float(self.config.val_fraction)), H + 1)
         n_fit = n - n_val
         if n_fit < L + H + 1:
             raise ValueError(f"{self.name}: {n} points are too few for input_size {L} and horizon {H}")
@@ -209,20 +184,19 @@ class NeuralForecaster(Forecaster):
         return np.minimum(lo, 0) * widen, np.maximum(hi, 0) * widen
 
     def new_network(self, n_features: int) -> nn.Module:
-        torch.manual_seed(int(self.config["seed"]))
+        torch.manual_seed(int(self.config.seed))
         self.n_features_ = n_features
         return self.build_network(n_features).to(self.device)
 
     def fingerprint(self, data: np.ndarray) -> str:
-        h = hashlib.sha256(json.dumps({"name": self.name, "season": self.season, "config": {
-            k: v for k, v in self.config.items()
-            if k not in ("progress", "checkpoint_dir", "keep_checkpoint", "epoch_sleep", "device", "threads")}},
+        h = hashlib.sha256(json.dumps({"name": self.name, "season": self.season, "config": self.config.model_dump(
+            exclude={"progress", "checkpoint_dir", "keep_checkpoint", "epoch_sleep", "device", "threads"})},
             sort_keys=True, default=str).encode())
         h.update(np.ascontiguousarray(np.nan_to_num(data, nan=-1.2345)).tobytes())
         return h.hexdigest()[:16]
 
     def checkpoint_path(self, fingerprint: str) -> Path:
-        folder = self.config["checkpoint_dir"] or Path(tempfile.gettempdir()) / "seqcast-ckpt"
+        folder = self.config.checkpoint_dir or Path(tempfile.gettempdir()) / "seqcast-ckpt"
         return Path(folder) / f"{self.name}-{fingerprint}.pt"
 
     def train_network(self, train, val, n_features: int, fingerprint_data: np.ndarray) -> None:
@@ -230,11 +204,11 @@ class NeuralForecaster(Forecaster):
         from tqdm.auto import tqdm
 
         c = self.config
-        seed = int(c["seed"])
-        if c["threads"]:
-            torch.set_num_threads(int(c["threads"]))
+        seed = int(c.seed)
+        if c.threads:
+            torch.set_num_threads(int(c.threads))
         net = self.new_network(n_features)
-        opt = torch.optim.AdamW(net.parameters(), lr=float(c["lr"]), weight_decay=float(c["weight_decay"]))
+        opt = torch.optim.AdamW(net.parameters(), lr=float(c.lr), weight_decay=float(c.weight_decay))
         ckpt = self.checkpoint_path(self.fingerprint(fingerprint_data))
         start, best, best_state, bad = 0, float("inf"), None, 0
         self.history = []
@@ -250,13 +224,13 @@ class NeuralForecaster(Forecaster):
         tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in train]
         vtensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in val]
         n = len(tensors[0])
-        per_epoch = min(n, int(c["max_windows"] or n))
-        bs = int(c["batch_size"])
+        per_epoch = min(n, int(c.max_windows or n))
+        bs = int(c.batch_size)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else _null()
         seen, t_train = 0, 0.0
-        bar = tqdm(range(start, int(c["epochs"])), desc=self.name, disable=_no_bar(c["progress"]), leave=False)
+        bar = tqdm(range(start, int(c.epochs)), desc=self.name, disable=_no_bar(c.progress), leave=False)
         for epoch in bar:
-            if bad >= int(c["patience"]):
+            if bad >= int(c.patience):
                 break
             t0 = time.perf_counter()
             torch.manual_seed(seed * 100_003 + epoch)  # dropout etc.: a function of (seed, epoch)
@@ -273,7 +247,7 @@ class NeuralForecaster(Forecaster):
                     loss = self.loss_fn(net, x, t, m)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(net.parameters(), float(c["clip"]))
+                nn.utils.clip_grad_norm_(net.parameters(), float(c.clip))
                 opt.step()
                 total += loss.item() * len(idx)
                 count += len(idx)
@@ -295,15 +269,15 @@ class NeuralForecaster(Forecaster):
                                          for h in self.history], dtype=torch.float64),
             }, ckpt)
             bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
-            if float(c["epoch_sleep"]):
-                time.sleep(float(c["epoch_sleep"]))
+            if float(c.epoch_sleep):
+                time.sleep(float(c.epoch_sleep))
         if best_state is not None:
             net.load_state_dict(best_state)
         net.eval()
         self.net = net
         self.train_seconds = t_train
         self.windows_per_second = seen / t_train if t_train else 0.0
-        if not c["keep_checkpoint"]:
+        if not c.keep_checkpoint:
             ckpt.unlink(missing_ok=True)
 
     @torch.no_grad()
@@ -399,7 +373,7 @@ class NeuralForecaster(Forecaster):
         ax.plot(ep, [r["train_loss"] for r in self.history], label="train")
         ax.plot(ep, [r["val_loss"] for r in self.history], label="validation")
         ax.set_xlabel("epoch")
-        ax.set_ylabel(f"loss ({self.config['loss']}, scaled)")
+        ax.set_ylabel(f"loss ({self.config.loss}, scaled)")
         ax.legend()
         ax.set_title(self.name)
         fig.tight_layout()
@@ -439,7 +413,7 @@ class NeuralForecaster(Forecaster):
     def load(cls, folder: str | Path) -> NeuralForecaster:
         folder = Path(folder)
         meta = json.loads((folder / "forecaster.json").read_text())
-        model = cls(season=meta["season"], **{**meta["config"], "device": "auto"})
+        model = cls(cls.Params.model_validate({**meta["config"], "device": "auto"}), season=meta["season"])
         model.set_neural_state(json.loads((folder / "neural.json").read_text()))
         with np.load(folder / "state.npz", allow_pickle=False) as npz:
             model.y_ = npz["y"]

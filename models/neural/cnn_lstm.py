@@ -13,6 +13,7 @@ from torch import nn
 
 from models.neural.base import NeuralForecaster
 from models.registry import register
+from seqcast.model_config import CNNLSTMParams
 
 
 class CNNLSTMNet(nn.Module):
@@ -34,8 +35,9 @@ class CNNLSTMNet(nn.Module):
 @register
 class CNNLSTMForecaster(NeuralForecaster):
     name = "cnn_lstm"
-    defaults = {"channels": 32, "kernel": 3, "hidden": 32}
+    Params = CNNLSTMParams
+    tiny_config = {**NeuralForecaster.tiny_config, "hidden": 8, "channels": 4}
 
     def build_network(self, n_features: int) -> nn.Module:
         c = self.config
-        return CNNLSTMNet(n_features, int(c["channels"]), int(c["kernel"]), int(c["hidden"]), self.horizon)
+        return CNNLSTMNet(n_features, int(c.channels), int(c.kernel), int(c.hidden), self.horizon)

@@ -4,10 +4,10 @@ An LSTM reads ``z_{t-1}`` (each series standardised by its own training statisti
 ``log1p`` first for PM2.5) and emits the parameters of ``p(z_t)``: Gaussian (mu, sigma)
 or Student-t (mu, sigma, nu). Training maximises the likelihood over windows of
 ``input_size + horizon`` steps with teacher forcing, **across many series at once**:
-the series being backtested plus, optionally, the other series of the same family
-(``extra_series``, chosen by the protocol's season: ``"24"`` PM2.5 stations, ``"5"``
-market indices), read from the data mirror and cut at a calendar date no later than
-the backtested series' train end, so no test-period value of any series is seen.
+the series being backtested plus the panel the harness hands to global models (the
+other series of the same clean, validated table, each cut at this series' training
+end, so no test-period value of any series is seen; ``use_panel: false`` trains on
+the own series only).
 Forecasts are ancestral samples (``num_samples`` paths per origin, each step's draw fed
 back as the next input, clipped to the training range widened by 2 sd); the point
 forecast is the sample median (``point: mean`` for the mean), intervals are sample quantiles. CRPS (from the samples) is kept per call for MLflow: the harness
@@ -17,17 +17,16 @@ passes the whole series, and the score reads the actuals only after forecasting.
 from __future__ import annotations
 
 import math
-
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from models.base import Forecast, ffill
 from models.neural.base import NeuralForecaster, window_index
 from models.registry import register
+from seqcast.model_config import DeepARParams
 
 
 class DeepARNet(nn.Module):
@@ -72,46 +71,18 @@ def crps_from_samples(samples: np.ndarray, actual: np.ndarray) -> float:
     return float(np.nanmean(np.where(np.isnan(actual), np.nan, crps)))
 
 
-def load_extra_series(spec: dict[str, Any], exclude: str = "") -> list[np.ndarray]:
-    """Other series of the family from the data mirror, up to ``spec['end']`` (inclusive)."""
-    from seqcast.paths import data_mirror
-    from tasks.ingest import parse_market_csv, parse_pm25_csv
-
-    mirror = data_mirror()
-    if mirror is None:
-        return []
-    out = []
-    end = pd.Timestamp(spec["end"])
-    start = pd.Timestamp(spec.get("start", "1900-01-01"))
-    if spec["source"] == "pm25_multisite":
-        for path in sorted((mirror / "pm25_multisite").glob("*.csv.gz")):
-            frame = parse_pm25_csv(path, path.name.split("_")[2], "UTC")
-            ds = frame["ds"].dt.tz_localize(None)
-            out.append(frame.loc[(ds >= start) & (ds <= end), "y"].to_numpy(float))
-    elif spec["source"] == "market":
-        for path in sorted((mirror / "market").glob("*.csv")):
-            if path.stem == exclude.lstrip("^") or path.stem in spec.get("exclude", []):
-                continue
-            frame = parse_market_csv(path, path.stem, "UTC")
-            ds = frame["ds"].dt.tz_localize(None)
-            y = frame.loc[(ds >= start) & (ds <= end), "y"].to_numpy(float)
-            out.append(y[~np.isnan(y)])  # null closes dropped, as the clean table does
-    else:
-        raise ValueError(f"unknown extra_series source {spec['source']!r}")
-    return [y for y in out if np.sum(~np.isnan(y)) > 10]
-
-
 @register
 class DeepARForecaster(NeuralForecaster):
     name = "deepar"
+    Params = DeepARParams
     supports_exog = False
+    uses_panel = True
     update_method = "recurrent: the LSTM re-reads the window ending at each origin, no refit"
-    defaults = {"hidden": 40, "layers": 2, "dropout": 0.1, "likelihood": "student_t", "num_samples": 200,
-                "stride": 12, "extra_series": None, "point": "median", "relative": "auto"}
+    tiny_config = {**NeuralForecaster.tiny_config, "hidden": 8, "num_samples": 50}
 
     def build_network(self, n_features: int) -> nn.Module:
         c = self.config
-        return DeepARNet(int(c["hidden"]), int(c["layers"]), str(c["likelihood"]), float(c["dropout"]))
+        return DeepARNet(int(c.hidden), int(c.layers), str(c.likelihood), float(c.dropout))
 
     def loss_fn(self, net, x, target, mask):
         (mu, sigma, nu), _ = net(x)
@@ -126,7 +97,7 @@ class DeepARForecaster(NeuralForecaster):
 
     def _relative(self) -> bool:
         """Windows relative to their origin's value (level-free: prices) unless log1p-scaled."""
-        value = self.config["relative"]
+        value = self.config.relative
         return (not self.log_) if value == "auto" else bool(value)
 
     def _sequences(self, z: np.ndarray, raw: np.ndarray, starts: np.ndarray):
@@ -142,7 +113,7 @@ class DeepARForecaster(NeuralForecaster):
         n_fit, _, _ = self._split(len(y))
         self._fit_scalers(y[:n_fit], None)
         T = self.input_size + self.horizon
-        stride = int(self.config["stride"])
+        stride = int(self.config.stride)
         z, _, _ = self._scale(y, y[:n_fit])  # own series: the base scaler (mu_, sd_) from the fit part
         # sampled paths are clipped to the fit part's range widened by 2 sd: a heavy-tailed draw fed
         # back through log1p/expm1 would otherwise explode
@@ -151,19 +122,19 @@ class DeepARForecaster(NeuralForecaster):
             width = self.z_range_[1] - self.z_range_[0]
             self.z_range_ = (-width, width)
         parts = [self._sequences(z, y, np.arange(0, n_fit - T + 1, stride))]
-        extras = self.config["extra_series"] or {}
-        spec = extras.get(str(self.season)) if isinstance(extras, dict) else None
         self.n_extra_series_ = 0
-        if spec:
-            for other in load_extra_series(spec):
-                if len(other) < T + 1:
-                    continue
-                zo, _, _ = self._scale(other, other)  # its own scaler, its own (pre-cutoff) data only
-                parts.append(self._sequences(zo, other, np.arange(0, len(other) - T + 1, stride)))
-                self.n_extra_series_ += 1
+        for other in (self.panel_ if self.config.use_panel else ()):
+            y_other = np.asarray(other.y, dtype=float)
+            if np.sum(~np.isnan(y_other)) < T + 1:
+                continue
+            zo, _, _ = self._scale(y_other, y_other)  # its own scaler, its own (pre-cutoff) data only
+            parts.append(self._sequences(zo, y_other, np.arange(0, len(y_other) - T + 1, stride)))
+            self.n_extra_series_ += 1
         train = tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
         val = self._sequences(z, y, np.arange(max(n_fit - self.input_size, 0), len(y) - T + 1, max(stride // 2, 1)))
-        self.train_network(train, val, n_features=1, fingerprint_data=y)
+        # the checkpoint key covers the panel too: a resumed run must see the same training data
+        data = np.concatenate([y, *[np.asarray(o.y, float) for o in self.panel_]]) if self.n_extra_series_ else y
+        self.train_network(train, val, n_features=1, fingerprint_data=data)
         self.sigma_ = np.zeros((len(self.PROBS), self.horizon))  # unused: intervals come from samples
 
     # -- forecasting ------------------------------------------------------------------
@@ -177,8 +148,8 @@ class DeepARForecaster(NeuralForecaster):
         windows = z[window_index(origins + pad, self.input_size)]  # (n, L)
         anchor = windows[:, -1:].copy() if self._relative() else np.zeros((len(windows), 1), np.float32)
         windows = windows - anchor
-        S = int(self.config["num_samples"])
-        seed = int(self.config["seed"])
+        S = int(self.config.num_samples)
+        seed = int(self.config.seed)
         # noise per origin from a generator seeded by (seed, origin): batching changes nothing
         noise = np.stack([np.random.default_rng([seed, int(o)]).standard_normal((2, S, h)) for o in origins])
         noise = torch.from_numpy(noise.astype(np.float32))  # (n, 2, S, h)
@@ -213,7 +184,7 @@ class DeepARForecaster(NeuralForecaster):
             empty = np.empty((0, h))
             return Forecast(empty, {lv: empty for lv in levels}, {lv: empty for lv in levels})
         samples = self.sample_paths(np.asarray(y, float), origins, h)
-        mean = samples.mean(axis=1) if self.config["point"] == "mean" else np.median(samples, axis=1)
+        mean = samples.mean(axis=1) if self.config.point == "mean" else np.median(samples, axis=1)
         lower = {lv: np.quantile(samples, 0.5 - lv / 200, axis=1) for lv in levels}
         upper = {lv: np.quantile(samples, 0.5 + lv / 200, axis=1) for lv in levels}
         y = np.asarray(y, float)

@@ -18,6 +18,7 @@ from torch import nn
 
 from models.neural.base import NeuralForecaster
 from models.registry import register
+from seqcast.model_config import LSTMParams
 
 
 class LectureLSTMCell(nn.Module):
@@ -85,9 +86,10 @@ class LSTMForecaster(NeuralForecaster):
     """LSTM over the window (target + causal weather), a dense head for all horizon steps."""
 
     name = "lstm"
-    defaults = {"hidden": 32, "layers": 1, "dropout": 0.0, "cell": "torch"}
+    Params = LSTMParams
+    tiny_config = {**NeuralForecaster.tiny_config, "hidden": 8}
 
     def build_network(self, n_features: int) -> nn.Module:
         c = self.config
-        return LSTMNet(n_features, int(c["hidden"]), int(c["layers"]), self.horizon, float(c["dropout"]),
-                       str(c["cell"]))
+        return LSTMNet(n_features, int(c.hidden), int(c.layers), self.horizon, float(c.dropout),
+                       str(c.cell))

@@ -24,6 +24,7 @@ from torch import nn
 
 from models.neural.base import NeuralForecaster, window_index
 from models.registry import register
+from seqcast.model_config import Seq2SeqAttnParams
 
 
 class Seq2SeqAttention(nn.Module):
@@ -57,10 +58,11 @@ class Seq2SeqAttention(nn.Module):
 @register
 class Seq2SeqAttentionForecaster(NeuralForecaster):
     name = "seq2seq_attn"
-    defaults = {"hidden": 32}
+    Params = Seq2SeqAttnParams
+    tiny_config = {**NeuralForecaster.tiny_config, "hidden": 8}
 
     def build_network(self, n_features: int) -> nn.Module:
-        return Seq2SeqAttention(n_features, int(self.config["hidden"]), self.horizon)
+        return Seq2SeqAttention(n_features, int(self.config.hidden), self.horizon)
 
     def attention_map(self, n_windows: int = 200) -> np.ndarray:
         """Mean attention (H, L) over the windows ending at the last ``n_windows`` fitted positions."""

@@ -13,6 +13,7 @@ from torch import nn
 
 from models.neural.base import NeuralForecaster
 from models.registry import register
+from seqcast.model_config import RNNParams, SimpleRNNParams
 
 
 class KerasSimpleRNN(nn.Module):
@@ -54,11 +55,11 @@ class SimpleRNNForecaster(NeuralForecaster):
     """The lecture's 9-parameter network: univariate, window 12, one step, recursive beyond."""
 
     name = "simple_rnn"
+    Params = SimpleRNNParams  # window 12, one unit, one step
     supports_exog = False
-    defaults = {"input_size": 12, "horizon": 1, "units": 1, "epochs": 5, "lr": 1e-2, "phase_features": False}
 
     def build_network(self, n_features: int) -> nn.Module:
-        return LectureRNN(n_features, int(self.config["units"]), self.horizon)
+        return LectureRNN(n_features, int(self.config.units), self.horizon)
 
 
 class StackedRNN(nn.Module):
@@ -78,8 +79,9 @@ class RNNForecaster(NeuralForecaster):
     """Sized-up Elman RNN (tanh), multi-output head over the horizon, exogenous inputs."""
 
     name = "rnn"
-    defaults = {"hidden": 32, "layers": 2, "dropout": 0.0}
+    Params = RNNParams
+    tiny_config = {**NeuralForecaster.tiny_config, "hidden": 8}
 
     def build_network(self, n_features: int) -> nn.Module:
         c = self.config
-        return StackedRNN(n_features, int(c["hidden"]), int(c["layers"]), self.horizon, float(c["dropout"]))
+        return StackedRNN(n_features, int(c.hidden), int(c.layers), self.horizon, float(c.dropout))

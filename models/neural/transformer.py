@@ -18,6 +18,7 @@ from torch import nn
 
 from models.neural.base import NeuralForecaster
 from models.registry import register
+from seqcast.model_config import TransformerParams
 
 
 def causal_mask(n: int, device=None) -> torch.Tensor:
@@ -70,17 +71,18 @@ class TransformerNet(nn.Module):
 @register
 class TransformerForecaster(NeuralForecaster):
     name = "transformer"
-    defaults = {"d_model": 32, "heads": 4, "layers": 1, "ff": 64, "dropout": 0.1, "decoding": "autoregressive"}
+    Params = TransformerParams
+    tiny_config = {**NeuralForecaster.tiny_config, "d_model": 8, "heads": 2, "ff": 16}
 
     def build_network(self, n_features: int) -> nn.Module:
         c = self.config
-        return TransformerNet(n_features, int(c["d_model"]), int(c["heads"]), int(c["layers"]), int(c["ff"]),
-                              float(c["dropout"]), self.input_size, self.horizon, c["decoding"] == "direct")
+        return TransformerNet(n_features, int(c.d_model), int(c.heads), int(c.layers), int(c.ff),
+                              float(c.dropout), self.input_size, self.horizon, c.decoding == "direct")
 
     def loss_fn(self, net, x, target, mask):
         # missing targets were forward-filled in the inputs; teacher forcing reads the filled values
         pred = net(x, torch.nan_to_num(target))
         err = (pred - target)[mask]
-        if self.config["loss"] == "mae":
+        if self.config.loss == "mae":
             return err.abs().mean()
         return (err**2).mean()
