@@ -24,7 +24,9 @@ MODEL_MODULES = ["models.baselines", "models.arima",
                  "models.neural.seq2seq_attention", "models.neural.transformer", "models.neural.deepar",
                  # classical forecasters, one per module
                  "models.box_jenkins", "models.sarima", "models.ets", "models.fourier", "models.regime",
-                 "models.gbm", "models.prophet_model"]
+                 "models.gbm", "models.prophet_model",
+                 # the GPT forecaster (the text GPT over tokenized series)
+                 "models.gpt_forecaster"]
 
 
 def register(cls: type[Forecaster]) -> type[Forecaster]:

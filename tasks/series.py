@@ -56,6 +56,8 @@ def models_for(uid: str, dataset: str, params: Params) -> list[str]:
     names = list(params.backtest.every_series[dataset])
     if uid == series_ids(params, dataset)[0]:
         names = list(dict.fromkeys([*params.models.run[dataset], *names]))
+    elif uid == params.gpt_forecaster_train.held_out.get(dataset) and "gpt_forecaster" in params.models.run[dataset]:
+        names.append("gpt_forecaster")  # its zero-shot row, beside the models fitted on that series
     return sorted(names, key=lambda n: n != "naive")
 
 
@@ -76,4 +78,6 @@ def build_forecaster(name: str, proto: Protocol, params: Params, verdict: dict |
         config.update(d=verdict["d"], trend=verdict["trend"])
     if getattr(cls, "needs_calendar", False):  # calendar-time models (Prophet)
         config.setdefault("dates", [ts.isoformat() for ts in proto.ds])
+    if getattr(cls, "needs_series_id", False):  # models that report whether they saw the series (GPT forecaster)
+        config.setdefault("series", proto.unique_id)
     return cls(cls.Params.model_validate(config), season=proto.season)

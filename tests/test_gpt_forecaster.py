@@ -1,0 +1,123 @@
+"""The GPT forecaster: tokenizer round trip, quantiles of a categorical, batched sampling equal
+to one origin at a time, training windows that never reach a test period, and a tiny
+training run whose checkpoint the forecaster loads (zero-shot tag on a held-out series)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models import registry
+from models.gpt_forecaster import GPTForecaster, categorical_quantiles, quantile_levels
+from models.series_tokenizer import SeriesTokenizer
+from tasks.gpt_forecaster_data import Source, WindowSampler, synthetic_sources
+
+
+@pytest.mark.parametrize("scaling", ["standard", "mean"])
+def test_scaling_and_binning_round_trip_within_half_a_bin(scaling):
+    rng = np.random.default_rng(0)
+    tok = SeriesTokenizer(n_bins=256, low=-6, high=6, scaling=scaling)
+    x = 2000 + np.cumsum(rng.normal(scale=15, size=(8, 96)), axis=1)  # index-like levels
+    loc, scale = tok.stats(x[:, :72])
+    z = (x - loc[:, None]) / scale[:, None]
+    inside = (z > tok.low) & (z < tok.high)
+    back = tok.decode(tok.encode(x, loc, scale), loc, scale)
+    err = np.abs(back - x)[inside]
+    assert inside.mean() > 0.9
+    assert (err <= tok.width / 2 * np.broadcast_to(scale[:, None], x.shape)[inside] + 1e-9).all()
+
+
+def test_out_of_range_values_clip_to_the_edge_bins_and_nan_is_missing():
+    tok = SeriesTokenizer(n_bins=16, low=-2, high=2)
+    loc, scale = np.array([0.0]), np.array([1.0])
+    ids = tok.encode(np.array([[-50.0, 50.0, np.nan, 0.1]]), loc, scale)
+    assert ids.tolist() == [[0, 15, tok.missing_id, 8]]
+    assert np.isnan(tok.decode(ids, loc, scale)[0, 2])
+    assert tok.vocab_size == 17
+
+
+def test_a_daily_one_percent_move_spans_several_bins():
+    """The reason for standardisation: mean scaling puts a 1 % move of an index inside one bin."""
+    rng = np.random.default_rng(1)
+    ctx = 2000 * np.exp(np.cumsum(rng.normal(scale=0.01, size=(1, 72)), axis=1))
+    move = np.concatenate([ctx, ctx[:, -1:] * 1.01], axis=1)
+    bins = {}
+    for scaling in ("standard", "mean"):
+        tok = SeriesTokenizer(n_bins=512, low=-6 if scaling == "standard" else -15,
+                              high=6 if scaling == "standard" else 15, scaling=scaling)
+        loc, scale = tok.stats(ctx)
+        ids = tok.encode(move, loc, scale)[0]
+        bins[scaling] = abs(int(ids[-1]) - int(ids[-2]))
+    assert bins["standard"] >= 3 and bins["mean"] <= 1
+
+
+def test_quantiles_of_a_uniform_categorical_are_linear():
+    probs = np.full((1, 10), 0.1)
+    qs = quantile_levels((80, 95))
+    np.testing.assert_allclose(qs, [0.5, 0.1, 0.9, 0.025, 0.975])
+    got = categorical_quantiles(probs, qs, low=-5.0, width=1.0)
+    np.testing.assert_allclose(got[0], -5.0 + 10 * qs, atol=1e-9)
+    point = categorical_quantiles(np.eye(10)[[3]], np.array([0.5]), low=0.0, width=1.0)
+    assert 3.0 <= point[0, 0] <= 4.0  # all mass in bin 3: inside it
+
+
+def test_sampling_is_batched_and_depends_only_on_the_origin():
+    y = 50 + 10 * np.sin(np.arange(400) * 2 * np.pi / 24)
+    model = registry.create("gpt_forecaster", season=24, n_samples=8, context=24).fit(y[:300])
+    origins = np.array([299, 320, 350])
+    all_at_once = model.forecast_origins(y, origins, 6)
+    one = model.forecast_origins(y, origins[1:2], 6)
+    np.testing.assert_allclose(all_at_once.mean[1:2], one.mean, rtol=1e-6)
+    assert model.forecast_origins(y, origins, 6).mean.tolist() == all_at_once.mean.tolist()  # seeded
+
+
+def test_without_a_checkpoint_the_model_is_untrained_and_never_zero_shot():
+    model = registry.create("gpt_forecaster", season=5, series="^GSPC").fit(np.arange(50.0))
+    assert model.zero_shot is False and model.log_extras()["tags"]["zero_shot"] == "false"
+
+
+def test_training_windows_come_only_from_the_sources_and_scale_by_the_context():
+    v = np.arange(1000.0)
+    tok = SeriesTokenizer(n_bins=64)
+    s = WindowSampler([Source("a", "market", v, "t"), Source("short", "pm25", v[:10], "t")], tok, 16, 12,
+                      {"market": 1.0, "pm25": 1.0})
+    assert [x.uid for x in s.sources] == ["a"]  # too short for a window: dropped
+    w = s.windows(torch.Generator().manual_seed(0), 5)
+    assert w.shape == (5, 17) and (np.diff(w, axis=1) == 1).all()
+    x, y = s.tokenize(w)
+    assert x.shape == y.shape == (5, 16) and (x[:, 1:] == y[:, :-1]).all()
+    # a linear ramp standardised over its first 12 values: the last targets run past the range's top
+    assert int(y[0, -1]) > int(y[0, 10])
+
+
+def test_synthetic_series_are_the_lecture_processes():
+    src = synthetic_sources(type("P", (), {"n_series": 5, "length": 300, "seed": 0})())
+    assert [s.uid.split("_", 1)[1].rsplit("_", 1)[0] for s in src] == [
+        "white_noise", "random_walk", "ar1", "seasonal", "gbm"]
+    assert all(len(s.values) == 300 and np.isfinite(s.values).all() for s in src)
+    assert (src[4].values > 0).all()  # GBM stays positive
+
+
+def test_a_trained_checkpoint_loads_and_tags_held_out_series_as_zero_shot(tmp_path):
+    from models.gpt import GPT, GPTConfig
+
+    tok = SeriesTokenizer(n_bins=32)
+    cfg = GPTConfig(block_size=16, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16, rope=True)
+    torch.save({"model": GPT(cfg).state_dict(), "model_args": cfg.to_dict(), "tokenizer": tok.to_dict(),
+                "series": {"^KS11": {"dataset": "market", "train_end": "2018-05-01", "n_points": 500}},
+                "held_out": {"market": "^GSPC"}, "transforms": {"market": "none"}, "train": {"iters": 0}},
+               tmp_path / "model.pt")
+    seen = registry.create("gpt_forecaster", season=5, checkpoint=str(tmp_path / "model.pt"), context=8,
+                           series="^KS11").fit(np.arange(60.0))
+    held = registry.create("gpt_forecaster", season=5, checkpoint=str(tmp_path / "model.pt"), context=8,
+                           series="^GSPC").fit(np.arange(60.0))
+    assert seen.zero_shot is False and held.zero_shot is True
+    assert held.log_extras()["tags"] == {"zero_shot": "true", "held_out": "^GSPC"}
+    fc = held.predict(5)
+    assert fc.mean.shape == (1, 5) and np.isfinite(fc.mean).all()
+    held.save(tmp_path / "saved")
+    again = registry.load(tmp_path / "saved")
+    assert isinstance(again, GPTForecaster) and again.zero_shot is True
+    np.testing.assert_allclose(again.predict(5).mean, fc.mean)
+
