@@ -14,45 +14,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import pandas as pd
-import torch
 from prefect import flow
 
-from models.gpt import GPT, GPTConfig
-from models.series_tokenizer import SeriesTokenizer
 from seqcast import atomic
-from seqcast.config import Params, load_params
+from seqcast.config import load_params
 from seqcast.contract import DATASETS
 from seqcast.paths import project_root
-from tasks.gpt_forecaster_data import WindowSampler, series_sources, synthetic_sources
-from tasks.gpt_train import pick_device, save_checkpoint, train
+from tasks.gpt_forecaster_train import MODEL, train_forecaster
+from tasks.gpt_train import save_checkpoint
 
-MODEL, FAMILY = "gpt_forecaster", "gpt"
-
-
-def context_length(params: Params) -> int:
-    """The forecaster's context (the same for both datasets: one block size)."""
-    ctx = {params.models.params_for(MODEL, d).context for d in DATASETS}
-    if len(ctx) != 1:
-        raise ValueError(f"models.gpt_forecaster.context must be the same for both datasets, got {sorted(ctx)}")
-    return ctx.pop()
-
-
-@torch.no_grad()
-def mean_loss(model: GPT, xy: tuple[torch.Tensor, torch.Tensor], batch: int = 64) -> float:
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    tot = n = 0.0
-    for i in range(0, xy[0].size(0), batch):
-        x, y = (t[i : i + batch].to(device) for t in xy)
-        _, loss = model(x, y)
-        k = float((y >= 0).sum())
-        tot, n = tot + loss.item() * k, n + k
-    model.train(was)
-    return tot / max(n, 1.0)
+FAMILY = "gpt"
 
 
 @flow(name="gpt-forecaster-train", log_prints=True)
@@ -61,65 +36,34 @@ def gpt_forecaster_train_flow(max_iters: int | None = None, log_mlflow: bool = T
     params = load_params()
     p = params.gpt_forecaster_train
     tables = {d: pd.read_parquet(params.path("clean", f"{d}.parquet")) for d in DATASETS}
-    train_src, held_src = series_sources(params, tables)
-    synth = synthetic_sources(p.synthetic)
-    context = context_length(params)
-    tok = SeriesTokenizer(**p.tokenizer.model_dump())
-    block = context + p.horizon
-    sampler = WindowSampler(train_src + synth, tok, block, context, p.mix)
-    print(f"gpt_forecaster: {len(train_src)} series + {len(synth)} synthetic, held out "
-          f"{[s.uid for s in held_src]}, block {block}, vocab {tok.vocab_size}")
-
-    device = pick_device(p.train.device)
-    tp = p.train if max_iters is None else p.train.with_(max_iters=max_iters, lr_decay_iters=max_iters)
-    cfg = GPTConfig(**{**p.model.model_dump(), "block_size": block, "vocab_size": tok.vocab_size})
-    evals = {"train_loss": sampler.fixed(256, p.seed + 1)}
-    if held_src:
-        held = WindowSampler(held_src, tok, block, context, {"market": 1.0, "pm25": 1.0})
-        evals["zero_shot_loss"] = held.fixed(256, p.seed + 2)
-
-    def eval_fn(m: GPT) -> dict:
-        return {k: mean_loss(m, xy) for k, xy in evals.items()}
-
     out = project_root() / p.checkpoint
-    res = train(cfg, tp, lambda g: sampler.batch(g, tp.batch_size), eval_fn, out.parent, seed=p.seed,
-                resume=False, progress=False)
-    model = res["model"].cpu().eval()
-    last = res["history"][-1]
-    summary = {"train_s": res["train_s"], "iters": res["iter_num"], "device": res["device"],
-               "n_params": model.num_params(), "tokens_per_s": res["timing"]["tokens_per_s"],
-               **{k: float(v) for k, v in last.items() if k.endswith("loss")}}
-    transforms = {d: params.models.params_for(MODEL, d).transform for d in DATASETS}
-    save_checkpoint(out, {
-        "model": model.state_dict(), "model_args": cfg.to_dict(), "tokenizer": tok.to_dict(),
-        "series": {s.uid: {"dataset": s.dataset, "train_end": s.train_end, "n_points": len(s.values)}
-                   for s in train_src},
-        "held_out": {s.dataset: s.uid for s in held_src}, "synthetic": len(synth),
-        "transforms": transforms, "context": context, "train": summary,
-    })
+    ckpt, history = train_forecaster(params, tables, out.parent, max_iters)
+    save_checkpoint(out, ckpt)
     (out.parent / "ckpt.pt").unlink(missing_ok=True)  # the optimizer state: not needed downstream
-    summary["stage_s"] = time.perf_counter() - t_stage
+    summary = {**ckpt["train"], "stage_s": time.perf_counter() - t_stage, "loadavg_1m": os.getloadavg()[0]}
     rep = project_root() / p.reports
     rep.mkdir(parents=True, exist_ok=True)
     atomic.write_text(rep / "train.json", json.dumps(summary, indent=2))
-    atomic.write_text(rep / "loss_curve.json", json.dumps(res["history"], indent=2))
+    atomic.write_text(rep / "loss_curve.json", json.dumps(history, indent=2))
     print(json.dumps(summary))
     if log_mlflow:
-        log_training(params, p, cfg, tp, res["history"], summary, held_src)
+        log_training(p, ckpt, history, summary)
     return summary
 
 
-def log_training(params, p, cfg, tp, history, summary, held_src) -> None:
+def log_training(p, ckpt: dict, history: list[dict], summary: dict) -> None:
     import mlflow
 
     from seqcast.tracking import model_run
 
-    tags = {"held_out": ",".join(s.uid for s in held_src) or "none", "device": summary["device"]}
+    tags = {"held_out": ",".join(ckpt["held_out"].values()) or "none", "device": summary["device"]}
     with model_run("gpt_forecaster", MODEL, FAMILY, run_name="gpt_forecaster · train", tags=tags):
-        mlflow.log_params({f"model.{k}": v for k, v in cfg.to_dict().items()})
-        mlflow.log_params({f"train.{k}": v for k, v in tp.model_dump().items()})
-        mlflow.log_params({f"tokenizer.{k}": v for k, v in p.tokenizer.model_dump().items()})
+        mlflow.log_params({f"model.{k}": v for k, v in ckpt["model_args"].items()})
+        mlflow.log_params({f"train.{k}": v for k, v in p.train.model_dump().items()})
+        mlflow.log_params({f"tokenizer.{k}": v for k, v in ckpt["tokenizer"].items()})
         mlflow.log_params({f"mix.{k}": v for k, v in p.mix.items()})
+        mlflow.log_params({"n_series": len(ckpt["series"]), "n_synthetic": ckpt["synthetic"]})
+        mlflow.log_dict(ckpt["series"], "series_seen.json")
         for h in history:
             mlflow.log_metrics({f"{k}_curve": v for k, v in h.items() if k.endswith("loss")}, step=h["iter"])
         mlflow.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
@@ -146,7 +90,7 @@ def comparison_rows(boards: dict[str, dict], references: dict[str, str], held_ou
                          "zero_shot": False, **{c: None for c in COLUMNS}, **cells(p1, "P1b"), **cells(p2, "P2a")})
     for dataset, uid in held_out.items():
         prefix = "P1b" if dataset == "pm25" else "P2a"
-        for model, metrics in sorted(boards[dataset].get(uid or "", {}).items(), key=lambda kv: kv[0] != "naive"):
+        for model, metrics in sorted(boards[dataset].get(uid or "", {}).items(), key=lambda kv: (kv[0] != "naive", kv[0] == MODEL)):
             rows.append({"model": model, "series": uid, "zero_shot": model == MODEL,
                          **{c: None for c in COLUMNS}, **cells(metrics, prefix)})
     return rows

@@ -121,3 +121,22 @@ def test_a_trained_checkpoint_loads_and_tags_held_out_series_as_zero_shot(tmp_pa
     assert isinstance(again, GPTForecaster) and again.zero_shot is True
     np.testing.assert_allclose(again.predict(5).mean, fc.mean)
 
+
+
+def test_the_comparison_has_one_row_per_model_and_a_zero_shot_block():
+    from flows.gpt_forecaster import comparison_rows, markdown
+
+    m = lambda task, mase: {f"{task}_mase": mase, f"{task}_cov80": 0.8, f"{task}_cov95": 0.95}  # noqa: E731
+    boards = {"pm25": {"us_embassy": {"naive": m("P1b", 0.707), "sarima": m("P1b", 0.69), "gpt_forecaster": m("P1b", 0.6)},
+                       "Dongsi": {"naive": m("P1b", 0.8), "gpt_forecaster": m("P1b", 0.7), "arima": m("P1b", 0.75)}},
+              "market": {"^KS11": {"naive": m("P2a", 1.0), "prophet": m("P2a", 1.3), "gpt_forecaster": m("P2a", 1.01)}}}
+    rows = comparison_rows(boards, {"pm25": "us_embassy", "market": "^KS11"}, {"pm25": "Dongsi", "market": None})
+    main = [r for r in rows if r["series"] == "us_embassy / ^KS11"]
+    assert [r["model"] for r in main] == ["naive", "sarima", "prophet", "gpt_forecaster"]
+    naive = main[0]
+    assert naive["P1b_mase"] == 0.707 and naive["P2a_mase"] == 1.0
+    assert main[1]["P2a_mase"] is None and main[2]["P1b_mase"] is None  # a model that ran on one dataset only
+    zero = [r for r in rows if r["series"] == "Dongsi"]
+    assert [(r["model"], r["zero_shot"]) for r in zero] == [("naive", False), ("arima", False),
+                                                            ("gpt_forecaster", True)]
+    assert "| gpt_forecaster | Dongsi | yes | 0.700 |" in markdown(rows)
