@@ -93,37 +93,30 @@ class GPTForecaster(Forecaster):
             return super().forecast_origins(y, origins, h, levels, X)
         return self._forecast(np.asarray(y, dtype=float), origins, int(h), tuple(levels))
 
-    def _transform(self, y: np.ndarray) -> np.ndarray:
-        return np.log1p(np.maximum(y, 0.0)) if self.config.transform == "log1p" else y
-
-    def _inverse(self, z: np.ndarray) -> np.ndarray:
-        return np.expm1(z) if self.config.transform == "log1p" else z
-
     def _contexts(self, y: np.ndarray, origins: np.ndarray, h: int) -> tuple[np.ndarray, ...]:
-        """Token ids (n, C) of each origin's last C values, and their loc, scale (n,)."""
+        """Token ids (n, C) of each origin's last C model inputs, their loc, scale (n,) and the
+        level (n,) the forecasts continue from (``log_return``: the log of the last value)."""
         C = min(self.config.context, self.model.config.block_size - h)
         if C < 1:
             raise ValueError(f"{self.name}: h={h} leaves no context in a block of {self.model.config.block_size}")
-        z = self._transform(ffill(y))
+        z, level = model_inputs(ffill(y), self.config.transform)
         padded = np.concatenate([np.full(C, np.nan), z])  # origins earlier than C see missing tokens
         idx = origins[:, None] + 1 + np.arange(C)[None, :]  # (n, C) positions in `padded`
         ctx = padded[idx]
         loc, scale = self.tok.stats(ctx)
-        return self.tok.encode(ctx, loc, scale), loc, scale
+        return self.tok.encode(ctx, loc, scale), loc, scale, level[origins]
 
     def _forecast(self, y: np.ndarray, origins: np.ndarray, h: int, levels: Levels) -> Forecast:
-        ids, loc, scale = self._contexts(y, origins, h)
+        ids, loc, scale, last = self._contexts(y, origins, h)
         qs = quantile_levels(levels)
         with torch_threads(self.config.threads), torch.inference_mode():
-            if h == 1:
-                z = self._one_step_quantiles(ids, qs)  # (n, len(qs)) scaled
-                vals = z * scale[:, None] + loc[:, None]
-                vals = vals[:, :, None]  # (n, q, 1)
-            else:
-                paths = self._sample_paths(ids, origins, h)  # (n, S, h) bin ids
-                z = self.tok.decode(paths, loc, scale)  # (n, S, h)
-                vals = np.moveaxis(np.quantile(z, qs, axis=1), 0, 1)  # (n, q, h)
-        vals = self._inverse(vals)
+            if h == 1:  # quantiles of the input, mapped through a monotone inverse: quantiles of y
+                z = self._one_step_quantiles(ids, qs) * scale[:, None] + loc[:, None]  # (n, q)
+                vals = inverse(z[:, :, None], last[:, None, None], self.config.transform)  # (n, q, 1)
+            else:  # whole paths back to y first (returns accumulate), then their quantiles
+                z = self.tok.decode(self._sample_paths(ids, origins, h), loc, scale)  # (n, S, h)
+                paths = inverse(z, last[:, None, None], self.config.transform)
+                vals = np.moveaxis(np.quantile(paths, qs, axis=1), 0, 1)  # (n, q, h)
         mean = vals[:, 0]
         lower = {lv: vals[:, 1 + 2 * i] for i, lv in enumerate(levels)}
         upper = {lv: vals[:, 2 + 2 * i] for i, lv in enumerate(levels)}
@@ -204,6 +197,30 @@ class GPTForecaster(Forecaster):
         if held:
             tags["held_out"] = ",".join(str(v) for v in held.values())
         return {"tags": tags}
+
+
+def model_inputs(y: np.ndarray, transform: str) -> tuple[np.ndarray, np.ndarray]:
+    """(what the model reads, the level forecasts continue from), both aligned with y.
+
+    ``log1p``: log(1 + y) (skewed, non-negative series); ``log_return``: log y_t - log y_{t-1}
+    (a price: a 1 % move is the same token at any level), the level being log y_t.
+    """
+    if transform == "log1p":
+        z = np.log1p(np.maximum(y, 0.0))
+        return z, z
+    if transform == "log_return":
+        lv = np.log(np.maximum(y, 1e-12))
+        return np.concatenate([[np.nan], np.diff(lv)]), lv
+    return y, y
+
+
+def inverse(z: np.ndarray, last: np.ndarray, transform: str) -> np.ndarray:
+    """Model outputs z (..., h) back to y; ``last``: the level at the origin (broadcast)."""
+    if transform == "log1p":
+        return np.expm1(z)
+    if transform == "log_return":
+        return np.exp(last + np.cumsum(z, axis=-1))
+    return z
 
 
 def quantile_levels(levels: Levels) -> np.ndarray:

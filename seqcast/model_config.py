@@ -262,12 +262,13 @@ class GPTForecasterParams(ForecasterParams):
     checkpoint: str | None = None
     series: str | None = None  # the series id (the backtest fills it in): zero_shot when training never saw it
     context: PositiveInt = 72  # points read before each origin (at most block_size - h)
-    transform: Literal["none", "log1p"] = "none"  # applied before scaling (log1p: skewed, non-negative series)
+    # what the model reads: y, log(1 + y) (skewed, non-negative) or log returns (prices)
+    transform: Literal["none", "log1p", "log_return"] = "none"
     n_samples: PositiveInt = 64  # sampled continuations per origin (h > 1); h = 1 reads the distribution
     temperature: float = Field(1.0, gt=0)
     seed: int = 0
     memory_mb: PositiveInt = 256  # KV-cache budget: origins are sampled in chunks that fit it
-    threads: PositiveInt | None = None  # torch.set_num_threads while forecasting (None: leave as set)
+    threads: PositiveInt | None = 1  # torch threads while forecasting (None: leave); 1: small batched steps
     # the untrained model built when there is no checkpoint
     tiny_n_layer: PositiveInt = 1
     tiny_n_embd: PositiveInt = 16

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from models.base import ffill
+from models.gpt_forecaster import model_inputs
 from models.series_tokenizer import SeriesTokenizer
 from seqcast.config import Params
 from seqcast.contract import DATASETS
@@ -35,10 +36,6 @@ class Source:
     train_end: str
 
 
-def transform(y: np.ndarray, kind: str) -> np.ndarray:
-    return np.log1p(np.maximum(y, 0.0)) if kind == "log1p" else y
-
-
 def series_sources(params: Params, tables: dict[str, pd.DataFrame]) -> tuple[list[Source], list[Source]]:
     """(training sources, held-out sources) from the clean tables, each cut at its protocol's training end."""
     held = params.gpt_forecaster_train.held_out
@@ -49,7 +46,8 @@ def series_sources(params: Params, tables: dict[str, pd.DataFrame]) -> tuple[lis
         for uid in parts:
             proto = protocol_for(uid, parts, dataset, params, panel=False)
             y = ffill(proto.y_train)
-            y = transform(y[np.flatnonzero(~np.isnan(y))[0]:], kind)
+            y = model_inputs(y[np.flatnonzero(~np.isnan(y))[0]:], kind)[0]  # what the forecaster reads
+            y = y[np.flatnonzero(~np.isnan(y))[0]:]  # log returns start one point later
             src = Source(uid, dataset, y, str(proto.train_end))
             (out if uid == held.get(dataset) else train).append(src)
     return train, out

@@ -140,3 +140,35 @@ def test_the_comparison_has_one_row_per_model_and_a_zero_shot_block():
     assert [(r["model"], r["zero_shot"]) for r in zero] == [("naive", False), ("arima", False),
                                                             ("gpt_forecaster", True)]
     assert "| gpt_forecaster | Dongsi | yes | 0.700 |" in markdown(rows)
+
+
+@pytest.mark.parametrize("transform", ["none", "log1p", "log_return"])
+def test_model_inputs_invert_to_the_next_values(transform):
+    from models.gpt_forecaster import inverse, model_inputs
+
+    y = np.array([100.0, 101.0, 99.0, 102.0, 104.0])
+    z, level = model_inputs(y, transform)
+    # the inputs after origin 1, mapped back from the level at origin 1, are the values that followed
+    np.testing.assert_allclose(inverse(z[None, 2:], level[1], transform)[0], y[2:])
+
+
+def test_compare_command_writes_the_table(tmp_path, mirror):
+    """`python -m flows.gpt_forecaster compare`, as a user types it, on two small leaderboards."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import child_env, copy_project
+
+    ws = copy_project(tmp_path / "project", {"gpt_forecaster_train": {"held_out": {"market": None, "pm25": None}}})
+    board = ws / "reports" / "backtest"
+    board.mkdir(parents=True, exist_ok=True)
+    (board / "pm25.json").write_text(json.dumps({"us_embassy": {"naive": {"P1b_mase": 0.707, "P1b_cov80": 0.88},
+                                                                "gpt_forecaster": {"P1b_mase": 0.69}}}))
+    (board / "market.json").write_text(json.dumps({"^KS11": {"naive": {"P2a_mase": 1.317}}}))
+    out = subprocess.run([sys.executable, "-m", "flows.gpt_forecaster", "compare"], cwd=ws,
+                         env=child_env(ws, mirror), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    table = (ws / "reports" / "gpt_forecaster" / "comparison.md").read_text()
+    assert "| naive | us_embassy / ^KS11 |  | 0.707 | 0.880 | – | – | 1.317 |" in table
+    assert "| gpt_forecaster | us_embassy / ^KS11 |  | 0.690 |" in table
