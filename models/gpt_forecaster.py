@@ -103,7 +103,7 @@ class GPTForecaster(Forecaster):
         padded = np.concatenate([np.full(C, np.nan), z])  # origins earlier than C see missing tokens
         idx = origins[:, None] + 1 + np.arange(C)[None, :]  # (n, C) positions in `padded`
         ctx = padded[idx]
-        loc, scale = self.tok.stats(ctx)
+        loc, scale = self.tok.stats(ctx, centered=self.config.transform != "log_return")
         return self.tok.encode(ctx, loc, scale), loc, scale, level[origins]
 
     def _forecast(self, y: np.ndarray, origins: np.ndarray, h: int, levels: Levels) -> Forecast:

@@ -58,9 +58,11 @@ class SeriesTokenizer:
         return self.low + (np.arange(self.n_bins) + 0.5) * self.width  # (n_bins,)
 
     # -- scaling --------------------------------------------------------------------
-    def stats(self, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def stats(self, context: np.ndarray, centered: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """loc, scale (B,) each from context windows (B, C); NaNs are ignored.
 
+        ``centered=False`` keeps zero at zero (loc 0, scale the root mean square): for
+        returns, whose natural centre is no move, not the context's average move.
         The scale has a floor (1e-3 of the level, and 1e-8): a flat context would
         otherwise blow its first move up to the edge bins.
         """
@@ -69,6 +71,10 @@ class SeriesTokenizer:
         level = np.where(np.isfinite(level), level, 1.0)
         if self.scaling == "mean":
             loc, scale = np.zeros(len(c)), level
+        elif not centered:
+            loc = np.zeros(len(c))
+            scale = np.sqrt(np.nanmean(c**2, axis=1))
+            scale = np.where(np.isfinite(scale), scale, 0.0)
         else:
             loc = np.nanmean(c, axis=1)
             loc = np.where(np.isfinite(loc), loc, 0.0)

@@ -34,6 +34,7 @@ class Source:
     dataset: str  # market | pm25 | synthetic
     values: np.ndarray  # transformed, forward-filled, no leading NaN
     train_end: str
+    centered: bool = True  # scaled around the context mean (False: around 0, for returns)
 
 
 def series_sources(params: Params, tables: dict[str, pd.DataFrame]) -> tuple[list[Source], list[Source]]:
@@ -48,7 +49,7 @@ def series_sources(params: Params, tables: dict[str, pd.DataFrame]) -> tuple[lis
             y = ffill(proto.y_train)
             y = model_inputs(y[np.flatnonzero(~np.isnan(y))[0]:], kind)[0]  # what the forecaster reads
             y = y[np.flatnonzero(~np.isnan(y))[0]:]  # log returns start one point later
-            src = Source(uid, dataset, y, str(proto.train_end))
+            src = Source(uid, dataset, y, str(proto.train_end), centered=kind != "log_return")
             (out if uid == held.get(dataset) else train).append(src)
     return train, out
 
@@ -104,24 +105,28 @@ class WindowSampler:
             weights.append(share[s.dataset] / total * (len(s.values) - L + 1) / group_len)
         self.weights = torch.tensor(weights, dtype=torch.float64)
 
-    def windows(self, gen: torch.Generator, B: int) -> np.ndarray:
+    def windows(self, gen: torch.Generator, B: int) -> tuple[np.ndarray, np.ndarray]:
+        """Windows (B, L) and whether each is centred (B,)."""
         src = torch.multinomial(self.weights, B, replacement=True, generator=gen).tolist()
         rows = []
         for i in src:
             v = self.sources[i].values
             start = int(torch.randint(len(v) - self.L + 1, (1,), generator=gen))
             rows.append(v[start : start + self.L])
-        return np.stack(rows)  # (B, L)
+        return np.stack(rows), np.array([self.sources[i].centered for i in src])
 
-    def tokenize(self, w: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def tokenize(self, w: np.ndarray, centered: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         loc, scale = self.tok.stats(w[:, : self.context])
+        if centered is not None and not centered.all():
+            loc0, scale0 = self.tok.stats(w[:, : self.context], centered=False)
+            loc, scale = np.where(centered, loc, loc0), np.where(centered, scale, scale0)
         ids = self.tok.encode(w, loc, scale)  # (B, L)
         x = torch.from_numpy(ids[:, :-1])
         y = torch.from_numpy(np.where(ids[:, 1:] == self.tok.missing_id, -1, ids[:, 1:]))
         return x, y
 
     def batch(self, gen: torch.Generator, B: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.tokenize(self.windows(gen, B))
+        return self.tokenize(*self.windows(gen, B))
 
     def fixed(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The same n windows every call (evaluation)."""

@@ -83,7 +83,8 @@ def test_training_windows_come_only_from_the_sources_and_scale_by_the_context():
     s = WindowSampler([Source("a", "market", v, "t"), Source("short", "pm25", v[:10], "t")], tok, 16, 12,
                       {"market": 1.0, "pm25": 1.0})
     assert [x.uid for x in s.sources] == ["a"]  # too short for a window: dropped
-    w = s.windows(torch.Generator().manual_seed(0), 5)
+    w, centered = s.windows(torch.Generator().manual_seed(0), 5)
+    assert centered.all()
     assert w.shape == (5, 17) and (np.diff(w, axis=1) == 1).all()
     x, y = s.tokenize(w)
     assert x.shape == y.shape == (5, 16) and (x[:, 1:] == y[:, :-1]).all()
@@ -172,3 +173,12 @@ def test_compare_command_writes_the_table(tmp_path, mirror):
     table = (ws / "reports" / "gpt_forecaster" / "comparison.md").read_text()
     assert "| naive | us_embassy / ^KS11 |  | 0.707 | 0.880 | – | – | 1.317 |" in table
     assert "| gpt_forecaster | us_embassy / ^KS11 |  | 0.690 |" in table
+
+
+def test_returns_are_scaled_around_zero_not_their_context_mean():
+    tok = SeriesTokenizer(n_bins=64, low=-4, high=4)
+    r = np.array([[0.01, 0.02, 0.01, 0.02]])
+    loc, scale = tok.stats(r, centered=False)
+    assert loc[0] == 0.0 and scale[0] == pytest.approx(np.sqrt(np.mean(r**2)))
+    zero = tok.encode(np.array([[0.0]]), loc, scale)[0, 0]
+    assert tok.decode(np.array([[zero]]), loc, scale)[0, 0] == pytest.approx(0.0, abs=tok.width * scale[0])
