@@ -90,7 +90,8 @@ def comparison_rows(boards: dict[str, dict], references: dict[str, str], held_ou
                          "zero_shot": False, **{c: None for c in COLUMNS}, **cells(p1, "P1b"), **cells(p2, "P2a")})
     for dataset, uid in held_out.items():
         prefix = "P1b" if dataset == "pm25" else "P2a"
-        for model, metrics in sorted(boards[dataset].get(uid or "", {}).items(), key=lambda kv: (kv[0] != "naive", kv[0] == MODEL)):
+        ran = boards[dataset].get(uid or "", {})
+        for model, metrics in sorted(ran.items(), key=lambda kv: (kv[0] != "naive", kv[0] == MODEL)):
             rows.append({"model": model, "series": uid, "zero_shot": model == MODEL,
                          **{c: None for c in COLUMNS}, **cells(metrics, prefix)})
     return rows

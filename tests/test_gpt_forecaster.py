@@ -128,7 +128,8 @@ def test_the_comparison_has_one_row_per_model_and_a_zero_shot_block():
     from flows.gpt_forecaster import comparison_rows, markdown
 
     m = lambda task, mase: {f"{task}_mase": mase, f"{task}_cov80": 0.8, f"{task}_cov95": 0.95}  # noqa: E731
-    boards = {"pm25": {"us_embassy": {"naive": m("P1b", 0.707), "sarima": m("P1b", 0.69), "gpt_forecaster": m("P1b", 0.6)},
+    boards = {"pm25": {"us_embassy": {"naive": m("P1b", 0.707), "sarima": m("P1b", 0.69),
+                                      "gpt_forecaster": m("P1b", 0.6)},
                        "Dongsi": {"naive": m("P1b", 0.8), "gpt_forecaster": m("P1b", 0.7), "arima": m("P1b", 0.75)}},
               "market": {"^KS11": {"naive": m("P2a", 1.0), "prophet": m("P2a", 1.3), "gpt_forecaster": m("P2a", 1.01)}}}
     rows = comparison_rows(boards, {"pm25": "us_embassy", "market": "^KS11"}, {"pm25": "Dongsi", "market": None})
