@@ -86,7 +86,9 @@ def masked_loss(model: GPT, xs: tuple[torch.Tensor, ...], batch: int = 32) -> fl
 def gpt_chat_sft_flow(resume: bool = True, max_iters: int | None = None, register_model: bool = True) -> dict:
     import mlflow
 
-    from seqcast.tracking import model_run
+    from seqcast.tracking import check_store, model_run
+
+    check_store()  # an unreachable MLflow store fails here, before any training
 
     p = load_gpt_params()
     root = project_root()

@@ -60,7 +60,7 @@ def log_forecaster(forecaster, folder: Path, levels: tuple[int, ...], horizon: i
             model_config={"levels": list(levels)},
             signature=signature,
             input_example=example,
-            pip_requirements=_requirements(getattr(forecaster, "family", "") == "neural"),
+            pip_requirements=_requirements(getattr(forecaster, "family", "") in ("neural", "gpt")),
             code_paths=[str(Path(__file__).parent), str(Path(__file__).parent.parent / "seqcast")],
         )
     return info.model_uri

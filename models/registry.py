@@ -26,7 +26,9 @@ MODEL_MODULES = ["models.baselines", "models.arima",
                  "models.box_jenkins", "models.sarima", "models.ets", "models.fourier", "models.regime",
                  "models.gbm", "models.prophet_model",
                  # issue 11: boosting, combinations
-                 "models.lightgbm_model", "models.combiner"]
+                 "models.lightgbm_model", "models.combiner",
+                 # the GPT forecaster (the text GPT over tokenized series)
+                 "models.gpt_forecaster"]
 
 
 def register(cls: type[Forecaster]) -> type[Forecaster]:

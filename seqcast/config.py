@@ -18,6 +18,7 @@ from seqcast.config_base import Section, audit
 from seqcast.contract import PM25_STATIONS
 from seqcast.errors import InvalidParam, ParamsError
 from seqcast.gpt_config import GPTParams
+from seqcast.gpt_forecaster_config import GPTForecasterTrainParams
 from seqcast.model_config import Dataset, ModelsParams, known_models
 from seqcast.paths import project_root
 
@@ -221,6 +222,7 @@ class Params(Section):
     models: ModelsParams = ModelsParams()
     mlflow: MlflowParams = MlflowParams()
     gpt: GPTParams = GPTParams()
+    gpt_forecaster_train: GPTForecasterTrainParams = GPTForecasterTrainParams()
 
     @model_validator(mode="after")
     def _overrides_name_known_tickers(self) -> Params:

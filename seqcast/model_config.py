@@ -322,6 +322,31 @@ class DeepARPlusParams(DeepARParams):
     covariates: bool = True
 
 
+# -- the GPT forecaster (models/gpt_forecaster.py) ----------------------------------------
+class GPTForecasterParams(ForecasterParams):
+    """Inference settings of the GPT forecaster; its weights come from ``checkpoint``.
+
+    ``checkpoint``: the training stage's file (``gpt_forecaster_train.paths.checkpoint``).
+    Without one an untrained model of the ``tiny_*`` size is built (the contract tests).
+    """
+
+    checkpoint: str | None = None
+    series: str | None = None  # the series id (the backtest fills it in): zero_shot when training never saw it
+    context: PositiveInt = 72  # points read before each origin (at most block_size - h)
+    # what the model reads: y, log(1 + y) (skewed, non-negative) or log returns (prices)
+    transform: Literal["none", "log1p", "log_return"] = "none"
+    n_samples: PositiveInt = 64  # sampled continuations per origin (h > 1); h = 1 reads the distribution
+    temperature: float = Field(1.0, gt=0)
+    seed: int = 0
+    memory_mb: PositiveInt = 256  # KV-cache budget: origins are sampled in chunks that fit it
+    threads: PositiveInt | None = 1  # torch threads while forecasting (None: leave); 1: small batched steps
+    # the untrained model built when there is no checkpoint
+    tiny_n_layer: PositiveInt = 1
+    tiny_n_embd: PositiveInt = 16
+    tiny_n_bins: PositiveInt = 64
+    tiny_block_size: PositiveInt = 48
+
+
 MODEL_SCHEMAS: dict[str, type[ForecasterParams]] = {
     "naive": NaiveParams,
     "seasonal_naive": SeasonalNaiveParams,
@@ -347,6 +372,7 @@ MODEL_SCHEMAS: dict[str, type[ForecasterParams]] = {
     "cnn_lstm_nb": CNNLSTMNeighboursParams,
     "lightgbm": LightGBMParams,
     "combiner": CombinerParams,
+    "gpt_forecaster": GPTForecasterParams,
 }
 
 

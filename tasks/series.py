@@ -56,6 +56,8 @@ def models_for(uid: str, dataset: str, params: Params) -> list[str]:
     names = list(params.backtest.every_series[dataset])
     if uid == series_ids(params, dataset)[0]:
         names = list(dict.fromkeys([*params.models.run[dataset], *names]))
+    elif uid == params.gpt_forecaster_train.held_out.get(dataset) and "gpt_forecaster" in params.models.run[dataset]:
+        names.append("gpt_forecaster")  # its zero-shot row, beside the models fitted on that series
     return sorted(names, key=lambda n: n != "naive")
 
 
@@ -82,6 +84,8 @@ def model_config(name: str, proto: Protocol, params: Params, verdict: dict | Non
     if "member_configs" in cls.Params.model_fields:
         members = config.get("members", cls.Params.model_fields["members"].default)
         config["member_configs"] = {m: model_config(m, proto, params, verdict) for m in members}
+    if getattr(cls, "needs_series_id", False):  # models that report whether they saw the series (GPT forecaster)
+        config.setdefault("series", proto.unique_id)
     return config
 
 

@@ -56,7 +56,11 @@ def mlflow_store(tmp_path, monkeypatch):
 # Tests run the real pipeline on a small slice: the reference series of each dataset only
 # (params.yaml lists every mirror series) and no multi-series models, unless a test says otherwise.
 SLICE = {"market": {"tickers": ["^KS11"]}, "pm25": {"stations": ["us_embassy"]},
-         "backtest": {"every_series": {"market": [], "pm25": []}, "workers": 1}}
+         "backtest": {"every_series": {"market": [], "pm25": []}, "workers": 1},
+         # the backtests depend on the GPT forecaster's checkpoint: a few iterations make one
+         "gpt_forecaster_train": {"train": {"max_iters": 4, "lr_decay_iters": 4, "warmup_iters": 1,
+                                            "eval_interval": 2, "eval_iters": 1},
+                                  "synthetic": {"n_series": 5, "length": 300}}}
 
 
 def copy_project(dest: Path, params_patch: dict | None = None, small_slice: bool = True) -> Path:

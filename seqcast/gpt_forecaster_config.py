@@ -1,0 +1,58 @@
+"""The ``gpt_forecaster_train:`` section of params.yaml: the GPT forecaster's training stage.
+
+The architecture and the recipe reuse the text GPT's schemas (:mod:`seqcast.gpt_config`):
+one model, two tokenizers. Inference settings (context, samples, transform per dataset)
+are the forecaster's own (``models.gpt_forecaster``); the stage reads the same
+``context`` and ``transform`` from there, so training and forecasting scale alike.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt, model_validator
+
+from seqcast.config_base import Section
+from seqcast.contract import DATASETS
+from seqcast.gpt_config import ModelParams, TrainParams
+
+Dataset = Literal[DATASETS]
+
+
+class SeriesTokenizerParams(Section):
+    n_bins: int = Field(512, ge=2)
+    low: float = -6.0  # scaled-value range the bins cover; beyond it, the edge bins (clipping)
+    high: float = 6.0
+    scaling: Literal["standard", "mean"] = "standard"
+
+
+class SyntheticParams(Section):
+    """Series of the lecture's processes, for variety: white noise, random walk, AR(1), sinusoids, GBM."""
+
+    n_series: int = Field(40, ge=0)
+    length: PositiveInt = 2000
+    seed: int = 7
+
+
+class GPTForecasterTrainParams(Section):
+    seed: int = 1337
+    # one series per dataset left out of training entirely (the zero-shot rows); null: none
+    held_out: dict[Dataset, str | None] = {"market": None, "pm25": None}
+    horizon: PositiveInt = 24  # the longest forecast: block_size = context + horizon
+    # share of training windows drawn from each source (within a dataset: in proportion to length)
+    mix: dict[Literal["market", "pm25", "synthetic"], float] = {"market": 0.4, "pm25": 0.4, "synthetic": 0.2}
+    tokenizer: SeriesTokenizerParams = SeriesTokenizerParams()
+    synthetic: SyntheticParams = SyntheticParams()
+    model: ModelParams = ModelParams(n_layer=3, n_head=4, n_embd=96, rope=True, qk_norm=True, mlp="relu2",
+                                     tie_weights=False)  # block_size is set from context + horizon
+    train: TrainParams = TrainParams(batch_size=32, max_iters=400, optimizer="muon", lr=3e-3, muon_lr=0.03,
+                                     schedule="wsd", warmup_iters=20, lr_decay_iters=400, eval_interval=100,
+                                     eval_iters=4)
+    checkpoint: str = "checkpoints/gpt_forecaster/model.pt"
+    reports: str = "reports/gpt_forecaster"
+
+    @model_validator(mode="after")
+    def _mix_is_a_distribution(self) -> GPTForecasterTrainParams:
+        if any(v < 0 for v in self.mix.values()) or sum(self.mix.values()) <= 0:
+            raise ValueError("mix: shares must be >= 0 and not all 0")
+        return self
