@@ -84,6 +84,8 @@ class SampleParams(Section):
 
 
 class SFTParams(Section):
+    """The chat fine-tune with tools (flows/gpt_chat.py), its held-out evaluation and the temperature experiment."""
+
     block_size: int = 256
     n_conversations: int = 800
     batch_size: int = 8
@@ -94,6 +96,27 @@ class SFTParams(Section):
     eval_interval: int = 100
     eval_iters: int = 10
     max_new_tokens: int = 120
+    eval_per_form: int = 4  # held-out questions per question form about the real reports
+    eval_worlds: int = 4  # made-up held-out worlds (one question per form each)
+    temperatures: list[float] = [1.0, 0.0]  # the temperature experiment (the lecture's slide)
+    temperature_runs: int = 5
+    temperature_question: str = "Is ^KS11 stationary?"
+
+
+class HeadsParams(Section):
+    """GPT-1 task heads (tasks/gpt_heads.py): speaker of a line, split by speech."""
+
+    n_speakers: int = 10
+    test_fraction: float = 0.2  # of the speeches
+    max_chars: int = 64  # a line's first characters
+    max_train_lines: int = 3000
+    batch_size: int = 32
+    iters: int = 150  # fine-tune and scratch
+    finetune_lr: float = 3e-4
+    scratch_lr: float = 1e-3
+    lm_coef: float = 0.5  # GPT-1's auxiliary LM loss weight (lambda)
+    linear_iters: int = 300
+    linear_lr: float = 1e-2
 
 
 class GPTPaths(Section):
@@ -138,6 +161,7 @@ class GPTParams(Section):
     ladder: LadderParams = LadderParams()
     sample: SampleParams = SampleParams()
     sft: SFTParams = SFTParams()
+    heads: HeadsParams = HeadsParams()
     paths: GPTPaths = GPTPaths()
     registry: RegistryParams = RegistryParams()
 
