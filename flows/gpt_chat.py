@@ -31,7 +31,7 @@ from seqcast.gpt_config import GPTParams, TrainParams, load_gpt_params
 from seqcast.paths import project_root
 from tasks import chatml, tool_data
 from tasks.gpt_train import load_checkpoint, train
-from tasks.tool_chat import accuracy, chat_turn
+from tasks.tool_chat import accuracy_on_sets, chat_turn
 from tasks.tools import Reports, Toolbox
 
 
@@ -151,34 +151,13 @@ def gpt_chat_sft_flow(resume: bool = True, max_iters: int | None = None, registe
     return metrics
 
 
-def heldout_sets(reports: Reports, p: GPTParams) -> dict[str, tuple[list[dict], Reports]]:
-    """Held-out questions: about the pipeline's real reports, and about made-up worlds of a seed training never used."""
-    n = p.sft.eval_per_form
-    sets = {"real": (tool_data.heldout_questions(reports, n, p.seed), reports)}
-    synth = []
-    for i in range(p.sft.eval_worlds):
-        rng_seed = p.seed + 10_000 + i  # training conversations use random.Random(p.seed)
-        import random
-
-        world = tool_data.random_reports(random.Random(rng_seed))
-        synth.append((tool_data.heldout_questions(world, 1, rng_seed), world))
-    sets["synthetic"] = synth
-    return sets
-
-
 def evaluate_chat(model: GPT, tok, reports: Reports, p: GPTParams) -> dict[str, dict]:
     """Exact-answer accuracy on held-out questions: real reports with and without tools, made-up worlds with tools."""
-    sets = heldout_sets(reports, p)
-    real_q, _ = sets["real"]
-    out = {"real": accuracy(model, tok, real_q, Toolbox(reports), p.sft.max_new_tokens),
-           "real_no_tools": accuracy(model, tok, real_q, Toolbox(reports, enabled=False), p.sft.max_new_tokens)}
-    rows = []
-    for qs, world in sets["synthetic"]:
-        rows += accuracy(model, tok, qs, Toolbox(world), p.sft.max_new_tokens)["rows"]
-    n = max(len(rows), 1)
-    out["synthetic"] = {"accuracy": sum(r["correct"] for r in rows) / n,
-                        "call_accuracy": sum(r["call_correct"] for r in rows) / n, "n": len(rows), "rows": rows}
-    return out
+    sets = tool_data.heldout_sets(reports, p.sft.eval_per_form, p.sft.eval_worlds, p.seed)
+    n = p.sft.max_new_tokens
+    return {"real": accuracy_on_sets(model, tok, sets["real"], n),
+            "real_no_tools": accuracy_on_sets(model, tok, sets["real"], n, enabled=False),
+            "synthetic": accuracy_on_sets(model, tok, sets["synthetic"], n)}
 
 
 def temperature_experiment(model: GPT, tok, toolbox: Toolbox, p: GPTParams) -> list[dict]:

@@ -119,6 +119,33 @@ class HeadsParams(Section):
     linear_lr: float = 1e-2
 
 
+class RLHFParams(Section):
+    """Reward model, PPO and DPO on the tool-using chat model (tasks/rlhf.py, ``seqcast bench rlhf``)."""
+
+    n_pairs: int = 400  # preference pairs for training (made-up worlds)
+    n_heldout_pairs: int = 100  # for the reward model's pair accuracy (other seeds)
+    batch_size: int = 16
+    rm_iters: int = 100
+    rm_lr: float = 3e-4
+    dpo_iters: int = 60
+    dpo_lr: float = 5e-5
+    dpo_beta: float = 0.1
+    ppo_iters: int = 20
+    ppo_batch: int = 8  # rollouts per PPO iteration
+    ppo_epochs: int = 2  # optimisation passes over each batch of rollouts
+    ppo_lr: float = 1e-5
+    ppo_temperature: float = 1.0
+    kl_coef: float = 0.05
+    clip: float = 0.2
+    clip_value: float = 0.2
+    vf_coef: float = 0.1
+    gamma: float = 1.0
+    lam: float = 0.95
+    max_new_tokens: int = 120
+    eval_per_form: int = 4
+    eval_worlds: int = 4
+
+
 class GPTPaths(Section):
     checkpoints: str = "checkpoints/gpt"
     chat_checkpoints: str = "checkpoints/gpt-chat"
@@ -162,6 +189,7 @@ class GPTParams(Section):
     sample: SampleParams = SampleParams()
     sft: SFTParams = SFTParams()
     heads: HeadsParams = HeadsParams()
+    rlhf: RLHFParams = RLHFParams()
     paths: GPTPaths = GPTPaths()
     registry: RegistryParams = RegistryParams()
 

@@ -59,3 +59,14 @@ def accuracy(model, tok, questions: list[dict], toolbox: Toolbox, max_new_tokens
             "call_accuracy": sum(r["call_correct"] for r in rows) / n,
             "by_form": {f: sum(r["correct"] for r in rows if r["form"] == f) / sum(r["form"] == f for r in rows) for f in forms},
             "n": len(rows), "rows": rows}
+
+
+def accuracy_on_sets(model, tok, sets: list[tuple[list[dict], object]], max_new_tokens: int = 120,
+                     enabled: bool = True) -> dict:
+    """:func:`accuracy` pooled over several (questions, reports) sets, each with its own toolbox."""
+    rows = []
+    for qs, reports in sets:
+        rows += accuracy(model, tok, qs, Toolbox(reports, enabled=enabled), max_new_tokens)["rows"]
+    n = max(len(rows), 1)
+    return {"accuracy": sum(r["correct"] for r in rows) / n, "call_accuracy": sum(r["call_correct"] for r in rows) / n,
+            "n": len(rows), "rows": rows}

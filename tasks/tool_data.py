@@ -217,6 +217,17 @@ def heldout_questions(reports: Reports, n_per_form: int, seed: int) -> list[dict
     return out
 
 
+def heldout_sets(reports: Reports, n_per_form: int, n_worlds: int, seed: int) -> dict[str, list[tuple[list[dict], Reports]]]:
+    """Held-out question sets: about the pipeline's real reports ("real"), and about made-up worlds of seeds
+    training never draws from ("synthetic": ``seed + 10_000 + i``; training uses ``random.Random(seed)``)."""
+    synth = []
+    for i in range(n_worlds):
+        s = seed + 10_000 + i
+        world = random_reports(random.Random(s))
+        synth.append((heldout_questions(world, 1, s), world))
+    return {"real": [(heldout_questions(reports, n_per_form, seed), reports)], "synthetic": synth}
+
+
 def training_alphabet() -> str:
     """Every character the conversations can hold (the chat tokenizer gets them all as ids)."""
     return string.printable
