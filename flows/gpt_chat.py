@@ -65,7 +65,11 @@ def sft_data_task(p: GPTParams, base_tok: CharTokenizer, saved_tok: Path | None 
     else:
         tok = chat_tokenizer(base_tok, "".join(m["content"] for c in convs for m in c))
     T = p.sft.block_size
-    ex = [chatml.to_example(*chatml.encode_chat(c, tok), T) for c in convs]
+    encoded = [chatml.encode_chat(c, tok) for c in convs]
+    keep = [i for i, (ids, _) in enumerate(encoded) if len(ids) <= T + 1]  # whole conversations only: the system
+    convs = [convs[i] for i in keep]  # message must stay in context
+    ex = [chatml.to_example(*encoded[i], T) for i in keep]
+    print(f"chat SFT data: {len(keep)} of {len(encoded)} conversations fit the context of {T} tokens")
     x, y, m = (torch.stack(t) for t in zip(*ex))  # (N, T) each
     n_val = max(1, len(convs) // 10)
     return {"tok": tok, "source": source, "convs": convs, "n_val": n_val,
