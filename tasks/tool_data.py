@@ -20,10 +20,9 @@ import json
 import random
 import string
 
+from tasks.chatml import SYSTEM_FULL, SYSTEM_TERSE
 from tasks.tools import Reports, Toolbox
 
-SYSTEM_TERSE = "Answer with the value only."
-SYSTEM_FULL = "Answer in one full sentence."
 SYSTEMS = (SYSTEM_TERSE, SYSTEM_FULL)
 ERROR_ANSWER = "The tool returned an error."
 GREETINGS = ("Hello", "Hi", "Who are you?", "Thanks", "Good morning")
