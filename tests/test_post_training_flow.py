@@ -64,6 +64,11 @@ def test_chat_stage_evaluates_on_held_out_reports_and_runs_the_temperature_exper
     assert chat["tags.family"] == "gpt" and "metrics.P3_chat_real_accuracy" in runs
     out = run([str(Path(sys.executable).parent / "seqcast"), "chat", "--once", "Is ^KS11 stationary?"], ws, env).stdout
     assert out.strip().splitlines()[-1].startswith("assistant> ")
+    bench = run([str(Path(sys.executable).parent / "seqcast"), "bench", "rlhf", "--quick"], ws, env).stdout
+    figures = json.loads(bench.strip().splitlines()[-1])
+    assert {"rm_pair_accuracy", "sft_accuracy", "ppo_accuracy", "dpo_accuracy", "ppo_kl", "dpo_kl"} <= set(figures)
+    steps = set(runs_of(ws)["tags.model"])
+    assert {"reward_model", "ppo", "dpo"} <= steps  # one MLflow run per step
 
 
 def test_heads_stage_writes_the_four_accuracies(pretrained):
