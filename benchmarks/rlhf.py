@@ -87,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['reward']:8.3f} {r['kl']:8.3f}" + ("  reward hacking" if hacking.get(k) else ""))
     seconds = {"reward_model": t_rm - t0, "dpo": t_dpo - t_rm, "ppo": t_ppo - t_dpo, "eval": t_eval - t_ppo}
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + f"; loadavg at start {load[0]:.2f}")
+    best = max(("sft", "ppo", "dpo"), key=lambda k: (table[k]["accuracy"], k == "sft"))  # ties keep the SFT model
+    print(f"best by held-out accuracy: {best}" + ("" if best == "sft" else " (registered as the chat model)"))
     if not a.no_mlflow:
-        _log_mlflow(p, hp, rm_acc, table, dpo_log, ppo_log, hacking)
+        _log_mlflow(p, hp, rm_acc, table, dpo_log, ppo_log, hacking,
+                    register={"ppo": ppo, "dpo": dpo}.get(best) if not a.quick else None, best=best, tok=tok)
     out = {"rm_pair_accuracy": rm_acc["accuracy"], "sft_accuracy": table["sft"]["accuracy"],
            "ppo_accuracy": table["ppo"]["accuracy"], "dpo_accuracy": table["dpo"]["accuracy"],
            "ppo_kl": table["ppo"]["kl"], "dpo_kl": table["dpo"]["kl"], "sft_reward": table["sft"]["reward"],
@@ -114,10 +117,14 @@ def _conversations(ev: dict) -> list[list[dict]]:
     return out
 
 
-def _log_mlflow(p, hp, rm_acc: dict, table: dict, dpo_log: list, ppo_log: list, hacking: dict) -> None:
+def _log_mlflow(p, hp, rm_acc: dict, table: dict, dpo_log: list, ppo_log: list, hacking: dict, register=None,
+                best: str = "sft", tok=None) -> None:
+    """One run per step; the best model by held-out accuracy, when it is PPO's or DPO's, is registered as the chat model."""
     import mlflow
 
-    from flows.gpt import DATASET, FAMILY
+    from flows.gpt import DATASET, FAMILY, log_pyfunc
+    from models.gpt_pyfunc import save_slim
+    from seqcast.paths import project_root
     from seqcast.tracking import model_run, use_store
 
     use_store()
@@ -133,6 +140,13 @@ def _log_mlflow(p, hp, rm_acc: dict, table: dict, dpo_log: list, ppo_log: list, 
                 mlflow.log_metrics({f"P3_{name}_{k}_curve": v for k, v in row.items() if k != "iter"}, step=row["iter"])
             mlflow.log_metrics({f"P3_chat_{k}": v for k, v in table[name].items()} |
                                {f"P3_sft_{k}": v for k, v in table["sft"].items()})
+            if register is not None and name == best:
+                folder = project_root() / f"{p.paths.chat_checkpoints}-{name}"
+                folder.mkdir(parents=True, exist_ok=True)
+                save_slim(register, folder / "model.pt", {"sampling": {"temperature": 0.0, "max_new_tokens": hp.max_new_tokens}})
+                tok.save(folder / "tokenizer.json")
+                log_pyfunc(folder, p.registry.chat_model, p.registry.alias, True,
+                           {"temperature": 0.0, "max_new_tokens": hp.max_new_tokens})
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
 Logged "from code" (``models/gpt_pyfunc_entry.py``): nothing is pickled; the
 artifacts are the slim checkpoint (``torch.save`` of state dict + model_args) and
 the tokenizer JSON. ``predict`` takes prompts and returns the continuations.
-Chat models (tokenizer with ChatML tokens) get prompts rendered as a chat turn.
+Chat models (tokenizer with ChatML tokens) get prompts rendered as a chat turn and
+return the model's next assistant message. That message may be a tool call (a JSON
+object, ``tasks/tools.py``): the pyfunc does not run tools — they read the pipeline's
+reports on the machine that ran ``dvc repro``; ``seqcast chat`` runs the tool loop.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import torch
 
 # predict(params=...): 0 disables top_k, 1.0 disables top_p (a params schema cannot hold None)
 DEFAULT_PARAMS = {"temperature": 0.8, "max_new_tokens": 200, "top_k": 0, "top_p": 1.0, "seed": 0}
+CHAT_SYSTEM = "Answer in one full sentence."  # tasks.chatml.DEFAULT_SYSTEM (models/ does not import tasks/)
 PIP_REQUIREMENTS = ["torch==2.13.0", "tokenizers>=0.20", "mlflow>=3.17,<3.18", "pydantic>=2.9"]
 
 
@@ -41,7 +45,7 @@ class GPTTextModel(mlflow.pyfunc.PythonModel):
     # MLflow prefers a type-hint signature, which has no params (temperature, top_k, ... per call).
     def predict(self, context, model_input, params=None):
         """Prompts (list of str, a str, or a one-column DataFrame) -> list of generated continuations."""
-        from tasks.chatml import DEFAULT_SYSTEM, render
+        from models.text_tokenizers import IM_END, IM_START
 
         p = {**self.defaults, **(params or {})}
         if isinstance(model_input, str):
@@ -51,10 +55,8 @@ class GPTTextModel(mlflow.pyfunc.PythonModel):
         out = []
         for prompt in model_input:
             if self.chat:
-                prompt = render(
-                    [{"role": "system", "content": DEFAULT_SYSTEM}, {"role": "user", "content": prompt}],
-                    add_generation_prompt=True,
-                )
+                prompt = (f"{IM_START}system\n{CHAT_SYSTEM}{IM_END}\n{IM_START}user\n{prompt}{IM_END}\n"
+                          f"{IM_START}assistant\n")  # ChatML as tasks/chatml.render writes it
             ids = self.tok.encode(prompt)[-self.model.config.block_size :] or [0]
             idx = torch.tensor([ids])  # (1, T)
             y = self.model.generate(

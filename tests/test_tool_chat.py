@@ -96,3 +96,22 @@ def test_seqcast_chat_once_as_typed_prints_the_answer_last(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1].startswith("assistant> ")
+
+
+def test_chat_pyfunc_renders_the_chat_turn_as_chatml(tmp_path):
+    """The registered chat model's pyfunc: a question in, the model's next message out (no tools run there)."""
+    from types import SimpleNamespace
+
+    from models.gpt_pyfunc import CHAT_SYSTEM, GPTTextModel
+    from tasks.chatml import DEFAULT_SYSTEM
+
+    assert CHAT_SYSTEM == DEFAULT_SYSTEM
+    t = chat_tok()
+    torch.manual_seed(0)
+    save_slim(GPT(GPTConfig(block_size=128, vocab_size=t.vocab_size, n_layer=1, n_head=2, n_embd=16)), tmp_path / "model.pt")
+    t.save(tmp_path / "tokenizer.json")
+    m = GPTTextModel()
+    m.load_context(SimpleNamespace(artifacts={"checkpoint": str(tmp_path / "model.pt"),
+                                              "tokenizer": str(tmp_path / "tokenizer.json")}))
+    out = m.predict(None, ["Is ^KS11 stationary?"], {"temperature": 0.0, "max_new_tokens": 5})
+    assert m.chat and len(out) == 1 and isinstance(out[0], str)
