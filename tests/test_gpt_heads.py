@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from models.gpt import GPT, GPTConfig
@@ -15,6 +16,15 @@ PLAY = "\n\n".join(
     + [f"JULIET:\nO Romeo, Romeo {i}" for i in range(3)]
     + ["NURSE:\nAnon, anon!"]
 ) + "\n"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread (two threads spin against each other on a loaded machine, 100x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def test_speeches_and_the_split_by_speech():

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from models.gpt import GPT, GPTConfig
@@ -17,6 +18,15 @@ from tasks import rlhf, tool_data
 
 TINY = RLHFParams(n_pairs=8, batch_size=4, rm_iters=30, rm_lr=3e-3, dpo_iters=15, dpo_lr=3e-3, ppo_iters=1,
                   ppo_batch=2, ppo_epochs=1, max_new_tokens=6)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread (two threads spin against each other on a loaded machine, 100x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def tiny():
