@@ -62,12 +62,16 @@ def prepare(source: str | Path, text: str, train_fraction: float, workdir: Path)
     return root
 
 
-def run(root: Path, iters: int, env: dict | None = None, timeout: float | None = None) -> dict:
-    """Train the baby model for ``iters`` iterations; per-iteration ms (evaluation iterations marked)."""
+def run(root: Path, iters: int, env: dict | None = None, timeout: float | None = None, warmup: int = 100) -> dict:
+    """Train the baby model for ``iters`` iterations; per-iteration ms (evaluation iterations marked).
+
+    ``warmup``: its warm-up iterations (100 in its config); a short run shortens it as ours does.
+    """
     out = root / f"out-{os.getpid()}"
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "train.py", "config/train_shakespeare_char.py", *BABY, f"--out_dir={out.name}",
-           f"--max_iters={iters}", f"--lr_decay_iters={iters}", f"--eval_interval={min(250, iters)}"]
+           f"--max_iters={iters}", f"--lr_decay_iters={iters}", f"--eval_interval={min(250, iters)}",
+           f"--warmup_iters={warmup}"]
     load0 = os.getloadavg()[0]
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:

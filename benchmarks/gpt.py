@@ -148,6 +148,7 @@ def train_once(a: argparse.Namespace) -> dict:
         "target": target, "reached": hit is not None if target is not None else None,
         "time_to_target_s": hit["train_s"] if hit else None,
         "loadavg_start": load0, "loadavg_end": os.getloadavg()[0],
+        "history": res["history"],  # every evaluation: iteration, training seconds so far, losses
     }
     return r
 
@@ -247,7 +248,7 @@ def with_peer(a: argparse.Namespace) -> dict:
             ours.append(ours_in_child(a, gen=not a.no_gen and rnd == a.rounds - 1))  # generation: once, at the end
             print(f"round {rnd + 1}: seqcast {ours[-1]['ms_per_iter']:.2f} ms/iter "
                   f"(load {ours[-1]['loadavg_start']:.2f})", flush=True)
-            peer = _nanogpt.run(root, iters, env=peer_env)
+            peer = _nanogpt.run(root, iters, env=peer_env, warmup=min(100, max(1, iters // 10)))  # as recipe()
             peer["timing"] = step_timing(peer["step_s"], 12 * 64)
             peers.append(peer)
             print(f"round {rnd + 1}: nanoGPT {peer['timing']['ms_per_iter']:.2f} ms/iter "

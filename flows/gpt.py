@@ -16,14 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from pydantic import ValidationError
 
 from models.gpt import GPT
-from models.gpt_pyfunc import DEFAULT_PARAMS, PIP_REQUIREMENTS
-from seqcast.gpt_config import GPTParams, load_gpt_params
+from models.gpt_pyfunc import PIP_REQUIREMENTS, predict_params
+from seqcast.gpt_config import GPTParams, load_gpt_params, params_error_message
 from seqcast.paths import project_root
 from tasks import lm_ladder
 from tasks.gpt_pretrain import prepare_text, pretrain, samples
@@ -33,7 +35,10 @@ DATASET, FAMILY = "text", "gpt"
 
 
 def log_pyfunc(ckpt_dir: Path, registered_name: str, alias: str, register: bool, params: dict | None = None) -> str:
-    """Log the slim checkpoint + tokenizer as a models-from-code pyfunc; register it and set the alias."""
+    """Log the slim checkpoint + tokenizer as a models-from-code pyfunc; register it and set the alias.
+
+    ``params``: sampling defaults (keys of ``gpt.sample.serve``); the rest come from that schema.
+    """
     import mlflow
     from mlflow.models import infer_signature
 
@@ -44,7 +49,7 @@ def log_pyfunc(ckpt_dir: Path, registered_name: str, alias: str, register: bool,
         artifacts={"checkpoint": str(ckpt_dir / "model.pt"), "tokenizer": str(ckpt_dir / "tokenizer.json")},
         code_paths=[str(root / "models"), str(root / "tasks")],
         pip_requirements=PIP_REQUIREMENTS,
-        signature=infer_signature(["ROMEO:"], ["text"], params={**DEFAULT_PARAMS, **(params or {})}),  # sampling settings per call
+        signature=infer_signature(["ROMEO:"], ["text"], params=predict_params(params)),  # sampling settings per call
         registered_model_name=registered_name if register else None,
     )
     if register:
@@ -166,7 +171,7 @@ def gpt_train_flow(resume: bool = True, max_iters: int | None = None, register_m
             mlflow.log_text(s, f"samples/{t}.txt")
         for f in ("char_tokenizer.json", "bpe_tokenizer.json"):
             mlflow.log_artifact(str(ckpt_dir / f), "tokenizers")
-        log_pyfunc(ckpt_dir, p.registry.model, p.registry.alias, register_model)
+        log_pyfunc(ckpt_dir, p.registry.model, p.registry.alias, register_model, p.sample.serve.model_dump())
     for t, s in texts.items():
         print(f"--- sample {t}\n{s}")
     return metrics
@@ -183,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-register", action="store_true", help="log the model without registering it")
     ap.add_argument("--no-ladder", action="store_true", help="train the GPT only (skip the other rungs)")
     a = ap.parse_args(argv)
+    if a.max_iters is not None and a.max_iters < 1:
+        ap.error(f"--max-iters must be at least 1, not {a.max_iters}")
+    try:  # a bad params.yaml: say which key and why, before any work starts
+        load_gpt_params()
+    except ValidationError as err:
+        print(params_error_message(err), file=sys.stderr)
+        return 2
     if a.what == "sft":
         from flows.gpt_chat import gpt_chat_sft_flow
 
@@ -194,6 +206,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main(sys.argv[1:]))

@@ -12,13 +12,25 @@ reports on the machine that ran ``dvc repro``; ``seqcast chat`` runs the tool lo
 from __future__ import annotations
 
 from pathlib import Path
+
 import mlflow
 import torch
 
-# predict(params=...): 0 disables top_k, 1.0 disables top_p (a params schema cannot hold None)
-DEFAULT_PARAMS = {"temperature": 0.8, "max_new_tokens": 200, "top_k": 0, "top_p": 1.0, "seed": 0}
+from seqcast.gpt_config import ServeParams
+
 CHAT_SYSTEM = "Answer in one full sentence."  # tasks.chatml.DEFAULT_SYSTEM (models/ does not import tasks/)
 PIP_REQUIREMENTS = ["torch==2.13.0", "tokenizers>=0.20", "mlflow>=3.17,<3.18", "pydantic>=2.9"]
+
+
+def predict_params(sampling: ServeParams | dict | None = None) -> dict:
+    """The ``predict(params=...)`` defaults from ``gpt.sample.serve`` (a dict: some of its keys).
+
+    A params schema cannot hold None: 0 stands for no top-k cut, 1.0 for no nucleus cut.
+    """
+    if not isinstance(sampling, ServeParams):
+        sampling = ServeParams(**(sampling or {}))
+    d = sampling.model_dump()
+    return {**d, "top_k": d["top_k"] or 0, "top_p": d["top_p"] or 1.0}
 
 
 def save_slim(model, path: str | Path, extra: dict | None = None) -> Path:
@@ -36,8 +48,7 @@ class GPTTextModel(mlflow.pyfunc.PythonModel):
         ckpt = torch.load(context.artifacts["checkpoint"], map_location="cpu", weights_only=True)
         self.model = model_from_checkpoint(ckpt).eval()
         self.tok = load_tokenizer(context.artifacts["tokenizer"])
-        self.defaults = dict(DEFAULT_PARAMS)
-        self.defaults.update(ckpt.get("sampling", {}))
+        self.defaults = predict_params(ckpt.get("sampling"))  # what params.yaml gave when it was saved
         self.chat = IM_END in self.tok.specials
         self.stop = self.tok.token_id(IM_END) if self.chat else None
 

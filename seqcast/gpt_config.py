@@ -7,53 +7,67 @@ keys are errors); :func:`load_gpt_params` is a shortcut for ``load_params().gpt`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from seqcast.config_base import Section
+
+Pos = Annotated[int, Field(gt=0)]  # a count that must be at least 1
+NonNeg = Annotated[int, Field(ge=0)]
+Rate = Annotated[float, Field(gt=0)]  # a learning rate or another strictly positive value
+Frac = Annotated[float, Field(ge=0, lt=1)]  # dropout, momentum, betas
+NonNegF = Annotated[float, Field(ge=0)]
 
 
 class ModelParams(Section):
     """The architecture (``models.gpt.GPTConfig`` less the vocabulary); defaults: the P3 reference "baby"."""
 
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    dropout: float = 0.0
+    n_layer: Pos = 4
+    n_head: Pos = 4
+    n_embd: Pos = 128
+    block_size: Pos = 64
+    dropout: Frac = 0.0
     bias: bool = False
     rope: bool = False  # rotary position embeddings instead of the learned position table
     qk_norm: bool = False  # RMS-normalised queries and keys
     mlp: Literal["gelu", "relu2"] = "gelu"
     tie_weights: bool = True  # False: the output head has its own matrix
 
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "ModelParams":
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd {self.n_embd} must be a multiple of n_head {self.n_head}")
+        if self.rope and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"rope needs an even head size, not {self.n_embd // self.n_head}")
+        return self
+
 
 class TrainParams(Section):
     """The training recipe; defaults: nanoGPT's (AdamW 1e-3, cosine to 1e-4 over 2,000 iterations)."""
 
-    batch_size: int = 12
-    grad_accum: int = 1  # micro-batches per optimizer step
-    max_iters: int = 2000
+    batch_size: Pos = 12
+    grad_accum: Pos = 1  # micro-batches per optimizer step
+    max_iters: Pos = 2000
     optimizer: Literal["adamw", "muon"] = "adamw"  # muon: Muon for hidden matrices, AdamW for the rest
-    lr: float = 1e-3  # AdamW (with muon: embeddings, head and gains)
-    muon_lr: float = 0.02  # Muon's lr for the hidden matrices
-    muon_momentum: float = 0.95
-    min_lr: float = 1e-4  # the schedule ends at min_lr / lr of every group's lr
+    lr: Rate = 1e-3  # AdamW (with muon: embeddings, head and gains)
+    muon_lr: Rate = 0.02  # Muon's lr for the hidden matrices
+    muon_momentum: Frac = 0.95
+    min_lr: NonNegF = 1e-4  # the schedule ends at min_lr / lr of every group's lr
     schedule: Literal["cosine", "wsd"] = "cosine"  # wsd: warm-up, stable, linear decay over the last cooldown_frac
-    warmup_iters: int = 100
-    lr_decay_iters: int = 2000  # where the decay ends (~max_iters)
-    cooldown_frac: float = 0.4  # wsd only
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99  # a bit larger: few tokens per iteration
-    grad_clip: float = 1.0  # 0 disables
-    eval_interval: int = 250
-    eval_iters: int = 20
-    dtype: str = "auto"  # auto | float32 | bfloat16 (autocast)
+    warmup_iters: NonNeg = 100
+    lr_decay_iters: Pos = 2000  # where the decay ends (~max_iters)
+    cooldown_frac: Annotated[float, Field(gt=0, le=1)] = 0.4  # wsd only
+    weight_decay: NonNegF = 0.1
+    beta1: Frac = 0.9
+    beta2: Frac = 0.99  # a bit larger: few tokens per iteration
+    grad_clip: NonNegF = 1.0  # 0 disables
+    eval_interval: Pos = 250
+    eval_iters: Pos = 20
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # bfloat16: autocast
     compile: bool = False  # torch.compile (on a CPU: the inductor's C++/OpenMP kernels)
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int | None = 2  # torch.set_num_threads on a CPU; null leaves it
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Pos | None = 2  # torch.set_num_threads on a CPU; null leaves it
 
     def with_(self, **overrides) -> "TrainParams":
         """A validated copy with some values changed."""
@@ -75,75 +89,88 @@ class GPUParams(Section):
         return self
 
 
+class ServeParams(Section):
+    """Sampling defaults of the registered text model (pyfunc ``predict``); each call may override them."""
+
+    temperature: NonNegF = 0.8  # 0: greedy
+    max_new_tokens: Pos = 200
+    top_k: Pos | None = None  # None: no top-k cut
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = None  # None: no nucleus cut
+    seed: int = 0
+
+
 class SampleParams(Section):
-    temperatures: list[float] = [0.0, 0.8, 1.0]
-    max_new_tokens: int = 300
-    top_k: int | None = None
-    top_p: float | None = None
+    """The samples the GPT stage writes (one per temperature), and the served model's defaults (``serve``)."""
+
+    temperatures: list[NonNegF] = [0.0, 0.8, 1.0]
+    max_new_tokens: Pos = 300
+    top_k: Pos | None = None
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
     prompt: str = "\n"
+    serve: ServeParams = ServeParams()
 
 
 class SFTParams(Section):
     """The chat fine-tune with tools (flows/gpt_chat.py), its held-out evaluation and the temperature experiment."""
 
-    block_size: int = 256
-    n_conversations: int = 800
-    batch_size: int = 8
-    max_iters: int = 300
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_iters: int = 20
-    eval_interval: int = 100
-    eval_iters: int = 10
-    max_new_tokens: int = 120
-    eval_per_form: int = 4  # held-out questions per question form about the real reports
-    eval_worlds: int = 4  # made-up held-out worlds (one question per form each)
-    temperatures: list[float] = [1.0, 0.0]  # the temperature experiment (the lecture's slide)
-    temperature_runs: int = 5
+    block_size: Pos = 256
+    n_conversations: Pos = 800
+    batch_size: Pos = 8
+    max_iters: Pos = 300
+    lr: Rate = 1e-3
+    min_lr: NonNegF = 1e-4
+    warmup_iters: NonNeg = 20
+    eval_interval: Pos = 100
+    eval_iters: Pos = 10
+    max_new_tokens: Pos = 120
+    eval_per_form: Pos = 4  # held-out questions per question form about the real reports
+    eval_worlds: NonNeg = 4  # made-up held-out worlds (one question per form each)
+    temperatures: list[NonNegF] = [1.0, 0.0]  # the temperature experiment (the lecture's slide)
+    temperature_runs: Pos = 5
     temperature_question: str = "Is ^KS11 stationary?"
 
 
 class HeadsParams(Section):
     """GPT-1 task heads (tasks/gpt_heads.py): speaker of a line, split by speech."""
 
-    n_speakers: int = 10
-    test_fraction: float = 0.2  # of the speeches
-    max_chars: int = 64  # a line's first characters
-    max_train_lines: int = 3000
-    batch_size: int = 32
-    iters: int = 150  # fine-tune and scratch
-    finetune_lr: float = 3e-4
-    scratch_lr: float = 1e-3
-    lm_coef: float = 0.5  # GPT-1's auxiliary LM loss weight (lambda)
-    linear_iters: int = 300
-    linear_lr: float = 1e-2
+    n_speakers: Annotated[int, Field(ge=2)] = 10
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2  # of the speeches
+    max_chars: Pos = 64  # a line's first characters
+    max_train_lines: Pos = 3000
+    batch_size: Pos = 32
+    iters: Pos = 150  # fine-tune and scratch
+    finetune_lr: Rate = 3e-4
+    scratch_lr: Rate = 1e-3
+    lm_coef: NonNegF = 0.5  # GPT-1's auxiliary LM loss weight (lambda)
+    linear_iters: Pos = 300
+    linear_lr: Rate = 1e-2
 
 
 class RLHFParams(Section):
     """Reward model, PPO and DPO on the tool-using chat model (tasks/rlhf.py, ``seqcast bench rlhf``)."""
 
-    n_pairs: int = 400  # preference pairs for training (made-up worlds)
-    n_heldout_pairs: int = 100  # for the reward model's pair accuracy (other seeds)
-    batch_size: int = 16
-    rm_iters: int = 100
-    rm_lr: float = 3e-4
-    dpo_iters: int = 60
-    dpo_lr: float = 5e-5
-    dpo_beta: float = 0.1
-    ppo_iters: int = 20
-    ppo_batch: int = 8  # rollouts per PPO iteration
-    ppo_epochs: int = 2  # optimisation passes over each batch of rollouts
-    ppo_lr: float = 1e-5
-    ppo_temperature: float = 1.0
-    kl_coef: float = 0.05
-    clip: float = 0.2
-    clip_value: float = 0.2
-    vf_coef: float = 0.1
-    gamma: float = 1.0
-    lam: float = 0.95
-    max_new_tokens: int = 120
-    eval_per_form: int = 4
-    eval_worlds: int = 4
+    n_pairs: Pos = 400  # preference pairs for training (made-up worlds)
+    n_heldout_pairs: Pos = 100  # for the reward model's pair accuracy (other seeds)
+    batch_size: Pos = 16
+    rm_iters: Pos = 100
+    rm_lr: Rate = 3e-4
+    dpo_iters: Pos = 60
+    dpo_lr: Rate = 5e-5
+    dpo_beta: Rate = 0.1
+    ppo_iters: Pos = 20
+    ppo_batch: Pos = 8  # rollouts per PPO iteration
+    ppo_epochs: Pos = 2  # optimisation passes over each batch of rollouts
+    ppo_lr: Rate = 1e-5
+    ppo_temperature: Rate = 1.0
+    kl_coef: NonNegF = 0.05
+    clip: Rate = 0.2
+    clip_value: Rate = 0.2
+    vf_coef: NonNegF = 0.1
+    gamma: Annotated[float, Field(ge=0, le=1)] = 1.0
+    lam: Annotated[float, Field(ge=0, le=1)] = 0.95
+    max_new_tokens: Pos = 120
+    eval_per_form: Pos = 4
+    eval_worlds: NonNeg = 4
 
 
 class GPTPaths(Section):
@@ -161,27 +188,27 @@ class RegistryParams(Section):
 class RecurrentLMParams(Section):
     """A character RNN / LSTM language model rung of the ladder (Elman 1990, Mikolov 2010)."""
 
-    hidden: int = 256
-    layers: int = 1
-    embd: int = 64
-    seq_len: int = 128  # truncated back-propagation through time
-    batch_size: int = 32
-    lr: float = 3e-3
-    max_iters: int = 1500
-    grad_clip: float = 1.0
-    threads: int = 1  # the two rungs train side by side, one core each
+    hidden: Pos = 256
+    layers: Pos = 1
+    embd: Pos = 64
+    seq_len: Pos = 128  # truncated back-propagation through time
+    batch_size: Pos = 32
+    lr: Rate = 3e-3
+    max_iters: Pos = 1500
+    grad_clip: NonNegF = 1.0
+    threads: Pos = 1  # the two rungs train side by side, one core each
 
 
 class LadderParams(Section):
-    kn_orders: list[int] = [3, 4, 5, 6, 7]
+    kn_orders: list[Pos] = [3, 4, 5, 6, 7]
     rnn: RecurrentLMParams = RecurrentLMParams()
     lstm: RecurrentLMParams = RecurrentLMParams()
 
 
 class GPTParams(Section):
     seed: int = 1337
-    tokenizer: str = "char"
-    bpe_vocab_size: int = 512
+    tokenizer: Literal["char", "bpe"] = "char"
+    bpe_vocab_size: Annotated[int, Field(ge=256)] = 512
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
     gpu: GPUParams = GPUParams()
@@ -200,6 +227,15 @@ class GPTParams(Section):
         return (ModelParams(**{**self.model.model_dump(), **self.gpu.model}),
                 TrainParams(**{**self.train.model_dump(), **self.gpu.train}))
 
+
+
+def params_error_message(err: ValidationError, path: str | Path = "params.yaml") -> str:
+    """One line per broken rule, named by its params.yaml key (``gpt.train.lr: ...``): for a user, not a traceback."""
+    lines = [f"{path}: {err.error_count()} invalid value(s)"]
+    for e in err.errors():
+        key = ".".join(str(x) for x in e["loc"])
+        lines.append(f"  - {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
 
 
 def load_gpt_params(path: str | Path | None = None) -> GPTParams:

@@ -70,7 +70,7 @@ def pretrain(p: GPTParams, data: dict, out_dir: Path, resume: bool = True, max_i
     threads = tp.threads or torch.get_num_threads()
     res["mfu"] = model.flops_per_token() * res["timing"]["tokens_per_s"] / fp32_peak_flops(threads)
     res["model_params"], res["train_params"] = mp, tp
-    save_slim(model, out_dir / "model.pt", {"sampling": {"temperature": 0.8, "max_new_tokens": 200}})
+    save_slim(model, out_dir / "model.pt", {"sampling": p.sample.serve.model_dump()})
     return res
 
 

@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from models.gpt import GPT, GPTConfig, configure_optimizer
-from seqcast.gpt_config import load_gpt_params
-from seqcast.gpt_config import TrainParams
+import yaml
+from pydantic import ValidationError
+
+from seqcast.gpt_config import GPTParams, ModelParams, TrainParams, load_gpt_params, params_error_message
 from tasks.gpt_train import CKPT, get_lr, load_checkpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,9 +88,40 @@ def test_no_weight_decay_on_norms_and_biases():
     assert n == sum(p.numel() for p in m.parameters())  # tied weight counted once, nothing lost
 
 
-def test_params_yaml_section_validates():
+def test_params_yaml_section_validates_and_the_schema_defaults_are_the_reference():
     p = load_gpt_params()
-    assert p.model.n_layer == 4 and p.model.block_size == 64 and p.train.max_iters >= 1
+    assert p.train.max_iters >= 1 and p.model.n_embd % p.model.n_head == 0
+    ref_m, ref_t = ModelParams(), TrainParams()  # nanoGPT's "baby": what `bench gpt --recipe reference` trains
+    assert (ref_m.n_layer, ref_m.n_head, ref_m.n_embd, ref_m.block_size) == (4, 4, 128, 64)
+    assert (ref_t.batch_size, ref_t.max_iters, ref_t.lr, ref_t.optimizer, ref_t.schedule) == (12, 2000, 1e-3, "adamw", "cosine")
+
+
+@pytest.mark.parametrize("section, bad", [
+    ("train", {"lr": 0}), ("train", {"lr": -1e-3}), ("train", {"max_iters": 0}), ("train", {"dtype": "fp16"}),
+    ("train", {"device": "tpu"}), ("train", {"batch_size": -2}), ("model", {"n_embd": 130}),
+    ("model", {"mlp": "swish"}), ("sample", {"serve": {"top_p": 1.5}}),
+])
+def test_out_of_range_gpt_values_are_rejected_with_their_key(section, bad):
+    raw = {section: bad}
+    with pytest.raises(ValidationError) as err:
+        GPTParams(**raw)
+    msg = params_error_message(err.value)
+    assert section in msg and next(iter(bad)) in msg
+    with pytest.raises(ValidationError):
+        GPTParams(tokenizer="word")
+
+
+def test_flow_refuses_bad_params_with_a_message_not_a_traceback(tmp_path):
+    bad = yaml.safe_load((ROOT / "params.yaml").read_text())
+    bad["gpt"]["train"]["lr"] = -0.1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    env = {**os.environ, "SEQCAST_HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "flows.gpt", "train"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "gpt.train.lr" in proc.stderr and "greater than 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
@@ -126,3 +159,26 @@ def test_training_reduces_loss_and_finished_run_is_a_no_op(tmp_path):
     assert res["timing"]["tokens_per_s"] > 0
     again = train(mc, tc, lambda g: get_batch(data, 8, 16, g), ev, tmp_path, progress=False)
     assert again["iter_num"] == 80 and len(again["history"]) == len(res["history"])
+
+
+def test_the_served_sampling_defaults_come_from_params():
+    from models.gpt_pyfunc import predict_params
+    from seqcast.gpt_config import ServeParams
+
+    serve = load_gpt_params().sample.serve
+    d = predict_params(serve)
+    assert d["temperature"] == serve.temperature and d["max_new_tokens"] == serve.max_new_tokens
+    assert d["top_k"] == (serve.top_k or 0) and d["top_p"] == (serve.top_p or 1.0)  # 0 / 1.0: no cut
+    chat = predict_params({"temperature": 0.0, "max_new_tokens": 7})  # some keys given: the rest from the schema
+    assert chat["temperature"] == 0.0 and chat["max_new_tokens"] == 7 and chat["seed"] == ServeParams().seed
+    with pytest.raises(ValidationError):
+        predict_params({"temperature": -1.0})
+
+
+def test_importing_the_gpt_code_sets_no_process_wide_setting():
+    code = ("import os, torch; env = dict(os.environ); n = torch.get_num_threads(); "
+            "import flows.gpt, benchmarks.gpt, benchmarks.gpt_ablation, benchmarks.scaling, tasks.gpt_train; "
+            "changed = {k for k in set(env) | set(os.environ) if env.get(k) != os.environ.get(k)}; "
+            "assert not changed, changed; assert torch.get_num_threads() == n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
