@@ -36,6 +36,7 @@ def run(args, ws, env):
 def pretrained(tmp_path_factory, mirror):
     ws = copy_project(tmp_path_factory.mktemp("post") / "project", TINY)
     env = child_env(ws, mirror)
+    run([sys.executable, "-m", "dvc", "repro", "-s", "ingest_text"], ws, env)  # the corpus (the heads' dependency)
     run([sys.executable, "-m", "flows.gpt", "train", "--no-ladder", "--no-register"], ws, env)
     return ws, env
 
