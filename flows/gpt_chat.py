@@ -1,9 +1,13 @@
-"""Prefect flow of the GPT's chat fine-tune (ChatML), on top of the pretrained model of ``flows/gpt.py``.
+"""Prefect flow of the GPT's chat fine-tune with tools (ChatML), on top of the pretrained model of ``flows/gpt.py``.
 
-``gpt_chat_sft_flow``: the base model grows new token rows (ChatML tokens, characters
-of the Q&A) and a longer context, then is fine-tuned on questions and answers built
-from the pipeline's outputs with the loss on assistant tokens only; registered as
-``seqcast-gpt-chat``.
+``gpt_chat_sft_flow``: the base model grows new token rows (ChatML tokens, every
+printable character) and a longer context, then is fine-tuned on tool-use
+conversations (``tasks/tool_data.py``: made-up series, models and metrics, so that it
+learns to copy names into calls and results into answers), loss on assistant
+tokens only. Then it is judged on held-out questions about the pipeline's real
+reports (``paths.reports``: never seen in training), with the tools and with the
+tools disabled, and the temperature experiment of the lecture is run (the same
+question five times at temperature 1.0 and at 0.0). Registered as ``seqcast-gpt-chat``.
 
     python -m flows.gpt_chat [--max-iters N] [--no-resume] [--no-register]
 """
@@ -22,11 +26,13 @@ from flows.gpt import DATASET, FAMILY, log_pyfunc
 from models.gpt import GPT, grow_model, model_from_checkpoint
 from models.gpt_pyfunc import save_slim
 from models.text_tokenizers import CHATML_SPECIALS, IM_END, CharTokenizer, load_tokenizer
+from seqcast.config import load_params
 from seqcast.gpt_config import GPTParams, TrainParams, load_gpt_params
 from seqcast.paths import project_root
-from tasks import chatml
+from tasks import chatml, tool_data
 from tasks.gpt_train import load_checkpoint, train
-from tasks.text_data import load_corpus
+from tasks.tool_chat import accuracy_on_sets, chat_turn
+from tasks.tools import Reports, Toolbox
 
 
 def sft_recipe(p: GPTParams, max_iters: int | None = None) -> TrainParams:
@@ -44,24 +50,26 @@ def chat_tokenizer(base: CharTokenizer, sft_text: str) -> CharTokenizer:
     Base ids are unchanged (new entries go after them), so base embeddings copy over row for row.
     """
     tok = CharTokenizer(list(base.chars), byte_fallback=True)
-    tok.add_chars(sft_text.replace(chatml.IM_START, "").replace(IM_END, ""))
+    tok.add_chars(tool_data.training_alphabet() + sft_text.replace(chatml.IM_START, "").replace(IM_END, ""))
     tok.add_special_tokens(CHATML_SPECIALS)
     return tok
 
 
 @task(cache_policy=NO_CACHE)
 def sft_data_task(p: GPTParams, base_tok: CharTokenizer, saved_tok: Path | None = None) -> dict:
-    convs, source = chatml.build_sft_conversations(
-        project_root(), load_corpus(), p.sft.n_conversations, p.seed, max_chars=p.sft.block_size
-    )
-    print(f"chat SFT data: {len(convs)} conversations from {source}")
+    convs = tool_data.training_conversations(p.sft.n_conversations, p.seed)
+    source = "synthetic tool-use conversations (tasks/tool_data.py)"
+    print(f"chat SFT data: {len(convs)} {source}")
     if saved_tok is not None:  # resuming: the checkpoint's ids; unseen characters fall back to bytes
         tok = load_tokenizer(saved_tok)
     else:
-        tok = chat_tokenizer(base_tok, "".join(m["content"] for c in convs for m in c) + "".join(
-            (chatml.SYSTEM_TERSE, chatml.SYSTEM_FULL, "systemuserassistant")))
+        tok = chat_tokenizer(base_tok, "".join(m["content"] for c in convs for m in c))
     T = p.sft.block_size
-    ex = [chatml.to_example(*chatml.encode_chat(c, tok), T) for c in convs]
+    encoded = [chatml.encode_chat(c, tok) for c in convs]
+    keep = [i for i, (ids, _) in enumerate(encoded) if len(ids) <= T + 1]  # whole conversations only: the system
+    convs = [convs[i] for i in keep]  # message must stay in context
+    ex = [chatml.to_example(*encoded[i], T) for i in keep]
+    print(f"chat SFT data: {len(keep)} of {len(encoded)} conversations fit the context of {T} tokens")
     x, y, m = (torch.stack(t) for t in zip(*ex))  # (N, T) each
     n_val = max(1, len(convs) // 10)
     return {"tok": tok, "source": source, "convs": convs, "n_val": n_val,
@@ -118,28 +126,57 @@ def gpt_chat_sft_flow(resume: bool = True, max_iters: int | None = None, registe
     model = res["model"].cpu().eval()
     save_slim(model, out_dir / "model.pt", {"sampling": {"temperature": 0.0, "max_new_tokens": s.max_new_tokens}})
 
-    demo = []
-    for conv in data["convs"][:4]:  # held-out conversations: their first question under both system messages
-        q = conv[1]["content"]
-        for system in (chatml.SYSTEM_TERSE, chatml.SYSTEM_FULL):
-            a = chatml.answer(model, tok, [{"role": "system", "content": system}, {"role": "user", "content": q}], s.max_new_tokens)
-            demo.append({"system": system, "user": q, "assistant": a})
-            print(f"[{system}] {q}\n  -> {a}")
-    metrics = {"P3_sft_val_loss": masked_loss(model, va), "P3_sft_tokens_per_s": res["timing"]["tokens_per_s"]}
+    reports = Reports.load(root / load_params().paths.reports)
+    ev = evaluate_chat(model, tok, reports, p)
+    temp_rows = temperature_experiment(model, tok, Toolbox(reports), p)
+    metrics = {"P3_sft_val_loss": masked_loss(model, va), "P3_sft_tokens_per_s": res["timing"]["tokens_per_s"],
+               "P3_sft_train_s": res["train_s"]}
+    for name, e in ev.items():
+        metrics[f"P3_chat_{name}_accuracy"] = e["accuracy"]
+        metrics[f"P3_chat_{name}_call_accuracy"] = e["call_accuracy"]
+    metrics["P3_chat_temperature_distinct_t1"] = len({r["answer"] for r in temp_rows if r["temperature"] == 1.0})
+    metrics["P3_chat_temperature_distinct_t0"] = len({r["answer"] for r in temp_rows if r["temperature"] == 0.0})
+    for k, v in metrics.items():
+        print(f"{k}: {v:.4g}")
     rep = root / p.paths.reports
     rep.mkdir(parents=True, exist_ok=True)
     (rep / "chat_metrics.json").write_text(json.dumps(metrics, indent=2))
+    demo = {name: e["rows"] for name, e in ev.items()}
     (rep / "chat_demo.json").write_text(json.dumps(demo, indent=2, ensure_ascii=False))
-    with model_run(DATASET, "gpt-chat", FAMILY, tags={"protocol": "P3", "sft_data": data["source"]}):
+    (rep / "chat_temperature.json").write_text(json.dumps(temp_rows, indent=2, ensure_ascii=False))
+    with model_run(DATASET, "gpt-chat", FAMILY, tags={"protocol": "P3", "sft_data": data["source"], "step": "sft"}):
         mlflow.log_params({f"sft.{k}": v for k, v in s.model_dump().items()})
         mlflow.log_params({"vocab_size": tok.vocab_size, "n_conversations": len(data["convs"])})
         for h in res["history"]:
             mlflow.log_metrics({f"P3_sft_{k}_curve": v for k, v in h.items() if k != "iter"}, step=h["iter"])
         mlflow.log_metrics(metrics)
         mlflow.log_dict(demo, "chat_demo.json")
+        mlflow.log_table({k: [r[k] for r in temp_rows] for k in temp_rows[0]}, "temperature_experiment.json")
         log_pyfunc(out_dir, p.registry.chat_model, p.registry.alias, register_model,
                    {"temperature": 0.0, "max_new_tokens": s.max_new_tokens})
     return metrics
+
+
+def evaluate_chat(model: GPT, tok, reports: Reports, p: GPTParams) -> dict[str, dict]:
+    """Exact-answer accuracy on held-out questions: real reports with and without tools, made-up worlds with tools."""
+    sets = tool_data.heldout_sets(reports, p.sft.eval_per_form, p.sft.eval_worlds, p.seed)
+    n = p.sft.max_new_tokens
+    return {"real": accuracy_on_sets(model, tok, sets["real"], n),
+            "real_no_tools": accuracy_on_sets(model, tok, sets["real"], n, enabled=False),
+            "synthetic": accuracy_on_sets(model, tok, sets["synthetic"], n)}
+
+
+def temperature_experiment(model: GPT, tok, toolbox: Toolbox, p: GPTParams) -> list[dict]:
+    """The lecture's slide: one question, ``runs`` times at each temperature (sampling seeds 0..runs-1)."""
+    rows = []
+    for t in p.sft.temperatures:
+        for run in range(p.sft.temperature_runs):
+            msgs = [{"role": "system", "content": tool_data.SYSTEM_FULL},
+                    {"role": "user", "content": p.sft.temperature_question}]
+            ans = chat_turn(model, tok, msgs, toolbox, p.sft.max_new_tokens, temperature=t, seed=run)
+            rows.append({"temperature": t, "run": run, "answer": ans,
+                         "call": next((m["content"] for m in msgs[2:] if m["role"] == "assistant"), "")})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -229,6 +229,24 @@ class GPT(nn.Module):
             loss = (per_tok * m).sum() / m.sum().clamp(min=1.0)
         return logits, loss
 
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """The final-norm hidden states (B, T, C) of a whole sequence: what task, reward and value heads read.
+
+        The same computation as ``forward`` without the cache and the output head.
+        """
+        B, T = idx.shape
+        assert T <= self.config.block_size, f"sequence {T} > block_size {self.config.block_size}"
+        x = self.wte(idx)  # (B, T, C)
+        rope = None
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(T, device=idx.device))
+        else:
+            rope = (self.rope_cos[:T], self.rope_sin[:T])
+        x = self.drop(x)
+        for i, block in enumerate(self.h):
+            x = block(x, None, i, rope)
+        return self.ln_f(x)  # (B, T, C)
+
     @torch.no_grad()
     def generate(
         self,

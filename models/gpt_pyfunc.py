@@ -3,7 +3,10 @@
 Logged "from code" (``models/gpt_pyfunc_entry.py``): nothing is pickled; the
 artifacts are the slim checkpoint (``torch.save`` of state dict + model_args) and
 the tokenizer JSON. ``predict`` takes prompts and returns the continuations.
-Chat models (tokenizer with ChatML tokens) get prompts rendered as a chat turn.
+Chat models (tokenizer with ChatML tokens) get prompts rendered as a chat turn and
+return the model's next assistant message. That message may be a tool call (a JSON
+object, ``tasks/tools.py``): the pyfunc does not run tools — they read the pipeline's
+reports on the machine that ran ``dvc repro``; ``seqcast chat`` runs the tool loop.
 """
 
 from __future__ import annotations
@@ -62,10 +65,8 @@ class GPTTextModel(mlflow.pyfunc.PythonModel):
         out = []
         for prompt in model_input:
             if self.chat:
-                prompt = render(
-                    [{"role": "system", "content": DEFAULT_SYSTEM}, {"role": "user", "content": prompt}],
-                    add_generation_prompt=True,
-                )
+                prompt = render([{"role": "system", "content": DEFAULT_SYSTEM}, {"role": "user", "content": prompt}],
+                                add_generation_prompt=True)
             ids = self.tok.encode(prompt)[-self.model.config.block_size :] or [0]
             idx = torch.tensor([ids])  # (1, T)
             y = self.model.generate(

@@ -1,5 +1,10 @@
 """``seqcast chat``: talk to the ChatML fine-tuned GPT; the conversation is kept, the system message honoured.
 
+The model may answer with a tool call (a JSON object, ``tasks/tools.py``): the call is
+validated and run on the pipeline's reports (``paths.reports`` of params.yaml, as the
+last ``dvc repro`` left them), printed as ``tool> ...`` with its result, and the model
+writes the answer from it; the answer is the last line, ``assistant> ...``.
+
 The model comes from a local checkpoint folder (default ``checkpoints/gpt-chat``:
 ``model.pt`` + ``tokenizer.json``) or from the MLflow registry
 (``--model-uri models:/seqcast-gpt-chat@champion``). ``--once "question"`` answers
@@ -40,11 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     from seqcast.env import configure
 
     configure()
+    from seqcast.config import load_params
     from seqcast.paths import project_root
-    from tasks.chatml import DEFAULT_SYSTEM, answer
-    from seqcast.gpt_config import load_gpt_params
+    from tasks.chatml import DEFAULT_SYSTEM
+    from tasks.tool_chat import chat_turn
+    from tasks.tools import Reports, Toolbox
 
-    p = load_gpt_params()
+    params = load_params()
+    p = params.gpt
     ap = argparse.ArgumentParser(prog="seqcast chat", description=__doc__.split("\n")[0])
     ap.add_argument("--system", default=DEFAULT_SYSTEM, help=f"system message (default: {DEFAULT_SYSTEM!r})")
     ap.add_argument("--checkpoint", default=str(project_root() / p.paths.chat_checkpoints))
@@ -53,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=p.sft.max_new_tokens)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--once", action="append", default=None, help="a user message; repeat for several turns")
+    ap.add_argument("--reports", default=str(project_root() / params.paths.reports),
+                    help="the pipeline's reports the tools read (default: paths.reports)")
+    ap.add_argument("--no-tools", action="store_true", help="answer every tool call with an error")
     a = ap.parse_args(argv)
 
     try:
@@ -61,11 +72,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no chat model ({e}); run `python -m flows.gpt sft` first", file=sys.stderr)
         return 1
     messages = [{"role": "system", "content": a.system}]
+    toolbox = Toolbox(Reports.load(a.reports), enabled=not a.no_tools)
+
+    def show(msg: dict) -> None:
+        if msg["role"] == "tool":
+            print(f"tool> {msg['content']}", flush=True)
+        elif msg["content"].lstrip().startswith("{"):
+            print(f"call> {msg['content']}", flush=True)
 
     def turn(user: str) -> None:
-        messages.append({"role": "user", "content": user})
-        reply = answer(model, tok, messages, a.max_new_tokens, a.temperature, a.seed)
-        messages.append({"role": "assistant", "content": reply})  # kept: the next turn sees it
+        messages.append({"role": "user", "content": user})  # the calls, results and answer are kept too
+        reply = chat_turn(model, tok, messages, toolbox, a.max_new_tokens, a.temperature, a.seed, on_message=show)
         print(f"assistant> {reply}", flush=True)
 
     if a.once:

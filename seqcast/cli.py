@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     from seqcast.errors import ParamsError
 
     configure()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["chat"]:  # chat's own parser reads its options (REMAINDER misses a leading --once)
+        return cmd_chat(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -111,6 +111,8 @@ class SampleParams(Section):
 
 
 class SFTParams(Section):
+    """The chat fine-tune with tools (flows/gpt_chat.py), its held-out evaluation and the temperature experiment."""
+
     block_size: Pos = 256
     n_conversations: Pos = 800
     batch_size: Pos = 8
@@ -121,6 +123,54 @@ class SFTParams(Section):
     eval_interval: Pos = 100
     eval_iters: Pos = 10
     max_new_tokens: Pos = 120
+    eval_per_form: Pos = 4  # held-out questions per question form about the real reports
+    eval_worlds: NonNeg = 4  # made-up held-out worlds (one question per form each)
+    temperatures: list[NonNegF] = [1.0, 0.0]  # the temperature experiment (the lecture's slide)
+    temperature_runs: Pos = 5
+    temperature_question: str = "Is ^KS11 stationary?"
+
+
+class HeadsParams(Section):
+    """GPT-1 task heads (tasks/gpt_heads.py): speaker of a line, split by speech."""
+
+    n_speakers: Annotated[int, Field(ge=2)] = 10
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2  # of the speeches
+    max_chars: Pos = 64  # a line's first characters
+    max_train_lines: Pos = 3000
+    batch_size: Pos = 32
+    iters: Pos = 150  # fine-tune and scratch
+    finetune_lr: Rate = 3e-4
+    scratch_lr: Rate = 1e-3
+    lm_coef: NonNegF = 0.5  # GPT-1's auxiliary LM loss weight (lambda)
+    linear_iters: Pos = 300
+    linear_lr: Rate = 1e-2
+
+
+class RLHFParams(Section):
+    """Reward model, PPO and DPO on the tool-using chat model (tasks/rlhf.py, ``seqcast bench rlhf``)."""
+
+    n_pairs: Pos = 400  # preference pairs for training (made-up worlds)
+    n_heldout_pairs: Pos = 100  # for the reward model's pair accuracy (other seeds)
+    batch_size: Pos = 16
+    rm_iters: Pos = 100
+    rm_lr: Rate = 3e-4
+    dpo_iters: Pos = 60
+    dpo_lr: Rate = 5e-5
+    dpo_beta: Rate = 0.1
+    ppo_iters: Pos = 20
+    ppo_batch: Pos = 8  # rollouts per PPO iteration
+    ppo_epochs: Pos = 2  # optimisation passes over each batch of rollouts
+    ppo_lr: Rate = 1e-5
+    ppo_temperature: Rate = 1.0
+    kl_coef: NonNegF = 0.05
+    clip: Rate = 0.2
+    clip_value: Rate = 0.2
+    vf_coef: NonNegF = 0.1
+    gamma: Annotated[float, Field(ge=0, le=1)] = 1.0
+    lam: Annotated[float, Field(ge=0, le=1)] = 0.95
+    max_new_tokens: Pos = 120
+    eval_per_form: Pos = 4
+    eval_worlds: NonNeg = 4
 
 
 class GPTPaths(Section):
@@ -165,6 +215,8 @@ class GPTParams(Section):
     ladder: LadderParams = LadderParams()
     sample: SampleParams = SampleParams()
     sft: SFTParams = SFTParams()
+    heads: HeadsParams = HeadsParams()
+    rlhf: RLHFParams = RLHFParams()
     paths: GPTPaths = GPTPaths()
     registry: RegistryParams = RegistryParams()
 

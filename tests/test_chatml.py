@@ -1,4 +1,4 @@
-"""ChatML: template, assistant-only loss mask, SFT data from the pipeline's outputs, the chat command."""
+"""ChatML: template, assistant-only loss mask, the chat command."""
 
 import json
 
@@ -53,26 +53,6 @@ def test_sft_loss_ignores_non_assistant_tokens():
     loss2.backward()
     assert logits2.grad[~m].abs().max() == 0  # system/user/padding positions get no gradient
     assert logits2.grad[m].abs().max() > 0
-
-
-def test_sft_data_from_pipeline_outputs(tmp_path):
-    (tmp_path / "reports" / "backtest").mkdir(parents=True)
-    (tmp_path / "reports" / "backtest" / "pm25.json").write_text(
-        json.dumps({"us_embassy": {"naive": {"P1a_mae": 30.0}, "arima": {"P1a_mae": 20.5}}})
-    )
-    convs, source = chatml.build_sft_conversations(tmp_path, "unused", n=50)
-    assert source.startswith("pipeline")
-    pairs = {(c[i]["content"], c[i + 1]["content"]) for c in convs for i in range(1, len(c), 2)}
-    assert ("Which model has the lowest P1a_mae on us_embassy?", "arima") in pairs  # terse answer, computed
-    assert any(a == "The P1a_mae of naive on us_embassy is 30." for _, a in pairs)
-
-
-def test_sft_data_falls_back_to_corpus_statistics(tmp_path):
-    corpus = "ROMEO:\nHi there.\n\nJULIET:\nHi.\n\nROMEO:\nBye.\n"
-    convs, source = chatml.build_sft_conversations(tmp_path, corpus, n=30)
-    assert source.startswith("corpus")
-    answers = {c[i]["content"] for c in convs for i in range(2, len(c), 2)}
-    assert "Romeo" in answers and f"The corpus has {len(corpus)} characters." in answers
 
 
 def test_chat_command_keeps_the_conversation(tmp_path, capsys):

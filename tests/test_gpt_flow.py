@@ -22,7 +22,7 @@ TINY = {"gpt": {
                "rnn": {"hidden": 16, "embd": 8, "seq_len": 16, "batch_size": 4, "max_iters": 5},
                "lstm": {"hidden": 16, "embd": 8, "seq_len": 16, "batch_size": 4, "max_iters": 5}},
     "sample": {"max_new_tokens": 20, "temperatures": [0.0]},
-    "sft": {"block_size": 64, "n_conversations": 40, "batch_size": 4, "max_iters": 6, "warmup_iters": 1,
+    "sft": {"block_size": 256, "n_conversations": 40, "batch_size": 4, "max_iters": 6, "warmup_iters": 1,
             "eval_interval": 3, "eval_iters": 1, "max_new_tokens": 8},
 }}
 RUNGS = {"unigram", "bigram", "3-gram", "word unigram", "word bigram", "rnn", "lstm", "gpt"}

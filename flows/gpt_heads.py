@@ -1,0 +1,73 @@
+"""Prefect flow of the GPT-1 task heads (tasks/gpt_heads.py) on the pretrained model of ``flows/gpt.py``.
+
+Speaker of a line among the 10 most frequent speakers of Tiny Shakespeare, held out by
+speech: majority class, frozen decoder + linear head, full fine-tune with the auxiliary
+LM loss, the same network from scratch. One MLflow run per variant (tags family=gpt,
+model=gpt_head_<variant>); ``reports/gpt/heads.json`` for DVC.
+
+    python -m flows.gpt_heads
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from prefect import flow
+
+from flows.gpt import DATASET, FAMILY
+from models.gpt import model_from_checkpoint
+from models.text_tokenizers import load_tokenizer
+from seqcast.gpt_config import load_gpt_params
+from seqcast.paths import project_root
+from tasks.gpt_heads import run_variants
+from tasks.gpt_train import load_checkpoint
+from tasks.text_data import load_corpus
+
+VARIANTS = ("majority", "linear", "finetune", "scratch")
+
+
+@flow(name="gpt-heads", log_prints=True)
+def gpt_heads_flow() -> dict:
+    import mlflow
+    import torch
+
+    from seqcast.tracking import model_run
+
+    p = load_gpt_params()
+    root = project_root()
+    torch.set_num_threads(p.train.threads or torch.get_num_threads())
+    base_dir = root / p.paths.checkpoints
+    base = model_from_checkpoint(load_checkpoint(base_dir / "model.pt"))
+    tok = load_tokenizer(base_dir / "tokenizer.json")
+    t0 = time.perf_counter()
+    res = run_variants(base, tok, load_corpus(), p.heads, p.seed)
+    res["seconds"] = time.perf_counter() - t0
+    for v in VARIANTS:
+        print(f"speaker head {v}: accuracy {res[v]:.3f}")
+    rep = root / p.paths.reports
+    rep.mkdir(parents=True, exist_ok=True)
+    (rep / "heads.json").write_text(json.dumps(res, indent=2))
+    for v in VARIANTS:
+        with model_run(DATASET, f"gpt_head_{v}", FAMILY, tags={"protocol": "P3", "task": "speaker-of-line"}):
+            mlflow.log_params({f"heads.{k}": val for k, val in p.heads.model_dump().items()})
+            mlflow.log_params({"n_train": res["n_train"], "n_test": res["n_test"]})
+            mlflow.log_metric("P3_head_accuracy", res[v])
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    from seqcast.env import configure
+
+    configure()
+    ap = argparse.ArgumentParser(prog="python -m flows.gpt_heads", description=__doc__.split("\n")[0])
+    ap.parse_args(argv)
+    gpt_heads_flow()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

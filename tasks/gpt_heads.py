@@ -1,0 +1,156 @@
+"""GPT-1 fine-tuning with a task head: who of the 10 most frequent speakers of Tiny Shakespeare says a line.
+
+The task: every line of a speech of one of the ``n_speakers`` most frequent speakers,
+labelled with its speaker. Held out **by speech**: whole speeches go to train or
+test (a seeded shuffle), so no test line has a neighbour line of its speech in
+training. Three variants on the same split (:func:`run_variants`):
+
+- ``linear``: the pretrained decoder frozen, a linear head on the last token's hidden
+  state (what the lecture describes): features computed once, the head trained on them;
+- ``finetune``: the whole network fine-tuned, task loss + ``lm_coef`` x the language-model
+  loss on the same lines (what the GPT-1 paper does, lambda = 0.5);
+- ``scratch``: the same network and recipe from a random initialisation;
+
+and the majority class. Note: the pretrained decoder read the first 90% of the
+corpus (P3 train part), so it has seen most test lines' *text* (never their labels).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+
+import torch
+import torch.nn.functional as F
+
+from models.gpt import GPT, GPTConfig
+from models.gpt_heads import SequenceHead, last_hidden
+
+SPEAKER = re.compile(r"^([A-Z][A-Za-z' ]+):$")
+
+
+def speeches(text: str) -> list[tuple[str, list[str]]]:
+    """(speaker, lines) of every speech: a block "NAME:" + its lines, blocks separated by blank lines."""
+    out = []
+    for block in text.split("\n\n"):
+        lines = [ln for ln in block.strip("\n").split("\n") if ln.strip()]
+        if len(lines) >= 2 and SPEAKER.match(lines[0]):
+            out.append((lines[0][:-1], lines[1:]))
+    return out
+
+
+def speaker_task(text: str, n_speakers: int, test_fraction: float, seed: int) -> dict:
+    """{speakers, train: [(line, label)], test: [(line, label)]} split by speech."""
+    sp = speeches(text)
+    top = [s for s, _ in Counter(s for s, _ in sp).most_common(n_speakers)]
+    label = {s: i for i, s in enumerate(top)}
+    mine = [(s, lines) for s, lines in sp if s in label]
+    order = list(range(len(mine)))
+    random.Random(seed).shuffle(order)
+    n_test = int(len(mine) * test_fraction)
+    test_ids = set(order[:n_test])
+    split = {"train": [], "test": []}
+    for i, (s, lines) in enumerate(mine):
+        split["test" if i in test_ids else "train"] += [(ln, label[s]) for ln in lines]
+    return {"speakers": top, **split}
+
+
+def encode_lines(pairs: list[tuple[str, int]], tok, max_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids (N, T), lengths (N,), labels (N,); a line longer than ``max_len`` keeps its start."""
+    ids = [tok.encode(line)[:max_len] or [0] for line, _ in pairs]
+    x = torch.zeros(len(ids), max_len, dtype=torch.long)
+    for i, row in enumerate(ids):
+        x[i, : len(row)] = torch.tensor(row)
+    lengths = torch.tensor([len(r) for r in ids])
+    return x, lengths, torch.tensor([y for _, y in pairs])
+
+
+def majority_accuracy(train_y: torch.Tensor, test_y: torch.Tensor) -> float:
+    """Accuracy of always answering the most frequent training class."""
+    return (test_y == torch.mode(train_y).values).float().mean().item()
+
+
+@torch.no_grad()
+def features(gpt: GPT, x: torch.Tensor, lengths: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Last-token hidden states (N, C) of the frozen decoder."""
+    gpt.eval()
+    return torch.cat([last_hidden(gpt.hidden(x[i : i + batch]), lengths[i : i + batch])
+                      for i in range(0, x.size(0), batch)])
+
+
+def train_linear(feats: torch.Tensor, y: torch.Tensor, n_classes: int, iters: int, lr: float, seed: int) -> torch.nn.Linear:
+    """The frozen variant's head: multinomial logistic regression on the features (full batch, AdamW)."""
+    torch.manual_seed(seed)
+    head = torch.nn.Linear(feats.size(1), n_classes)
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-2)
+    for _ in range(iters):
+        loss = F.cross_entropy(head(feats), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return head
+
+
+def head_loss(model: SequenceHead, x: torch.Tensor, lengths: torch.Tensor, y: torch.Tensor, lm_coef: float) -> torch.Tensor:
+    """GPT-1's L3 = L_task + lambda * L_LM (the LM loss on each line's own next characters)."""
+    if lm_coef <= 0:
+        return F.cross_entropy(model(x, lengths), y)
+    logits, lm_logits = model(x, lengths, with_lm=True)  # (B, K), (B, T, V)
+    T = x.size(1)
+    targets = torch.where(torch.arange(T)[None, :] < (lengths[:, None] - 1), x.roll(-1, dims=1), -1)  # (B, T)
+    lm = F.cross_entropy(lm_logits.reshape(-1, lm_logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+    return F.cross_entropy(logits, y) + lm_coef * lm
+
+
+def train_head(model: SequenceHead, data: tuple, iters: int, batch: int, lr: float, lm_coef: float, seed: int) -> SequenceHead:
+    """Fine-tune the whole network (backbone + head) with AdamW, a short warm-up and linear decay."""
+    x, lengths, y = data
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warm = max(1, iters // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min((i + 1) / warm, max(0.0, (iters - i) / (iters - warm + 1))))
+    model.train()
+    for _ in range(iters):
+        ix = torch.randint(x.size(0), (batch,), generator=g)
+        T = int(lengths[ix].max())  # trim the padding every row of this batch has
+        loss = head_loss(model, x[ix, :T], lengths[ix], y[ix], lm_coef)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def head_accuracy(model: SequenceHead, x: torch.Tensor, lengths: torch.Tensor, y: torch.Tensor, batch: int = 256) -> float:
+    model.eval()
+    pred = torch.cat([model(x[i : i + batch], lengths[i : i + batch]).argmax(-1) for i in range(0, x.size(0), batch)])
+    return (pred == y).float().mean().item()
+
+
+def run_variants(base: GPT, tok, text: str, hp, seed: int) -> dict:
+    """Accuracies of majority / linear / finetune / scratch on one speech-level split (``hp``: gpt.heads params)."""
+    task = speaker_task(text, hp.n_speakers, hp.test_fraction, seed)
+    rng = random.Random(seed)
+    train_pairs = task["train"] if len(task["train"]) <= hp.max_train_lines else rng.sample(task["train"], hp.max_train_lines)
+    tr = encode_lines(train_pairs, tok, hp.max_chars)
+    te = encode_lines(task["test"], tok, hp.max_chars)
+    K = len(task["speakers"])
+    out = {"speakers": task["speakers"], "n_train": len(train_pairs), "n_test": len(task["test"]),
+           "majority": majority_accuracy(tr[2], te[2])}
+    torch.manual_seed(seed)
+    frozen = GPT(base.config)
+    frozen.load_state_dict(base.state_dict())
+    head = train_linear(features(frozen, tr[0], tr[1]), tr[2], K, hp.linear_iters, hp.linear_lr, seed)
+    out["linear"] = (head(features(frozen, te[0], te[1])).argmax(-1) == te[2]).float().mean().item()
+    tuned = GPT(base.config)
+    tuned.load_state_dict(base.state_dict())
+    m = train_head(SequenceHead(tuned, K), tr, hp.iters, hp.batch_size, hp.finetune_lr, hp.lm_coef, seed)
+    out["finetune"] = head_accuracy(m, *te)
+    torch.manual_seed(seed)
+    scratch = GPT(GPTConfig(**base.config.to_dict()))
+    m = train_head(SequenceHead(scratch, K), tr, hp.iters, hp.batch_size, hp.scratch_lr, hp.lm_coef, seed)
+    out["scratch"] = head_accuracy(m, *te)
+    return out
