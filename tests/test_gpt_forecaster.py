@@ -183,3 +183,17 @@ def test_returns_are_scaled_around_zero_not_their_context_mean():
     assert loc[0] == 0.0 and scale[0] == pytest.approx(np.sqrt(np.mean(r**2)))
     zero = tok.encode(np.array([[0.0]]), loc, scale)[0, 0]
     assert tok.decode(np.array([[zero]]), loc, scale)[0, 0] == pytest.approx(0.0, abs=tok.width * scale[0])
+
+
+def test_the_held_out_series_run_the_gpt_forecaster_beside_the_fitted_models():
+    from seqcast.config import load_params
+    from tasks.series import models_for
+
+    params = load_params()
+    held = params.gpt_forecaster_train.held_out
+    for dataset in ("market", "pm25"):
+        names = models_for(held[dataset], dataset, params)
+        assert names[0] == "naive" and "gpt_forecaster" in names and len(names) > 2
+        other = next(s for s in (params.market.tickers if dataset == "market" else params.pm25.stations)[1:]
+                     if s != held[dataset])
+        assert "gpt_forecaster" not in models_for(other, dataset, params)
