@@ -25,7 +25,7 @@ run: install
 	$(BIN)/seqcast run
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile  # two workers: most tests wait on subprocesses, so two files at once use both cores
 
 clean:
 	rm -rf $(VENV) mlruns mlflow.db
