@@ -135,8 +135,9 @@ def run_variants(base: GPT, tok, text: str, hp, seed: int) -> dict:
     task = speaker_task(text, hp.n_speakers, hp.test_fraction, seed)
     rng = random.Random(seed)
     train_pairs = task["train"] if len(task["train"]) <= hp.max_train_lines else rng.sample(task["train"], hp.max_train_lines)
-    tr = encode_lines(train_pairs, tok, hp.max_chars)
-    te = encode_lines(task["test"], tok, hp.max_chars)
+    max_len = min(hp.max_chars, base.config.block_size)  # a line's start must fit the decoder's context
+    tr = encode_lines(train_pairs, tok, max_len)
+    te = encode_lines(task["test"], tok, max_len)
     K = len(task["speakers"])
     out = {"speakers": task["speakers"], "n_train": len(train_pairs), "n_test": len(task["test"]),
            "majority": majority_accuracy(tr[2], te[2])}

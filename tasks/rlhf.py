@@ -26,7 +26,7 @@ from models.gpt import GPT
 from models.gpt_heads import SequenceHead, ValueHead
 from tasks import tool_data
 from tasks.chatml import encode_chat
-from tasks.rlhf_losses import (dpo_loss, gae, masked_mean, masked_sum, ppo_policy_loss, ppo_rewards,
+from tasks.rlhf_losses import (dpo_loss, gae, masked_sum, ppo_policy_loss, ppo_rewards,
                                ppo_value_loss, reward_model_loss, token_logprobs, whiten)
 from tasks.tool_chat import chat_turn
 from tasks.tools import Toolbox, fmt3
