@@ -188,6 +188,7 @@ class NeighboursParams(Section):
     """The other stations handed to models that read neighbours (P1)."""
 
     min_train_share: float = Field(0.5, ge=0, le=1)  # a station observed at fewer training hours is left out
+    recent_hours: int = Field(720, ge=1)  # ... or at fewer of the last hours before the training end (it stopped)
 
 
 class BacktestParams(Section):

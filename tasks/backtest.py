@@ -172,7 +172,8 @@ def p1_protocol(series: pd.DataFrame, params: Params, others: list[pd.DataFrame]
     y_input = y.copy()
     y_input[:n_train] = fill_short_gaps(y[:n_train], params.pm25.max_interpolate_hours)
     X, names = _exog_matrix(series.reset_index(drop=True))
-    neighbours, neighbour_names = neighbours_on(ds, list(others), params.backtest.neighbours.min_train_share, n_train)
+    nb = params.backtest.neighbours
+    neighbours, neighbour_names = neighbours_on(ds, list(others), nb.min_train_share, n_train, nb.recent_hours)
     return Protocol(
         name="P1",
         unique_id=uid,
@@ -226,16 +227,21 @@ def p2_protocol(series: pd.DataFrame, params: Params, others: list[pd.DataFrame]
 
 
 def neighbours_on(ds: pd.DatetimeIndex, others: list[pd.DataFrame], min_train_share: float,
-                  n_train: int) -> tuple[np.ndarray | None, list[str]]:
+                  n_train: int, recent_hours: int | None = None) -> tuple[np.ndarray | None, list[str]]:
     """The other stations' values at this series' own timestamps (NaN where a station has no
     value): an ``(n, k)`` matrix of model inputs, read causally like ``X``. A station observed
     at fewer than ``min_train_share`` of the training hours is left out (the US embassy's
-    training years 2010-2013 overlap the multi-site stations only from 2013-03 on)."""
+    training years 2010-2013 overlap the multi-site stations only from 2013-03 on), and so is
+    one observed at fewer than that share of the last ``recent_hours`` before the training
+    end: it has stopped, and a forward-filled stale value is no input (the US embassy ends in
+    2014, the multi-site training part in 2016-02). Only training-part hours decide."""
     cols, names = [], []
     for frame in others:
         values = pd.Series(frame[Y].to_numpy(dtype=float), index=pd.DatetimeIndex(frame[DS]).tz_convert(ds.tz))
         values = values[~values.index.duplicated()].reindex(ds).to_numpy(dtype=float)
         if np.mean(~np.isnan(values[:n_train])) < min_train_share:
+            continue
+        if recent_hours and np.mean(~np.isnan(values[max(n_train - recent_hours, 0):n_train])) < min_train_share:
             continue
         cols.append(values)
         names.append(f"nb:{frame[UNIQUE_ID].iloc[0]}")

@@ -93,6 +93,9 @@ def test_neighbours_align_on_the_clock_and_skip_short_overlaps():
     values, names = neighbours_on(ds, [near, late], 0.5, n_train=6)
     assert names == ["nb:a"]  # "b" has no value in the 6 training hours
     np.testing.assert_array_equal(values[:, 0], [np.nan, np.nan, 0, 1, 2, 3, 4, 5, 6, 7])
+    stopped = pd.DataFrame({"unique_id": "c", "ds": ds[:4], "y": np.ones(4)})  # 4 of 6 training hours, none lately
+    assert neighbours_on(ds, [near, stopped], 0.5, n_train=6)[1] == ["nb:a", "nb:c"]
+    assert neighbours_on(ds, [near, stopped], 0.5, n_train=6, recent_hours=2)[1] == ["nb:a"]
 
 
 def test_calibration_table_has_one_row_per_checked_task_and_model():
