@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from models.gpt import GPT
 from models.gpt_pyfunc import PIP_REQUIREMENTS, predict_params
+from seqcast.errors import ParamsError
 from seqcast.gpt_config import GPTParams, load_gpt_params, params_error_message
 from seqcast.paths import project_root
 from tasks import lm_ladder
@@ -198,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         load_gpt_params()
     except ValidationError as err:
         print(params_error_message(err), file=sys.stderr)
+        return 2
+    except ParamsError as err:  # the whole file is checked first: one line per problem, named by its key
+        print(err, file=sys.stderr)
         return 2
     if a.what == "sft":
         from flows.gpt_chat import gpt_chat_sft_flow

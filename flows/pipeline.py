@@ -48,6 +48,10 @@ def stage_commands(targets: list[str] | None = None, datasets: list[str] | None 
             if datasets is not None and item in DATASETS and item not in datasets:
                 continue
             argv = shlex.split(stage.cmd)
+            if argv[:1] == ["env"]:  # `env GOMP_SPINCOUNT=... python -m flows.x`: a per-process speed setting
+                argv = argv[1:]  # of the training stages; the stages here share this process, so it is skipped
+                while argv and "=" in argv[0]:
+                    argv = argv[1:]
             if argv[:2] != ["python", "-m"] or not argv[2].startswith("flows."):
                 raise ValueError(f"stage {stage.addressing}: its cmd must be `python -m flows.<module> ...`, "
                                  f"got {stage.cmd!r}")
@@ -62,7 +66,10 @@ def pipeline_flow(datasets: list[str] | None = None, targets: list[str] | None =
     done = {}
     for stage, (module, *args) in stage_commands(targets, datasets):
         logger.info("stage %s: %s %s", stage, module, " ".join(args))
-        done[stage] = importlib.import_module(module).main(args)
+        result = importlib.import_module(module).main(args)
+        if isinstance(result, int) and not isinstance(result, bool) and result != 0:
+            raise RuntimeError(f"stage {stage} stopped with exit status {result}")
+        done[stage] = result
     return done
 
 

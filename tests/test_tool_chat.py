@@ -102,10 +102,11 @@ def test_chat_pyfunc_renders_the_chat_turn_as_chatml(tmp_path):
     """The registered chat model's pyfunc: a question in, the model's next message out (no tools run there)."""
     from types import SimpleNamespace
 
-    from models.gpt_pyfunc import CHAT_SYSTEM, GPTTextModel
-    from tasks.chatml import DEFAULT_SYSTEM
+    from models import chat_template
+    from models.gpt_pyfunc import GPTTextModel
+    from tasks import chatml
 
-    assert CHAT_SYSTEM == DEFAULT_SYSTEM
+    assert chatml.render is chat_template.render  # one template: training and the served model
     t = chat_tok()
     torch.manual_seed(0)
     save_slim(GPT(GPTConfig(block_size=128, vocab_size=t.vocab_size, n_layer=1, n_head=2, n_embd=16)), tmp_path / "model.pt")

@@ -72,7 +72,8 @@ def test_compare_view_lists_every_model_with_its_metrics(ui):
     for _, run in runs.iterrows():
         assert f"{run['tags.model']} · ^KS11" in html  # each model's run name
         assert f"{run['metrics.P2a_mase']:.3f}"[:4] in html  # its P2a MASE in the metrics table
-    for metric in ("P2a_mase", "P2b_mase", "P2a_cov95", "P2a_rmse"):
+    # the table renders its first rows (alphabetical): the P2a keys; P2b's are further down the virtual list
+    for metric in ("P2a_mase", "P2a_cov95", "P2a_rmse"):
         assert metric in html
 
     shot = tmp / "mlflow-compare-market.png"
