@@ -64,13 +64,17 @@ class SarimaxForecaster(Forecaster):
         # a windowed fit cannot index a linear trend consistently: "ct" falls back to "c"
         return "c" if cfg.trend in ("c", "ct") else "n"
 
-    def _model(self, z: np.ndarray, R: np.ndarray | None):
+    def _model(self, z: np.ndarray, R: np.ndarray | None, validate: bool = True):
+        """``validate=False`` for the filter pass with fitted parameters: a regressor that happens to be
+        constant over a short window (snow hours in autumn) does not matter when nothing is estimated
+        (statsmodels itself skips the check when it extends a fitted model)."""
         from statsmodels.tsa.statespace.sarimax import SARIMAX
 
         cfg = self.config
         seasonal = (cfg.P, cfg.D, cfg.Q, self.season) if self.season > 1 and (cfg.P or cfg.D or cfg.Q) else (0, 0, 0, 0)
         return SARIMAX(z, exog=R, order=(cfg.p, cfg.d, cfg.q), seasonal_order=seasonal, trend=self._trend(),
-                       enforce_stationarity=True, enforce_invertibility=True, concentrate_scale=False)
+                       enforce_stationarity=True, enforce_invertibility=True, concentrate_scale=False,
+                       validate_specification=validate)
 
     def _fit(self, y: np.ndarray, X: np.ndarray | None) -> None:
         z = self._z(y)
@@ -115,7 +119,7 @@ class SarimaxForecaster(Forecaster):
         R = self._R(len(z), X)
         window = self.config.filter_window
         start = max(0, first_origin + 1 - int(window)) if window else 0
-        model = self._model(z[start:], None if R is None else R[start:])
+        model = self._model(z[start:], None if R is None else R[start:], validate=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = model.filter(self.params_)

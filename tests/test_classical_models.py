@@ -99,3 +99,21 @@ def test_black_scholes_closed_form_parity_and_monte_carlo():
     for K2 in (80.0, 120.0):
         mc, se = mc_option_price(S, K2, T, r, sigma, "call")
         assert abs(mc - black_scholes(S, K2, T, r, sigma, "call")) < 4 * se
+
+
+def test_sarimax_filters_a_window_where_a_regressor_is_constant():
+    """Found by the full pipeline: the calibration slice (autumn) has zero snow hours throughout; the
+    filter pass with fitted parameters must not refuse a regressor that is constant in its window."""
+    from models import registry
+
+    rng = np.random.default_rng(0)
+    n = 600
+    snow = np.where(np.arange(n) < 400, rng.integers(0, 3, n), 0).astype(float)  # varies, then all zero
+    X = np.column_stack([rng.normal(size=n), rng.normal(size=n), rng.normal(size=n), snow])
+    y = 50 + np.cumsum(rng.normal(size=n)) * 0.1 + 2 * snow
+    model = registry.create("sarimax_weather", season=24, p=1, q=0, P=0, Q=0, fit_window=400, filter_window=100,
+                            maxiter=20, trend="c")
+    model.fit(y[:400], X[:400])
+    fc = model.forecast_origins(y, np.arange(500, 590), 3, (80, 95), X)
+    assert fc.mean.shape == (90, 3) and np.isfinite(fc.mean).all()
+    assert np.abs(fc.mean[:, 0] - y[500:590]).mean() < 5  # a forecast of the level, not garbage
