@@ -215,6 +215,19 @@ class Forecaster(ABC):
         np.savez(folder / "state.npz", **self.get_state())
         return folder
 
+    @classmethod
+    def _load_saved(cls, folder: str | Path, state_file: str) -> tuple[Forecaster, dict]:
+        """For models with their own ``load``: the model rebuilt from ``forecaster.json`` with
+        ``y_``/``X_`` from ``state.npz`` (no pickle), and the JSON state in ``state_file``."""
+        folder = Path(folder)
+        meta = json.loads((folder / "forecaster.json").read_text())
+        model = cls(cls.Params.model_validate(meta["config"]), season=meta["season"])
+        state = json.loads((folder / state_file).read_text())
+        with np.load(folder / "state.npz", allow_pickle=False) as npz:
+            model.y_ = npz["y"]
+            model.X_ = npz["X"] if "X" in npz.files else None
+        return model, state
+
     # -- to implement -----------------------------------------------------------------
     @abstractmethod
     def _fit(self, y: np.ndarray, X: np.ndarray | None) -> None: ...

@@ -185,12 +185,7 @@ class CombinerForecaster(Forecaster):
     @classmethod
     def load(cls, folder: str | Path) -> CombinerForecaster:
         folder = Path(folder)
-        meta = json.loads((folder / "forecaster.json").read_text())
-        model = cls(cls.Params.model_validate(meta["config"]), season=meta["season"])
-        state = json.loads((folder / "combiner.json").read_text())
-        with np.load(folder / "state.npz", allow_pickle=False) as npz:
-            model.y_ = npz["y"]
-            model.X_ = npz["X"] if "X" in npz.files else None
+        model, state = cls._load_saved(folder, "combiner.json")
         model.exog_names_ = tuple(state["exog_names"])
         model.n_inputs_, model.n_fit_ = int(state["n_inputs"]), int(state["n_fit"])
         model.holdout_start_ = model.n_fit_

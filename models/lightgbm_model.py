@@ -423,12 +423,7 @@ class LightGBMForecaster(Forecaster):
         import lightgbm as lgb
 
         folder = Path(folder)
-        meta = json.loads((folder / "forecaster.json").read_text())
-        model = cls(cls.Params.model_validate(meta["config"]), season=meta["season"])
-        state = json.loads((folder / "lightgbm.json").read_text())
-        with np.load(folder / "state.npz", allow_pickle=False) as npz:
-            model.y_ = npz["y"]
-            model.X_ = npz["X"] if "X" in npz.files else None
+        model, state = cls._load_saved(folder, "lightgbm.json")
         model.exog_names_ = tuple(state["exog_names"])
         model.n_inputs_ = int(state["n_inputs"])
         model.scaler_ = SeriesScaler(*state["scaler"])
