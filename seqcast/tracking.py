@@ -142,9 +142,30 @@ def log_data_version(df: Any, path: str | Path, *, name: str, context: str = "tr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "source can be interpreted in multiple ways": it is a local file
         dataset = mlflow.data.from_pandas(df, source=rel, name=name, digest=md5)
+        dataset.schema = table_schema(df)  # MLflow's own inference walks every value in Python (~10 s per run)
     mlflow.log_input(dataset, context=context)
     mlflow.set_tags({"data_version": md5, "data_path": rel})
     return md5
+
+
+def table_schema(df: Any, sample_rows: int = 256):
+    """The MLflow schema of a table, as ``mlflow.data.from_pandas`` infers it, in vectorized time:
+    column types from a sample (pandas dtypes decide them), ``required`` from the whole column."""
+    import warnings
+
+    from mlflow.models import infer_signature
+    from mlflow.types import ColSpec, Schema
+
+    import numpy as np
+
+    notna = df.notna().to_numpy()
+    rows = set(range(min(sample_rows, len(df))))  # the head, and each column's first value (a column
+    rows.update(int(col.argmax()) for col in notna.T if col.any())  # null throughout the head is typed by it)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # integer columns "may hold missing values later"
+        sampled = infer_signature(df.iloc[sorted(rows)]).inputs
+    required = dict(zip(df.columns, notna.all(axis=0)))
+    return Schema([ColSpec(spec.type, spec.name, required=bool(required[spec.name])) for spec in sampled.inputs])
 
 
 def log_figure(fig: Any, artifact_file: str) -> None:
