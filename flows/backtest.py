@@ -54,8 +54,12 @@ def log_result(result: BacktestResult, dataset: str, table: Path, clean: pd.Data
                 mlflow.log_artifact(str(path), "forecasts")
         tracking.log_figure(report.forecast_figure(result), f"plots/forecast_vs_actual_{name}.png")
         _log_model_extras(model, name)
+        # the validation-slice factors of the multi-step task (the reference series) travel with the model
+        factors = next((c.factors for c in result.checks.values()), None) if result.checks else None
+        if factors and any(f != 1.0 for f in factors.values()):
+            mlflow.set_tag("interval_factors", json.dumps(factors))
         with tempfile.TemporaryDirectory() as tmp:
-            log_forecaster(model, Path(tmp) / "forecaster", proto.levels, max(t.h for t in proto.tasks))
+            log_forecaster(model, Path(tmp) / "forecaster", proto.levels, max(t.h for t in proto.tasks), factors)
         return run.info.run_id
 
 

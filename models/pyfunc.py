@@ -4,7 +4,10 @@ The logged model holds the forecaster's own files (``forecaster.json`` + ``state
 see :meth:`models.base.Forecaster.save`). ``predict`` takes a DataFrame of new
 observations (column ``y``, in time order, following the training history; may be
 empty) and the parameter ``h``; it returns one row per step with ``mean`` and the
-interval bounds ``lo-<level>`` / ``hi-<level>``.
+interval bounds ``lo-<level>`` / ``hi-<level>``. Where the backtest's validation-slice
+check recalibrated the intervals (``backtest.calibration``), the model carries those
+split-conformal factors (``model_config["interval_factors"]``) and applies them: the served
+intervals are the ones the logged coverage metrics scored.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
 
         self.forecaster = load(context.artifacts["forecaster"])
         self.levels = tuple(int(v) for v in context.model_config.get("levels", (80, 95)))
+        self.factors = {int(k): float(v) for k, v in (context.model_config.get("interval_factors") or {}).items()}
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         import copy
@@ -34,6 +38,10 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
         if model_input is not None and len(model_input):
             model.update(model_input["y"].to_numpy(dtype=float))
         fc = model.predict(h, self.levels)
+        if self.factors:
+            from models.calibration import rescale
+
+            fc = rescale(fc, self.factors)
         out = pd.DataFrame({"step": np.arange(1, h + 1), "mean": fc.mean[0]})
         for level in fc.levels:
             out[f"lo-{level}"] = fc.lower[level][0]
@@ -41,8 +49,10 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
         return out
 
 
-def log_forecaster(forecaster, folder: Path, levels: tuple[int, ...], horizon: int) -> str:
-    """Save and log a fitted forecaster in the active run; returns the model URI."""
+def log_forecaster(forecaster, folder: Path, levels: tuple[int, ...], horizon: int,
+                   interval_factors: dict[int, float] | None = None) -> str:
+    """Save and log a fitted forecaster in the active run; returns the model URI.
+    ``interval_factors``: split-conformal factor per level, applied to every forecast served."""
     import warnings
 
     from mlflow.models import infer_signature
@@ -57,7 +67,8 @@ def log_forecaster(forecaster, folder: Path, levels: tuple[int, ...], horizon: i
             name="model",
             python_model=str(ENTRY),
             artifacts={"forecaster": str(folder)},
-            model_config={"levels": list(levels)},
+            model_config={"levels": list(levels),
+                          "interval_factors": {str(k): float(v) for k, v in (interval_factors or {}).items()}},
             signature=signature,
             input_example=example,
             pip_requirements=_requirements(getattr(forecaster, "family", "") in ("neural", "gpt")),

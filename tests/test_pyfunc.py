@@ -25,3 +25,25 @@ def test_reload_predicts_the_same(name, config, mlflow_store, tmp_path):
     np.testing.assert_allclose(out["mean"].to_numpy(), expected.mean[0], rtol=1e-6)
     np.testing.assert_allclose(out["hi-95"].to_numpy(), expected.upper[95][0], rtol=1e-6)
     assert list(out.columns) == ["step", "mean", "lo-80", "hi-80", "lo-95", "hi-95"]
+
+
+def test_served_intervals_carry_the_backtests_conformal_factors(mlflow_store, tmp_path):
+    """The factors the validation-slice check applied to the scored intervals are applied by the
+    served model too: its intervals are the ones the logged coverage describes."""
+    from models.calibration import rescale
+
+    rng = np.random.default_rng(2)
+    y = 50 + np.cumsum(rng.normal(size=200))
+    model = create("naive", season=24).fit(y)
+    factors = {80: 1.7, 95: 1.0}
+    exp = tracking.ensure_experiment("pyfunc-test")
+    with mlflow.start_run(experiment_id=exp):
+        plain = mlflow.pyfunc.load_model(log_forecaster(model, tmp_path / "a", (80, 95), 24))
+        scaled = mlflow.pyfunc.load_model(log_forecaster(model, tmp_path / "b", (80, 95), 24, factors))
+    a = plain.predict(pd.DataFrame({"y": []}), params={"h": 4})
+    b = scaled.predict(pd.DataFrame({"y": []}), params={"h": 4})
+    expected = rescale(model.predict(4, (80, 95)), factors)
+    np.testing.assert_allclose(b["mean"], a["mean"])
+    np.testing.assert_allclose(b["hi-80"] - b["mean"], 1.7 * (a["hi-80"] - a["mean"]), rtol=1e-9)
+    np.testing.assert_allclose(b["lo-95"], expected.lower[95][0], rtol=1e-9)  # still nested around the 80 %
+    assert (b["hi-95"] >= b["hi-80"]).all() and (b["lo-95"] <= b["lo-80"]).all()
