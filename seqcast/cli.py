@@ -11,10 +11,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -54,7 +56,27 @@ def _run_pipeline(args: argparse.Namespace, root: Path) -> int:
         pipeline_flow(args.datasets)
         return 0
     dvc = [sys.executable, "-m", "dvc", "repro", *(["--force"] if args.force else []), *args.targets]
-    return subprocess.call(dvc, cwd=root, env=_venv_env())
+    with _prefect_api(_venv_env()) as env:
+        return subprocess.call(dvc, cwd=root, env=env)
+
+
+@contextlib.contextmanager
+def _prefect_api(env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """``env`` with a Prefect API for every stage of the run. Without one (``PREFECT_API_URL``
+    unset) each stage process would start its own temporary server (~8 s per stage, ~2.5 min
+    per pipeline); this starts that same temporary server (127.0.0.1, no UI, the profile's
+    database) once for the whole run and stops it afterwards. A server you set is used as is."""
+    if env.get("PREFECT_API_URL"):
+        yield env
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()  # waits for /health (prefect's ephemeral startup timeout, pyproject.toml)
+    try:
+        yield {**env, "PREFECT_API_URL": server.api_url}
+    finally:
+        server.stop()
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

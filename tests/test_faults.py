@@ -9,6 +9,7 @@ import http.server
 import io
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -30,8 +31,8 @@ SMALL = {"market": {"tickers": ["^KS11"]}, "models": {"run": {"market": ["naive"
          "stationarity": {"max_points": 4000}}
 
 
-def _env(ws: Path, mirror: Path) -> dict[str, str]:
-    env = child_env(ws, mirror)
+def _env(ws: Path, mirror: Path, prefect_api: str | None = None) -> dict[str, str]:
+    env = child_env(ws, mirror, prefect_api)
     env.update(PYTHONUNBUFFERED="1", AWS_SECRET_ACCESS_KEY=SECRET, AWS_ACCESS_KEY_ID="AKIA" + SECRET[-12:].upper())
     return env
 
@@ -71,11 +72,11 @@ def _repro_until(ws: Path, env: dict, marker: str | None, delay: float, log: lis
 
 
 @pytest.fixture(scope="module")
-def killed_and_rerun(tmp_path_factory, mirror):
+def killed_and_rerun(tmp_path_factory, mirror, prefect_server):
     """A copy of the project whose `dvc repro backtest@market` was killed three times: during
     validation, during the stationarity tests and in the middle of the backtest; then re-run."""
     ws = copy_project(tmp_path_factory.mktemp("sigkill") / "project", SMALL)
-    env = _env(ws, mirror)
+    env = _env(ws, mirror, prefect_server)
     log: list[str] = []
     kills = [("Running stage 'validate@market'", 3.0), ("Running stage 'stationarity@market'", 2.0),
              ("Running stage 'backtest@market'", 4.0)]
@@ -136,6 +137,9 @@ def test_two_seqcast_runs_at_once(tmp_path, mirror):
     out1, _ = first.communicate(timeout=600)
     out3, _ = third.communicate(timeout=600)
     assert first.returncode == 0, out1[-2000:]
+    # one temporary Prefect API for the run, not one per stage process (ingest and validate ran)
+    apis = re.findall(r"View at (http://127\.0\.0\.1:\d+)/runs/flow-run/", out1)
+    assert len(apis) == 2 and len(set(apis)) == 1 and "Starting temporary server" not in out1, out1[-3000:]
     assert second.returncode == 3
     assert "another seqcast run is in progress" in second.stderr and f"pid {first.pid}" in second.stderr
     assert "--wait" in second.stderr and "Traceback" not in second.stderr
