@@ -95,10 +95,8 @@ def build_pipeline_store(tmp: Path, mirror: Path) -> tuple[Path, dict]:
     from conftest import child_env
 
     ws = copy_worktree(tmp / "project", CHEAP)
-    env = child_env(ws, mirror)
-    api = get_current_settings().api.url  # the session's Prefect test server: no temporary server per stage
-    if api:
-        env["PREFECT_API_URL"] = api
+    # the session's Prefect test server (when one runs): no temporary server per stage process
+    env = child_env(ws, mirror, get_current_settings().api.url)
     run_py(["-m", "dvc", "repro", "promote@market"], ws, env)
     git_commit_all(ws, "pipeline run")
     return ws, env

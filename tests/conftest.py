@@ -34,11 +34,14 @@ def mirror() -> Path:
 
 @pytest.fixture(scope="session")
 def prefect_server():
-    """One ephemeral Prefect API for the whole session (starting one costs ~10 s)."""
+    """One Prefect API for the whole session (per xdist worker); yields its URL. In-process flows
+    use it; stage subprocesses given it by ``child_env(..., prefect_api=...)`` skip the temporary
+    server every stage process otherwise starts (~5 s each)."""
+    from prefect.settings import get_current_settings
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
-        yield
+        yield get_current_settings().api.url
 
 
 @pytest.fixture
@@ -95,10 +98,15 @@ def merge_params(base: dict, patch: dict) -> dict:
     return base
 
 
-def child_env(workspace: Path, mirror: Path) -> dict[str, str]:
+def child_env(workspace: Path, mirror: Path, prefect_api: str | None = None) -> dict[str, str]:
+    """The environment of a subprocess run in ``workspace``; with ``prefect_api`` (the
+    ``prefect_server`` fixture's URL) its flows report there, else each process starts its own
+    temporary Prefect server, as a user's `dvc repro` does."""
     env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("PREFECT_API_URL", None)
+    if prefect_api:
+        env["PREFECT_API_URL"] = prefect_api
     env["SEQCAST_DATA_MIRROR"] = str(mirror)
     env["SEQCAST_HOME"] = str(workspace)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")

@@ -35,9 +35,9 @@ def run(args, ws, env):
 
 
 @pytest.fixture(scope="module")
-def stage(tmp_path_factory, mirror):
+def stage(tmp_path_factory, mirror, prefect_server):
     ws = copy_project(tmp_path_factory.mktemp("gpt") / "project", TINY)
-    env = child_env(ws, mirror)
+    env = child_env(ws, mirror, prefect_server)
     run([sys.executable, "-m", "dvc", "repro", "gpt_train"], ws, env)
     return ws, env
 

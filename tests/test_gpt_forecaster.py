@@ -154,7 +154,7 @@ def test_model_inputs_invert_to_the_next_values(transform):
     np.testing.assert_allclose(inverse(z[None, 2:], level[1], transform)[0], y[2:])
 
 
-def test_compare_command_writes_the_table(tmp_path, mirror):
+def test_compare_command_writes_the_table(tmp_path, mirror, prefect_server):
     """`python -m flows.gpt_forecaster compare`, as a user types it, on two small leaderboards."""
     import json
     import subprocess
@@ -169,7 +169,7 @@ def test_compare_command_writes_the_table(tmp_path, mirror):
                                                                 "gpt_forecaster": {"P1b_mase": 0.69}}}))
     (board / "market.json").write_text(json.dumps({"^KS11": {"naive": {"P2a_mase": 1.317}}}))
     out = subprocess.run([sys.executable, "-m", "flows.gpt_forecaster", "compare"], cwd=ws,
-                         env=child_env(ws, mirror), capture_output=True, text=True, timeout=300)
+                         env=child_env(ws, mirror, prefect_server), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     table = (ws / "reports" / "gpt_forecaster" / "comparison.md").read_text()
     assert "| naive | us_embassy / ^KS11 |  | 0.707 | 0.880 | – | – | 1.317 |" in table

@@ -40,10 +40,8 @@ def test_local_cluster_matches_serial(prefect_server):
 
 
 def test_existing_scheduler_by_address(prefect_server, tmp_path):
-    from prefect.settings import get_current_settings
-
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PREFECT_API_URL=get_current_settings().api.url)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PREFECT_API_URL=prefect_server)
     env["PATH"] = str(sys.executable.rsplit("/", 1)[0]) + os.pathsep + env.get("PATH", "")
     dash = free_port()
     scheduler = Proc([bin_path("dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),

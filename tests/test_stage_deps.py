@@ -91,8 +91,6 @@ def tracking_server(tmp_path_factory):
 
 
 def test_every_stage_runs_from_its_declared_deps_and_params(tmp_path, mirror, tracking_server, prefect_server):
-    from prefect.settings import get_current_settings
-
     ws = copy_project(tmp_path / "project", TINY)  # code + params.yaml; outputs accumulate here
     code = tmp_path / "code"
     shutil.copytree(ws, code, ignore=shutil.ignore_patterns(".git", "data", "reports", "checkpoints", "params.yaml"))
@@ -104,10 +102,9 @@ def test_every_stage_runs_from_its_declared_deps_and_params(tmp_path, mirror, tr
         for dep in st["deps"]:
             if not (code / dep).exists() or dep.startswith(("data/", "reports/", "checkpoints/")):
                 copy_path(ws, box, dep)  # data deps only: the code is on PYTHONPATH
-        env = child_env(box, mirror)
+        env = child_env(box, mirror, prefect_server)
         env.update(PYTHONPATH=str(code), MLFLOW_TRACKING_URI=tracking_server,
-                   SEQCAST_PARAMS_AUDIT=str(box / ".params_read.json"),
-                   PREFECT_API_URL=get_current_settings().api.url or "")
+                   SEQCAST_PARAMS_AUDIT=str(box / ".params_read.json"))
         t0 = time.perf_counter()
         proc = subprocess.run(st["cmd"].replace("python ", f"{sys.executable} ", 1), shell=True, cwd=box, env=env,
                               capture_output=True, text=True, timeout=600)
