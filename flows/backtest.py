@@ -55,7 +55,7 @@ def log_result(result: BacktestResult, dataset: str, table: Path, clean: pd.Data
         tracking.log_figure(report.forecast_figure(result), f"plots/forecast_vs_actual_{name}.png")
         _log_model_extras(model, name)
         # the validation-slice factors of the multi-step task (the reference series) travel with the model
-        factors = next((c.factors for c in result.checks.values()), None) if result.checks else None
+        factors = next((c.factors for c in result.calibration.values()), None)
         if factors and any(f != 1.0 for f in factors.values()):
             mlflow.set_tag("interval_factors", json.dumps(factors))
         with tempfile.TemporaryDirectory() as tmp:

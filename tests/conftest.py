@@ -125,3 +125,20 @@ def workspace(tmp_path, mirror, monkeypatch):
     monkeypatch.setenv("SEQCAST_DATA_MIRROR", str(mirror))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return ws
+
+
+# The modules that read the one pipeline store of a session (tests/_ops.py: shared_store).
+PIPELINE_STORE_MODULES = {"test_dvc_experiments.py", "test_forecast_and_serve.py", "test_mlflow_server.py",
+                          "test_ui_browser.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """For `make test`'s two xdist workers (``--dist loadgroup --no-loadscope-reorder``): a module
+    is one unit of work (its module fixtures are built once), the modules that read the shared
+    pipeline store are one unit (the store is built once), and the modules with slow tests start
+    first, so no long module is left to run alone at the end. Modules stay contiguous."""
+    slow = {item.path.name for item in items if item.get_closest_marker("slow")}
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group("pipeline-store" if name in PIPELINE_STORE_MODULES else name))
+    items.sort(key=lambda item: item.path.name not in slow)  # stable: the order within a module is kept

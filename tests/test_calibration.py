@@ -109,3 +109,29 @@ def test_calibration_table_has_one_row_per_checked_task_and_model():
     row = table.iloc[0]
     assert row["cov95_test"] == results["naive"]["P1b_cov95"] and row["factor95"] == results["naive"]["P1b_calib95"]
     assert row["cov95_test_raw"] == results["naive"]["P1b_cov95_raw"]
+
+
+def test_the_logged_model_serves_the_recalibrated_intervals(mlflow_store, tmp_path):
+    """flows.backtest.log_result: a result whose intervals were recalibrated logs a model that
+    applies the same factors (tag ``interval_factors``); its forecast is the rescaled one."""
+    import json
+
+    import mlflow
+
+    from flows.backtest import log_result
+
+    proto = hourly_protocol()
+    fixed = evaluate(create("naive", season=24), proto, Settings())
+    factors = fixed.calibration["P1b"].factors
+    assert any(f != 1.0 for f in factors.values())
+    clean = pd.DataFrame({"unique_id": "toy", "ds": proto.ds, "y": proto.y})
+    table = tmp_path / "toy.parquet"
+    clean.to_parquet(table, index=False)
+    run_id = log_result(fixed, "pm25", table, clean, {})
+    run = mlflow.get_run(run_id)
+    assert {int(k): v for k, v in json.loads(run.data.tags["interval_factors"]).items()} == factors
+    served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    out = served.predict(pd.DataFrame({"y": []}), params={"h": 24})
+    expected = conformal.rescale(fixed.forecaster.predict(24, (80, 95)), factors)
+    np.testing.assert_allclose(out["hi-95"], expected.upper[95][0], rtol=1e-9)
+    np.testing.assert_allclose(out["lo-80"], expected.lower[80][0], rtol=1e-9)

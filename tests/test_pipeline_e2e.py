@@ -1,11 +1,12 @@
-"""End to end, for real: a fresh git copy of the project, `dvc repro` on the real data
-(mirror), real GX, real MLflow store, real Prefect flows (one temporary server per
-stage process, as a user's `dvc repro` does). Then the Prefect front door, and a
-failing validation that stops the pipeline before any model is trained."""
+"""End to end, for real: a fresh git copy of the project, `seqcast run` (the README's command:
+`dvc repro` with one temporary Prefect API for the run) on the real data (mirror), real GX,
+real MLflow store, real Prefect flows; a second `dvc repro` does nothing. Then the Prefect
+front door, and a failing validation that stops the pipeline before any model is trained."""
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -35,8 +36,10 @@ def repro(tmp_path_factory, mirror):
         "backtest": {"every_series": {"market": ["naive"], "pm25": []}, "workers": 2},
     })
     env = child_env(ws, mirror)
-    first = dvc(["repro", *TARGETS], ws, env)
+    first = subprocess.run([str(Path(sys.executable).parent / "seqcast"), "run", "--targets", *TARGETS], cwd=ws,
+                           env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "Starting temporary server" not in first.stdout + first.stderr  # no stage started its own API
     return ws, env, first
 
 

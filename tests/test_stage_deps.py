@@ -35,10 +35,13 @@ TINY = {"models": {"run": {"market": ["naive", "drift"], "pm25": ["naive"]}},
         "gpt": {"model": {"n_layer": 1, "n_head": 2, "n_embd": 16},
                 "train": {"max_iters": 4, "eval_interval": 2, "eval_iters": 1, "warmup_iters": 1,
                           "lr_decay_iters": 4},
-                "ladder": {"kn_orders": [3]},
+                "ladder": {"kn_orders": [3],
+                           "rnn": {"hidden": 16, "embd": 8, "seq_len": 16, "batch_size": 4, "max_iters": 3},
+                           "lstm": {"hidden": 16, "embd": 8, "seq_len": 16, "batch_size": 4, "max_iters": 3}},
                 "sample": {"max_new_tokens": 8},
                 "sft": {"n_conversations": 24, "max_iters": 2, "eval_interval": 1, "eval_iters": 1, "warmup_iters": 1,
-                        "max_new_tokens": 8}}}
+                        "max_new_tokens": 8, "eval_per_form": 1, "eval_worlds": 1, "temperature_runs": 2},
+                "heads": {"max_train_lines": 64, "iters": 3, "linear_iters": 5, "batch_size": 8}}}
 
 
 def stages(ws: Path) -> list[dict]:
