@@ -25,7 +25,7 @@ run: install
 	$(BIN)/seqcast run
 
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder  # two workers, one module at a time each (tests/conftest.py)
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder  # two workers, one module at a time each, slow modules first (tests/conftest.py)
 
 clean:
 	rm -rf $(VENV) mlruns mlflow.db

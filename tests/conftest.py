@@ -127,18 +127,10 @@ def workspace(tmp_path, mirror, monkeypatch):
     return ws
 
 
-# The modules that read the one pipeline store of a session (tests/_ops.py: shared_store).
-PIPELINE_STORE_MODULES = {"test_dvc_experiments.py", "test_forecast_and_serve.py", "test_mlflow_server.py",
-                          "test_ui_browser.py"}
-
-
 def pytest_collection_modifyitems(config, items):
-    """For `make test`'s two xdist workers (``--dist loadgroup --no-loadscope-reorder``): a module
-    is one unit of work (its module fixtures are built once), the modules that read the shared
-    pipeline store are one unit (the store is built once), and the modules with slow tests start
-    first, so no long module is left to run alone at the end. Modules stay contiguous."""
+    """The modules with slow tests first, so that under `make test`'s two xdist workers
+    (``--dist loadfile --no-loadscope-reorder``: one module per unit of work, in this order) no
+    long module is left to run alone at the end. Modules stay contiguous (module fixtures are
+    built once)."""
     slow = {item.path.name for item in items if item.get_closest_marker("slow")}
-    for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group("pipeline-store" if name in PIPELINE_STORE_MODULES else name))
     items.sort(key=lambda item: item.path.name not in slow)  # stable: the order within a module is kept
