@@ -64,7 +64,9 @@ def test_chat_stage_evaluates_on_held_out_reports_and_runs_the_temperature_exper
     for k in ("P3_chat_real_accuracy", "P3_chat_real_no_tools_accuracy", "P3_chat_synthetic_accuracy"):
         assert 0.0 <= metrics[k] <= 1.0
     demo = json.loads((ws / "reports" / "gpt" / "chat_demo.json").read_text())
-    assert any("^KS11" in r["question"] for r in demo["real"])  # questions about the pipeline's own reports
+    ours = {s for ds in ("market", "pm25")  # the series of the copy's own (committed) backtest reports
+            for s in json.loads((ws / "reports" / "backtest" / f"{ds}.json").read_text())}
+    assert demo["real"] and any(s in r["question"] for r in demo["real"] for s in ours), demo["real"]
     temp = json.loads((ws / "reports" / "gpt" / "chat_temperature.json").read_text())
     assert sorted({r["temperature"] for r in temp}) == [0.0, 1.0] and len(temp) == 4
     assert len({r["answer"] for r in temp if r["temperature"] == 0.0}) == 1  # greedy: identical answers
