@@ -18,6 +18,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from models.calibration import rescale
+
 ENTRY = Path(__file__).with_name("mlflow_entry.py")
 
 
@@ -39,8 +41,6 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
             model.update(model_input["y"].to_numpy(dtype=float))
         fc = model.predict(h, self.levels)
         if self.factors:
-            from models.calibration import rescale
-
             fc = rescale(fc, self.factors)
         out = pd.DataFrame({"step": np.arange(1, h + 1), "mean": fc.mean[0]})
         for level in fc.levels:

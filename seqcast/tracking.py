@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import subprocess
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -137,8 +138,6 @@ def log_data_version(df: Any, path: str | Path, *, name: str, context: str = "tr
         rel = str(path.resolve().relative_to(project_root()))
     except ValueError:
         rel = str(path)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "source can be interpreted in multiple ways": it is a local file
         dataset = mlflow.data.from_pandas(df, source=rel, name=name, digest=md5)
@@ -151,12 +150,8 @@ def log_data_version(df: Any, path: str | Path, *, name: str, context: str = "tr
 def table_schema(df: Any, sample_rows: int = 256):
     """The MLflow schema of a table, as ``mlflow.data.from_pandas`` infers it, in vectorized time:
     column types from a sample (pandas dtypes decide them), ``required`` from the whole column."""
-    import warnings
-
     from mlflow.models import infer_signature
     from mlflow.types import ColSpec, Schema
-
-    import numpy as np
 
     notna = df.notna().to_numpy()
     rows = set(range(min(sample_rows, len(df))))  # the head, and each column's first value (a column
