@@ -62,8 +62,9 @@ def test_encode_batch_masks_the_assistant_tokens_of_each_row():
 def test_reward_model_and_dpo_learn_the_training_pairs():
     model, t = tiny()
     pairs = rlhf.preference_pairs(8, seed=2)
-    # 30 iterations fit 6-8 of the 8 pairs depending on the thread count's float rounding: train 90
-    rm = rlhf.train_reward_model(model, t, pairs, TINY.model_copy(update={"rm_iters": 90}), seed=0)
+    # 90 iterations fit 6-8 of the 8 pairs depending on seed and float rounding (a clean CI fitted 4);
+    # 200 fit all 8 for seeds 0-3 here
+    rm = rlhf.train_reward_model(model, t, pairs, TINY.model_copy(update={"rm_iters": 200}), seed=0)
     assert rlhf.pair_accuracy(rm, t, pairs)["accuracy"] >= 0.75  # it fits its own 8 pairs
     policy, log = rlhf.train_dpo(model, t, pairs, TINY, seed=0)
     assert log[-1]["loss"] < log[0]["loss"]
