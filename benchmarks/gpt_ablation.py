@@ -1,13 +1,15 @@
 """``seqcast bench gpt_ablation``: what each lever of the pipeline's recipe buys, in time to a target loss.
 
     seqcast bench gpt_ablation [--target 1.898] [--seeds 1 2 3] [--rows pipeline no-muon ...] [--threads 2]
+                               [--iters N] [--set model.KEY=V ...]
 
 Each row is the pipeline's recipe (params.yaml ``gpt.model`` / ``gpt.train``) with one
 lever taken back to the reference (nanoGPT) choice; ``reference`` is nanoGPT's whole
 recipe. Every (row, seed) is one ``seqcast bench gpt --recipe ... --target T --seed S``
 in a fresh process, run one after the other; the table gives the mean and the spread of
 the training seconds to the target (evaluation excluded), the iterations and the share of
-seeds that reached it. The last line printed is JSON.
+seeds that reached it. ``--set`` applies a change to every row before the row's own (a
+smaller model for a quick look). The last line printed is JSON.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ ROWS = {
 def run_one(row: str, seed: int, a: argparse.Namespace) -> dict:
     recipe, changes = ROWS[row]
     cmd = [sys.executable, "-m", "benchmarks.gpt", "--recipe", recipe, "--target", str(a.target), "--seed", str(seed),
-           "--threads", str(a.threads), "--no-gen", "--no-compile", *sum((["--set", c] for c in changes), [])]
+           "--threads", str(a.threads), "--no-gen", "--no-compile", *sum((["--set", c] for c in [*a.set, *changes]), [])]
     if a.iters:
         cmd += ["--iters", str(a.iters)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -45,7 +47,8 @@ def run_one(row: str, seed: int, a: argparse.Namespace) -> dict:
         raise RuntimeError(f"{row} seed {seed} failed:\n{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}")
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     return {"row": row, "seed": seed, "reached": r["reached"], "time_to_target_s": r["time_to_target_s"],
-            "iters": r["iters"], "val_loss": r["val_loss"], "ms_per_iter": r["ms_per_iter"], "train_s": r["train_s"],
+            "iters": r["iters"], "params": r["params"], "val_loss": r["val_loss"], "ms_per_iter": r["ms_per_iter"],
+            "train_s": r["train_s"],
             "loadavg": [r["loadavg_start"], r["loadavg_end"]]}
 
 
@@ -70,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     ap.add_argument("--iters", type=int, default=None, help="schedule length of every row (default: its recipe's)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a change to every row (applied before the row's own), e.g. model.n_layer=2")
     a = ap.parse_args(argv)
 
     runs = []
@@ -86,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         t = f"{s['time_mean']:.1f} ± {s['time_sd']:.1f}" if s["time_mean"] is not None else f"> {s['max_train_s']:.0f}"
         it = f"{s['iters_mean']:.0f}" if s["iters_mean"] is not None else "-"
         print(f"| {row} | {t} | {it} | {s['ms_per_iter']:.1f} | {s['reached']} |")
-    print(json.dumps({"target": a.target, "seeds": a.seeds, "table": table, "runs": runs,
+    print(json.dumps({"target": a.target, "seeds": a.seeds, "set": a.set, "table": table, "runs": runs,
                       "loadavg_end": os.getloadavg()[0]}))
     return 0
 
