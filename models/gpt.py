@@ -166,6 +166,7 @@ class GPT(nn.Module):
             self.register_buffer("rope_sin", sin, persistent=False)
         self.drop = nn.Dropout(config.dropout)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self._compiled_blocks: list | None = None  # compile_blocks(): not modules of this one, not in the state dict
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:  # weight tying: the input embedding and the output projection are one matrix
@@ -175,6 +176,20 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def compile_blocks(self) -> None:
+        """``torch.compile`` each block for the training forward (regional compilation).
+
+        Every block has the same code and shapes, so one compiled graph serves all layers:
+        a few seconds of compilation on a CPU instead of the whole model's tens. Only
+        forwards that build a graph for backward and use no KV cache go through them;
+        evaluation, generation and the cache stay eager (no recompilation per length).
+        """
+        self._compiled_blocks = [torch.compile(b) for b in self.h]
+
+    def _blocks(self, cache: KVCache | None) -> tuple[list, bool]:
+        compiled = self._compiled_blocks is not None and cache is None and torch.is_grad_enabled()
+        return (self._compiled_blocks if compiled else list(self.h)), compiled
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -212,8 +227,9 @@ class GPT(nn.Module):
         else:
             rope = (self.rope_cos[start : start + T], self.rope_sin[start : start + T])  # (T, hs/2) each
         x = self.drop(x)
-        for i, block in enumerate(self.h):
-            x = block(x, cache, i, rope)
+        blocks, compiled = self._blocks(cache)
+        for i, block in enumerate(blocks):
+            x = block(x, cache, 0 if compiled else i, rope)  # the layer index only addresses the cache
         if cache is not None:
             cache.pos += T
         x = self.ln_f(x)
@@ -243,8 +259,9 @@ class GPT(nn.Module):
         else:
             rope = (self.rope_cos[:T], self.rope_sin[:T])
         x = self.drop(x)
-        for i, block in enumerate(self.h):
-            x = block(x, None, i, rope)
+        blocks, compiled = self._blocks(None)
+        for i, block in enumerate(blocks):
+            x = block(x, None, 0 if compiled else i, rope)
         return self.ln_f(x)  # (B, T, C)
 
     @torch.no_grad()

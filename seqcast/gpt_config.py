@@ -65,7 +65,7 @@ class TrainParams(Section):
     eval_interval: Pos = 250
     eval_iters: Pos = 20
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # bfloat16: autocast
-    compile: bool = False  # torch.compile (on a CPU: the inductor's C++/OpenMP kernels)
+    compile: bool = False  # torch.compile of each block for training (on a CPU: the inductor's C++/OpenMP kernels)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Pos | None = 2  # torch.set_num_threads on a CPU; null leaves it
 

@@ -152,7 +152,9 @@ def train(
         iter_num, history, step_times = ckpt["iter_num"], ckpt["history"], ckpt["step_times"]
         print(f"resumed from {ckpt_path} at iteration {iter_num}")
 
-    step_model = torch.compile(model) if cfg.compile else model  # the state dict comes from `model`
+    if cfg.compile:  # each block compiled once for the training forward; evaluation stays eager
+        model.compile_blocks()
+    step_model = model
     ctx, used_dtype = autocast_for(device, cfg.dtype)
     params = [p for p in model.parameters() if p.requires_grad]
 
@@ -214,6 +216,7 @@ def train(
             evaluate()
         checkpoint()
     bar.close()
+    model._compiled_blocks = None  # the model handed back is plain (copies, fine-tunes, serving)
     tokens = cfg.batch_size * cfg.grad_accum * model_cfg.block_size
     return {"model": model, "history": history, "timing": step_timing(step_times, tokens) | {"dtype": used_dtype},
             "iter_num": iter_num, "train_s": sum(step_times), "device": device}

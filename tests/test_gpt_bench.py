@@ -53,7 +53,18 @@ def test_bench_gpt_against_nanogpt_interleaved(mirror):
     assert r["peer_tokens_per_s"] > 0 and r["speedup_vs_peer"] == pytest.approx(r["peer_ms_per_iter"] / r["ms_per_iter"])
     # the same recipe, the same seed-independent ballpark after 20 iterations
     assert abs(r["peer_val_loss"] - r["val_loss"]) < 0.3
-    assert len(r["loadavg_runs"]) == 2
+    assert len(r["loadavg_runs"]) == 2 and r["time_to_target_vs_peer"] is None  # no target asked
+
+
+@pytest.mark.skipif(not NANOGPT.exists(), reason="no nanoGPT checkout (set SEQCAST_NANOGPT)")
+def test_bench_gpt_time_to_target_against_nanogpt(mirror):
+    r = seqcast("bench", "gpt", "--recipe", "pipeline", "--target", "3.3", "--eval-every", "5", "--peer",
+                f"nanogpt={NANOGPT}", "--iters", "20", "--rounds", "1", "--no-compile", "--threads", "1", "--no-gen",
+                "--set", "model.n_layer=1", "--set", "model.block_size=64")
+    assert r["reached"] is True and r["peer_iters"] == 20
+    assert r["time_to_target_vs_peer"] == pytest.approx(r["time_to_target_s"] / r["peer_train_s"])
+    # tokens/s, not ms/iteration: the two recipes' iterations differ (16 x 64 vs 12 x 64 tokens)
+    assert r["speedup_vs_peer"] == pytest.approx(r["tokens_per_s"] / r["peer_tokens_per_s"])
 
 
 def test_bench_scaling_fits_a_power_law_and_logs_it(mirror, tmp_path):
@@ -77,8 +88,10 @@ def test_bench_scaling_fits_a_power_law_and_logs_it(mirror, tmp_path):
 
 def test_bench_gpt_ablation_table(mirror):
     r = seqcast("bench", "gpt_ablation", "--rows", "pipeline", "no-muon", "--seeds", "1", "--target", "3.3",
-                "--iters", "30", "--threads", "1")
+                "--iters", "30", "--threads", "1", "--set", "model.n_layer=1", "--set", "model.block_size=64")
     assert set(r["table"]) == {"pipeline", "no-muon"} and len(r["runs"]) == 2
+    assert r["set"] == ["model.n_layer=1", "model.block_size=64"]
+    assert all(run["params"] < 300_000 for run in r["runs"])  # one layer, not the recipe's four (~800 k)
     assert all(run["reached"] for run in r["runs"])  # 3.3 nats/char: a few iterations of either
     assert r["table"]["pipeline"]["reached"] == "1/1" and r["table"]["pipeline"]["time_mean"] > 0
 

@@ -161,6 +161,33 @@ def test_training_reduces_loss_and_finished_run_is_a_no_op(tmp_path):
     assert again["iter_num"] == 80 and len(again["history"]) == len(res["history"])
 
 
+def test_compiled_blocks_train_as_eager_and_hand_back_a_plain_model(tmp_path):
+    """`train.compile`: each block compiled for the training forward; the same losses, evaluation eager."""
+    import copy
+
+    from torch._dynamo.utils import counters
+
+    from tasks.text_data import estimate_loss, get_batch
+
+    torch.set_num_threads(1)
+    data = torch.arange(2000) % 11
+    mc = GPTConfig(block_size=16, vocab_size=11, n_layer=2, n_head=2, n_embd=16, rope=True, qk_norm=True, mlp="relu2")
+    ev = lambda m: {"val_loss": estimate_loss(m, data, 16, 8, 2)}  # noqa: E731
+    runs = {}
+    for compiled in (False, True):
+        tc = TrainParams(batch_size=8, max_iters=20, warmup_iters=2, lr_decay_iters=20, lr=3e-3, eval_interval=10,
+                         eval_iters=2, compile=compiled)
+        frames = counters["stats"]["unique_graphs"]
+        runs[compiled] = train(mc, tc, lambda g: get_batch(data, 8, 16, g), ev, tmp_path / str(compiled), progress=False)
+        graphs = counters["stats"]["unique_graphs"] - frames
+        assert (graphs > 0) == compiled and graphs <= 2  # one block graph serves both layers
+    losses = {k: [h["val_loss"] for h in r["history"]] for k, r in runs.items()}
+    assert losses[True] == pytest.approx(losses[False], rel=1e-3) and losses[True][-1] < losses[True][0]
+    model = runs[True]["model"]
+    assert model._compiled_blocks is None and model.state_dict().keys() == runs[False]["model"].state_dict().keys()
+    assert copy.deepcopy(model).config == mc  # a plain module again: fine-tunes copy it
+
+
 def test_the_served_sampling_defaults_come_from_params():
     from models.gpt_pyfunc import predict_params
     from seqcast.gpt_config import ServeParams

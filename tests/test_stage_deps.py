@@ -34,7 +34,7 @@ TINY = {"models": {"run": {"market": ["naive", "drift"], "pm25": ["naive"]}},
         "stationarity": {"max_points": 2000},
         "gpt": {"model": {"n_layer": 1, "n_head": 2, "n_embd": 16},
                 "train": {"max_iters": 4, "eval_interval": 2, "eval_iters": 1, "warmup_iters": 1,
-                          "lr_decay_iters": 4},
+                          "lr_decay_iters": 4, "compile": False},  # compiled training: test_gpt_training
                 "ladder": {"kn_orders": [3],
                            "rnn": {"hidden": 16, "embd": 8, "seq_len": 16, "batch_size": 4, "max_iters": 3},
                            "lstm": {"hidden": 16, "embd": 8, "seq_len": 16, "batch_size": 4, "max_iters": 3}},
