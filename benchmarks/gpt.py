@@ -185,11 +185,10 @@ def profile_steps(a: argparse.Namespace, steps: int) -> dict:
     opts = build_optimizers(model, tp, "cpu")
     if tp.compile:
         model.compile_blocks()
-    step_model = model
     gen = torch.Generator().manual_seed(a.seed)
 
     def step():
-        _, loss = step_model(*get_batch(ids, tp.batch_size, mp.block_size, gen))
+        _, loss = model(*get_batch(ids, tp.batch_size, mp.block_size, gen))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), tp.grad_clip, foreach=True)
         for o in opts:
@@ -211,7 +210,7 @@ def profile_steps(a: argparse.Namespace, steps: int) -> dict:
                     "elementwise, norms, loss, other")
         split[kind] += e.self_cpu_time_total / 1000 / steps  # ms per step (summed over threads' callers)
     ops = sum(e.count for e in events if e.key.startswith("aten::")) / steps
-    return {"profile_ms_per_step": wall, "profile_ms_by_kind": split, "aten_ops_per_step": ops}
+    return {"profile_ms_per_step": wall, "profile_ms_by_kind": split, "aten_ops_per_step": ops, "compile": tp.compile}
 
 
 def child_args(a: argparse.Namespace, gen: bool = False) -> list[str]:
@@ -268,6 +267,7 @@ def with_peer(a: argparse.Namespace) -> dict:
     ms = statistics.median(r["ms_per_iter"] for r in ours)
     hit = [r["time_to_target_s"] for r in ours if r.get("reached")]
     peer_ms = statistics.median(p["timing"]["ms_per_iter"] for p in peers)
+    peer_tokens_per_s = 12 * 64 / peer_ms * 1000
     # nanoGPT's training time for its iterations: the sum of its step times, its evaluation steps at the median
     peer_train_s = statistics.median(sum(p["step_s"]) + (iters - len(p["step_s"])) * p["timing"]["ms_per_iter"] / 1000
                                      for p in peers)
@@ -275,10 +275,10 @@ def with_peer(a: argparse.Namespace) -> dict:
     return {**ours[-1], "ms_per_iter": ms, "tokens_per_s": tokens_per_s,
             "rounds": a.rounds, "ours_ms_per_iter_runs": [r["ms_per_iter"] for r in ours],
             "ours_val_loss_runs": [r["val_loss"] for r in ours],
-            "peer": "nanogpt", "peer_ms_per_iter": peer_ms, "peer_tokens_per_s": 12 * 64 / peer_ms * 1000,
+            "peer": "nanogpt", "peer_ms_per_iter": peer_ms, "peer_tokens_per_s": peer_tokens_per_s,
             "peer_ms_per_iter_runs": [p["timing"]["ms_per_iter"] for p in peers], "peer_val_loss": peer_val,
             "peer_iters": it, "peer_train_s": peer_train_s,
-            "speedup_vs_peer": tokens_per_s / (12 * 64 / peer_ms * 1000),  # training tokens/s, ours / nanoGPT's
+            "speedup_vs_peer": tokens_per_s / peer_tokens_per_s,  # training tokens/s, ours / nanoGPT's
             # time to the target / nanoGPT's training time for its iterations (issue 9: <= 0.5 at 1.898)
             "time_to_target_vs_peer": statistics.median(hit) / peer_train_s if hit else None,
             "loadavg_runs": [[r["loadavg_start"], r["loadavg_end"]] for r in ours] + [p["loadavg"] for p in peers]}
@@ -315,8 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         r = profile_steps(a, a.profile)
         print(f"{a.recipe}: {r['profile_ms_per_step']:.2f} ms/step, {r['aten_ops_per_step']:.0f} aten ops/step; "
               + ", ".join(f"{k} {v:.2f} ms" for k, v in r["profile_ms_by_kind"].items()))
-        print(json.dumps({**r, "recipe": a.recipe, "compile": recipe(a.recipe, a)[1].compile,
-                          "loadavg": os.getloadavg()[0]}))
+        print(json.dumps({**r, "recipe": a.recipe, "loadavg": os.getloadavg()[0]}))
         return 0
 
     if a.peer:

@@ -15,6 +15,7 @@ GELU (``mlp="relu2"``) and an output head of its own (``tie_weights=False``).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -187,9 +188,13 @@ class GPT(nn.Module):
         """
         self._compiled_blocks = [torch.compile(b) for b in self.h]
 
-    def _blocks(self, cache: KVCache | None) -> tuple[list, bool]:
+    def drop_compiled_blocks(self) -> None:
+        """Back to the plain blocks everywhere (a model to copy, fine-tune or serve)."""
+        self._compiled_blocks = None
+
+    def _blocks(self, cache: KVCache | None) -> tuple[Iterable[nn.Module], bool]:
         compiled = self._compiled_blocks is not None and cache is None and torch.is_grad_enabled()
-        return (self._compiled_blocks if compiled else list(self.h)), compiled
+        return (self._compiled_blocks if compiled else self.h), compiled
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

@@ -154,7 +154,6 @@ def train(
 
     if cfg.compile:  # each block compiled once for the training forward; evaluation stays eager
         model.compile_blocks()
-    step_model = model
     ctx, used_dtype = autocast_for(device, cfg.dtype)
     params = [p for p in model.parameters() if p.requires_grad]
 
@@ -180,7 +179,7 @@ def train(
         for _ in range(cfg.grad_accum):
             x, y, *mask = (t.to(device) for t in batch_fn(gen))
             with ctx:
-                _, loss = step_model(x, y, loss_mask=mask[0] if mask else None)
+                _, loss = model(x, y, loss_mask=mask[0] if mask else None)
             (loss / cfg.grad_accum).backward()  # accumulate: the mean over micro-batches
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True)
@@ -216,7 +215,7 @@ def train(
             evaluate()
         checkpoint()
     bar.close()
-    model._compiled_blocks = None  # the model handed back is plain (copies, fine-tunes, serving)
+    model.drop_compiled_blocks()  # the model handed back is plain (copies, fine-tunes, serving)
     tokens = cfg.batch_size * cfg.grad_accum * model_cfg.block_size
     return {"model": model, "history": history, "timing": step_timing(step_times, tokens) | {"dtype": used_dtype},
             "iter_num": iter_num, "train_s": sum(step_times), "device": device}
