@@ -159,6 +159,16 @@ class ProphetParams(ForecasterParams):
     country_holidays: str | None = "KR"
     weekly_seasonality: bool = True
     yearly_seasonality: bool = True
+    changepoint_prior_scale: float = Field(0.05, gt=0)  # Prophet's default: how freely the trend bends
+
+
+class ProphetNativeParams(ProphetParams):
+    """Prophet as its users run it: its own forecast and its own sampled intervals, refitted
+    every ``refit_every`` origins (the period of Prophet's own cross-validation)."""
+
+    refit_every: PositiveInt = 20
+    uncertainty_samples: int = Field(500, ge=100)
+    seed: int = 0
 
 
 # -- gradient boosting and combinations (models/lightgbm_model.py, models/combiner.py) ---
@@ -361,6 +371,7 @@ MODEL_SCHEMAS: dict[str, type[ForecasterParams]] = {
     "regime": RegimeParams,
     "gbm": GbmParams,
     "prophet": ProphetParams,
+    "prophet_native": ProphetNativeParams,
     "simple_rnn": SimpleRNNParams,
     "rnn": RNNParams,
     "lstm": LSTMParams,

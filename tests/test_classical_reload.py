@@ -19,6 +19,7 @@ DAILY = {  # market-side models on a price series
     "regime": {"k_regimes": 2},
     "gbm": {"n_paths": 500, "volatility": "ewma"},
     "prophet": {"yearly_seasonality": False},
+    "prophet_native": {"yearly_seasonality": False, "uncertainty_samples": 200},
 }
 
 
