@@ -10,7 +10,7 @@ period is read, so a lever chosen here is not tuned on the test. The last line i
 Variants (overrides of ``gpt_forecaster_train`` / ``models.gpt_forecaster``):
 ``default`` (params.yaml), ``mean_scaling`` (Chronos: x / mean|x| over [-15, 15]),
 ``bins_256`` / ``bins_1024``, ``no_log1p`` (PM2.5 read raw, spikes clipped by the range
-only), ``context_48``.
+only), ``context_48``, ``samples_128`` (the P1b median from 128 sampled paths instead of 32).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ VARIANTS: dict[str, dict] = {
     "bins_1024": {"gpt_forecaster_train": {"tokenizer": {"n_bins": 1024}}},
     "no_log1p": {"models": {"gpt_forecaster": {"by_dataset": {"pm25": {"transform": "none"}}}}},
     "context_48": {"models": {"gpt_forecaster": {"context": 48}}},
+    "samples_128": {"models": {"gpt_forecaster": {"n_samples": 128}}},
 }
 VALIDATION_SPLITS = {"us_embassy": {"train_end": "2013-09-30 23:00", "test_end": "2013-12-31 23:00"},
                      "multisite": {"train_end": "2015-11-30 23:00", "test_end": "2016-02-29 23:00"}}
