@@ -48,7 +48,9 @@ def validation_setup(params, tables: dict[str, pd.DataFrame]):
     from seqcast.config import Params
     from seqcast.contract import UNIQUE_ID
 
-    raw = params.model_dump(mode="json")
+    # the values params.yaml set, as set: a dump of every field would fill each by_dataset
+    # override with None for the keys it leaves alone (and fail validation)
+    raw = params.model_dump(mode="json", exclude_unset=True)
     raw["backtest"]["p1"]["splits"] = VALIDATION_SPLITS
     vparams = Params.model_validate(raw)
     frac = params.backtest.p2.train_fraction
@@ -65,7 +67,7 @@ def run_variant(name: str, params, tables, iters: int | None) -> dict:
     from tasks.gpt_forecaster_train import train_forecaster
     from tasks.series import build_forecaster, protocol_for, split_table
 
-    raw = merge(params.model_dump(mode="json"), VARIANTS[name])
+    raw = merge(params.model_dump(mode="json", exclude_unset=True), VARIANTS[name])
     vp = Params.model_validate(raw)
     row: dict = {"variant": name}
     with tempfile.TemporaryDirectory() as tmp:
