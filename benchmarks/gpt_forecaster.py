@@ -54,9 +54,10 @@ def validation_setup(params, tables: dict[str, pd.DataFrame]):
     raw["backtest"]["p1"]["splits"] = VALIDATION_SPLITS
     vparams = Params.model_validate(raw)
     frac = params.backtest.p2.train_fraction
-    market = tables["market"].groupby(UNIQUE_ID, sort=False, group_keys=False).apply(
-        lambda g: g.iloc[: int(len(g) * frac)])
-    return vparams, {"market": market.reset_index(drop=True), "pm25": tables["pm25"]}
+    table = tables["market"]
+    by_series = table.groupby(UNIQUE_ID, sort=False)
+    keep = by_series.cumcount() < (by_series[UNIQUE_ID].transform("size") * frac).astype(int)
+    return vparams, {"market": table[keep].reset_index(drop=True), "pm25": tables["pm25"]}
 
 
 def run_variant(name: str, params, tables, iters: int | None) -> dict:
