@@ -77,15 +77,22 @@ def run_variant(name: str, params, tables, iters: int | None) -> dict:
         row["train_s"] = round(time.perf_counter() - t0, 1)
         row.update({k: round(v, 4) for k, v in ckpt["train"].items() if k.endswith("loss")})
         torch.save(ckpt, f"{tmp}/model.pt")
+        # scored with the checkpoint this variant just trained (params.yaml's path holds the
+        # pipeline's, trained on the whole training parts: the validation window included)
+        vp = Params.model_validate(merge(raw, {"models": {"gpt_forecaster": {"checkpoint": f"{tmp}/model.pt"}}}))
         for dataset, task in (("pm25", "P1b"), ("market", "P2a")):
             parts = split_table(tables[dataset], vp, dataset)
             uid = next(iter(parts))
             proto = protocol_for(uid, parts, dataset, vp, panel=False)
             proto.tasks[:] = [t for t in proto.tasks if t.name == task]
             t0 = time.perf_counter()
-            gpt = evaluate(build_forecaster("gpt_forecaster", proto, vp, None), proto).metrics
+            scored = evaluate(build_forecaster("gpt_forecaster", proto, vp, None), proto)
+            gpt = scored.metrics
             naive = evaluate(build_forecaster("naive", proto, vp, None), proto).metrics
             row[f"{task}_eval_s"] = round(time.perf_counter() - t0, 1)
+            # the last training time of this series the model read (before the window it is scored on)
+            row[f"{task}_trained_until"] = scored.forecaster.meta["series"][uid]["train_end"]
+            row[f"{task}_window_start"] = str(proto.ds[proto.n_train])
             for m in ("mase", "cov80", "cov95"):
                 row[f"{task}_{m}"] = round(gpt[f"{task}_{m}"], 4)
             row[f"{task}_naive_mase"] = round(naive[f"{task}_mase"], 4)

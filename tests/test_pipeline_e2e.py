@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
 
@@ -134,6 +135,28 @@ def test_forecast_command_after_the_pipeline_and_without_a_champion(repro, tmp_p
     assert no.returncode == 1
     assert "no model seqcast-market@champion" in no.stderr and "seqcast run" in no.stderr
     assert "Traceback" not in no.stderr.split("forecast: no model")[-1]
+
+
+def test_bench_gpt_forecaster_after_the_pipeline(repro):
+    """`seqcast bench gpt_forecaster` as a user types it, on the pipeline's clean tables: a variant
+    trains and is scored on the validation window inside the training periods, beside naive."""
+    ws, env, _ = repro
+    out = subprocess.run([str(Path(sys.executable).parent / "seqcast"), "bench", "gpt_forecaster",
+                          "--variants", "samples_128", "--iters", "2"], cwd=ws, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["split"] == "validation inside the training periods"
+    (row,) = result["rows"]
+    assert row["variant"] == "samples_128"
+    for task in ("P1b", "P2a"):
+        assert row[f"{task}_mase"] > 0 and row[f"{task}_naive_mase"] > 0
+        assert 0 <= row[f"{task}_cov80"] <= row[f"{task}_cov95"] <= 1
+        # scored with the checkpoint the variant trained, cut before the window (not the pipeline's)
+        assert pd.Timestamp(row[f"{task}_trained_until"]) < pd.Timestamp(row[f"{task}_window_start"])
+    # the window is the validation one, not the test period: naive scores differ from the committed test run
+    board = json.loads((ws / "reports" / "backtest" / "pm25.json").read_text())["us_embassy"]
+    assert row["P1b_naive_mase"] != pytest.approx(board["naive"]["P1b_mase"], abs=1e-3)
 
 
 def test_prefect_pipeline_stops_on_bad_data_before_training(tmp_path, mirror, prefect_server, monkeypatch):
