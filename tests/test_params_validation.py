@@ -111,3 +111,20 @@ def test_a_validation_override_for_an_unknown_ticker_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ParamsError, match=r"validation.market.overrides: unknown tickers \['\^NOPE'\]"):
         load_params(path)
+
+
+def test_dvc_exp_run_set_param_leaves_params_yaml_readable(tmp_path):
+    """`dvc exp run -S KEY=VALUE` (the README's sweeps) rewrites params.yaml through DVC's own
+    override code, dropping quotes: the file must stay valid YAML with only the swept values
+    changed (a date-time like "23:00" inside a {...} mapping became unreadable)."""
+    from dvc.utils.hydra import apply_overrides
+    from dvc.utils.serialize import load_yaml  # DVC's reader (ruamel, YAML 1.2): stricter than PyYAML
+
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    expected = yaml.safe_load(path.read_text())
+    apply_overrides(str(path), ["backtest.every_series.pm25=[naive,seasonal_naive,arima,lightgbm]", "models.arima.p=1"])
+    expected["backtest"]["every_series"]["pm25"] = ["naive", "seasonal_naive", "arima", "lightgbm"]
+    expected["models"]["arima"]["p"] = 1
+    assert load_yaml(str(path)) == expected
+    assert load_params(path).backtest.every_series["pm25"][-1] == "lightgbm"
