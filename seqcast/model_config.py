@@ -168,7 +168,7 @@ class ProphetNativeParams(ProphetParams):
 
     refit_every: PositiveInt = 20
     uncertainty_samples: int = Field(500, ge=100)
-    seed: int = 0
+    seed: NonNegativeInt = 0  # numpy's legacy seeding refuses negative seeds
 
 
 # -- gradient boosting and combinations (models/lightgbm_model.py, models/combiner.py) ---
