@@ -1,14 +1,16 @@
 """``seqcast bench gpt_ablation``: what each lever of the pipeline's recipe buys, in time to a target loss.
 
     seqcast bench gpt_ablation [--target 1.898] [--seeds 1 2 3] [--rows pipeline no-muon ...] [--threads 2]
-                               [--iters N] [--set model.KEY=V ...]
+                               [--iters N] [--eval-every 10] [--set model.KEY=V ...]
 
 Each row is the pipeline's recipe (params.yaml ``gpt.model`` / ``gpt.train``) with one
 lever taken back to the reference (nanoGPT) choice; ``reference`` is nanoGPT's whole
 recipe. Every (row, seed) is one ``seqcast bench gpt --recipe ... --target T --seed S``
 in a fresh process, run one after the other; the table gives the mean and the spread of
 the training seconds to the target (evaluation excluded), the iterations and the share of
-seeds that reached it. ``--set`` applies a change to every row before the row's own (a
+seeds that reached it. ``--eval-every`` is the resolution of the measurement (the
+iterations between evaluations; a row's time is that of the first evaluation at or below
+the target); a coarser one suits the reference rows' ~2,000 iterations. ``--set`` applies a change to every row before the row's own (a
 smaller model for a quick look). The last line printed is JSON.
 """
 
@@ -39,7 +41,7 @@ ROWS = {
 def run_one(row: str, seed: int, a: argparse.Namespace) -> dict:
     recipe, changes = ROWS[row]
     cmd = [sys.executable, "-m", "benchmarks.gpt", "--recipe", recipe, "--target", str(a.target), "--seed", str(seed),
-           "--threads", str(a.threads), "--no-gen", "--no-compile", *sum((["--set", c] for c in [*a.set, *changes]), [])]
+           "--threads", str(a.threads), "--eval-every", str(a.eval_every), "--no-gen", "--no-compile", *sum((["--set", c] for c in [*a.set, *changes]), [])]
     if a.iters:
         cmd += ["--iters", str(a.iters)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     ap.add_argument("--iters", type=int, default=None, help="schedule length of every row (default: its recipe's)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eval-every", type=int, default=10, help="iterations between evaluations (the resolution)")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="a change to every row (applied before the row's own), e.g. model.n_layer=2")
     a = ap.parse_args(argv)
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         t = f"{s['time_mean']:.1f} ± {s['time_sd']:.1f}" if s["time_mean"] is not None else f"> {s['max_train_s']:.0f}"
         it = f"{s['iters_mean']:.0f}" if s["iters_mean"] is not None else "-"
         print(f"| {row} | {t} | {it} | {s['ms_per_iter']:.1f} | {s['reached']} |")
-    print(json.dumps({"target": a.target, "seeds": a.seeds, "set": a.set, "table": table, "runs": runs,
+    print(json.dumps({"target": a.target, "seeds": a.seeds, "eval_every": a.eval_every, "set": a.set, "table": table, "runs": runs,
                       "loadavg_end": os.getloadavg()[0]}))
     return 0
 

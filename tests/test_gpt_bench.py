@@ -88,11 +88,13 @@ def test_bench_scaling_fits_a_power_law_and_logs_it(mirror, tmp_path):
 
 def test_bench_gpt_ablation_table(mirror):
     r = seqcast("bench", "gpt_ablation", "--rows", "pipeline", "no-muon", "--seeds", "1", "--target", "3.3",
-                "--iters", "30", "--threads", "1", "--set", "model.n_layer=1", "--set", "model.block_size=64")
+                "--iters", "30", "--threads", "1", "--eval-every", "5", "--set", "model.n_layer=1",
+                "--set", "model.block_size=64")
     assert set(r["table"]) == {"pipeline", "no-muon"} and len(r["runs"]) == 2
     assert r["set"] == ["model.n_layer=1", "model.block_size=64"]
     assert all(run["params"] < 300_000 for run in r["runs"])  # one layer, not the recipe's four (~800 k)
     assert all(run["reached"] for run in r["runs"])  # 3.3 nats/char: a few iterations of either
+    assert r["eval_every"] == 5 and all(run["iters"] % 5 == 0 for run in r["runs"])  # stopped at an evaluation
     assert r["table"]["pipeline"]["reached"] == "1/1" and r["table"]["pipeline"]["time_mean"] > 0
 
 
