@@ -110,7 +110,7 @@ def train_once(a: argparse.Namespace) -> dict:
     from models.gpt import GPTConfig
     from models.text_tokenizers import CharTokenizer
     from tasks.gpt_train import fp32_peak_flops, train
-    from tasks.text_data import estimate_loss, exact_loss, get_batch, load_corpus, split_text
+    from tasks.text_data import batch_fns, estimate_loss, exact_loss, load_corpus, split_text
 
     mp, tp = recipe(a.recipe, a)
     torch.set_num_threads(a.threads)
@@ -137,8 +137,9 @@ def train_once(a: argparse.Namespace) -> dict:
     reached = lambda met: met.get("val_loss", float("inf")) <= target  # noqa: E731
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        res = train(mc, tp, lambda g: get_batch(train_ids, tp.batch_size, T, g), eval_fn, d, seed=a.seed,
-                    resume=False, progress=a.progress, stop_when=reached if target is not None else None)
+        batches = batch_fns(train_ids, tp, T)
+        res = train(mc, tp, batches["batch_fn"], eval_fn, d, seed=a.seed, resume=False, progress=a.progress,
+                    stop_when=reached if target is not None else None, short_batch_fn=batches["short_batch_fn"])
         wall = time.perf_counter() - t0
     model = res["model"].cpu()
     hit = next((h for h in res["history"] if target is not None and h.get("val_loss", float("inf")) <= target), None)

@@ -185,8 +185,10 @@ class GPT(nn.Module):
         a few seconds of compilation on a CPU instead of the whole model's tens. Only
         forwards that build a graph for backward and use no KV cache go through them;
         evaluation, generation and the cache stay eager (no recompilation per length).
+        Static shapes: a sequence-length warm-up compiles one graph per length instead of
+        switching every later step to slower shape-generic kernels.
         """
-        self._compiled_blocks = [torch.compile(b) for b in self.h]
+        self._compiled_blocks = [torch.compile(b, dynamic=False) for b in self.h]
 
     def drop_compiled_blocks(self) -> None:
         """Back to the plain blocks everywhere (a model to copy, fine-tune or serve)."""

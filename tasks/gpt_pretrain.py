@@ -14,7 +14,7 @@ from models.gpt_pyfunc import save_slim
 from models.text_tokenizers import BPETokenizer, CharTokenizer
 from seqcast.gpt_config import GPTParams
 from tasks.gpt_train import fp32_peak_flops, pick_device, train
-from tasks.text_data import estimate_loss, exact_loss, get_batch, load_corpus, split_text
+from tasks.text_data import batch_fns, estimate_loss, exact_loss, load_corpus, split_text
 
 
 def prepare_text(p: GPTParams, out_dir: Path) -> dict:
@@ -63,8 +63,9 @@ def pretrain(p: GPTParams, data: dict, out_dir: Path, resume: bool = True, max_i
             "val_loss": estimate_loss(m, data["val"], T, tp.batch_size, tp.eval_iters, seed=2),
         }
 
-    res = train(mc, tp, lambda g: get_batch(data["train"], tp.batch_size, T, g), eval_fn, out_dir,
-                seed=p.seed, resume=resume)
+    batches = batch_fns(data["train"], tp, T)
+    res = train(mc, tp, batches["batch_fn"], eval_fn, out_dir, seed=p.seed, resume=resume,
+                short_batch_fn=batches["short_batch_fn"])
     res["val_loss"] = exact_loss(res["model"], data["val"], T) * data["tokens_per_char"]  # nats/char, whole val text
     model = res["model"] = res["model"].cpu().eval()
     threads = tp.threads or torch.get_num_threads()

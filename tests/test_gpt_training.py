@@ -188,6 +188,39 @@ def test_compiled_blocks_train_as_eager_and_hand_back_a_plain_model(tmp_path):
     assert copy.deepcopy(model).config == mc  # a plain module again: fine-tunes copy it
 
 
+def test_short_context_warm_up_trains_on_short_windows_first_then_on_full_ones(tmp_path):
+    """`train.short_context` (sequence-length warm-up): the first iterations draw the shorter windows;
+    compiled, each length gets one static graph (no shape-generic kernels for the rest of the run)."""
+    from torch._dynamo.utils import counters
+
+    from tasks.text_data import batch_fns, estimate_loss
+
+    torch.set_num_threads(1)
+    data = torch.arange(2000) % 11
+    mc = GPTConfig(block_size=16, vocab_size=11, n_layer=2, n_head=2, n_embd=16, rope=True)
+    tc = TrainParams(batch_size=8, max_iters=10, warmup_iters=2, lr_decay_iters=10, eval_interval=5, eval_iters=2,
+                     compile=True, short_context={"iters": 6, "block_size": 8, "batch_size": 4})
+    fns, shapes = batch_fns(data, tc, 16), []
+
+    def recorded(fn):
+        def draw(g):
+            x, y = fn(g)
+            shapes.append(tuple(x.shape))
+            return x, y
+        return draw
+
+    frames = counters["stats"]["unique_graphs"]
+    res = train(mc, tc, recorded(fns["batch_fn"]), lambda m: {"val_loss": estimate_loss(m, data, 16, 8, 2)},
+                tmp_path / "a", progress=False, short_batch_fn=recorded(fns["short_batch_fn"]))
+    assert shapes == [(4, 8)] * 6 + [(8, 16)] * 4
+    assert counters["stats"]["unique_graphs"] - frames == 2  # one graph per length
+    assert res["timing"]["short_iters"] == 6 and res["history"][-1]["val_loss"] < res["history"][0]["val_loss"]
+    with pytest.raises(ValueError, match="short_batch_fn"):
+        train(mc, tc, fns["batch_fn"], lambda m: {}, tmp_path / "b", progress=False)
+    with pytest.raises(ValidationError, match="short_context.block_size 128 exceeds model.block_size 64"):
+        GPTParams(train={"short_context": {"iters": 10, "block_size": 128, "batch_size": 4}})
+
+
 def test_the_served_sampling_defaults_come_from_params():
     from models.gpt_pyfunc import predict_params
     from seqcast.gpt_config import ServeParams
