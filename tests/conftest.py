@@ -134,30 +134,3 @@ def pytest_collection_modifyitems(config, items):
     built once)."""
     slow = {item.path.name for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path.name not in slow)  # stable: the order within a module is kept
-
-
-def pytest_xdist_make_scheduler(config, log):
-    """`make test`'s ``--dist loadfile``, except that the modules which read the shared pipeline
-    store (``_ops.shared_store``: built once per worker, ~2 minutes) form one unit of work, so one
-    worker builds it and the other never has to."""
-    if config.getoption("dist") != "loadfile":
-        return None
-    from xdist.scheduler import LoadFileScheduling
-
-    class SharedStoreScheduling(LoadFileScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            return "modules of the shared store" if uses_shared_store(config.rootpath, path) else path
-
-    return SharedStoreScheduling(config, log)
-
-
-_USES_STORE: dict[str, bool] = {}
-
-
-def uses_shared_store(root: Path, path: str) -> bool:
-    """Whether the test module at ``path`` (relative to ``root``) builds or reads the shared store."""
-    if path not in _USES_STORE:
-        file = root / path
-        _USES_STORE[path] = file.name != "_ops.py" and file.is_file() and "shared_store(" in file.read_text("utf-8")
-    return _USES_STORE[path]
