@@ -10,8 +10,9 @@ in a fresh process, run one after the other; the table gives the mean and the sp
 the training seconds to the target (evaluation excluded), the iterations and the share of
 seeds that reached it. ``--eval-every`` is the resolution of the measurement (the
 iterations between evaluations; a row's time is that of the first evaluation at or below
-the target); a coarser one suits the reference rows' ~2,000 iterations. ``--set`` applies a change to every row before the row's own (a
-smaller model for a quick look). The last line printed is JSON.
+the target); a coarser one suits the reference rows' ~2,000 iterations. ``--set`` applies
+a change to every row before the row's own (a smaller model for a quick look). The last
+line printed is JSON.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ ROWS = {
 def run_one(row: str, seed: int, a: argparse.Namespace) -> dict:
     recipe, changes = ROWS[row]
     cmd = [sys.executable, "-m", "benchmarks.gpt", "--recipe", recipe, "--target", str(a.target), "--seed", str(seed),
-           "--threads", str(a.threads), "--eval-every", str(a.eval_every), "--no-gen", "--no-compile", *sum((["--set", c] for c in [*a.set, *changes]), [])]
+           "--threads", str(a.threads), "--eval-every", str(a.eval_every), "--no-gen", "--no-compile",
+           *sum((["--set", c] for c in [*a.set, *changes]), [])]
     if a.iters:
         cmd += ["--iters", str(a.iters)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -94,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         t = f"{s['time_mean']:.1f} ± {s['time_sd']:.1f}" if s["time_mean"] is not None else f"> {s['max_train_s']:.0f}"
         it = f"{s['iters_mean']:.0f}" if s["iters_mean"] is not None else "-"
         print(f"| {row} | {t} | {it} | {s['ms_per_iter']:.1f} | {s['reached']} |")
-    print(json.dumps({"target": a.target, "seeds": a.seeds, "eval_every": a.eval_every, "set": a.set, "table": table, "runs": runs,
-                      "loadavg_end": os.getloadavg()[0]}))
+    print(json.dumps({"target": a.target, "seeds": a.seeds, "eval_every": a.eval_every, "set": a.set, "table": table,
+                      "runs": runs, "loadavg_end": os.getloadavg()[0]}))
     return 0
 
 
