@@ -1,10 +1,11 @@
 """Prefect flow of the GPT's chat fine-tune with tools (ChatML), on top of the pretrained model of ``flows/gpt.py``.
 
 ``gpt_chat_sft_flow``: the base model grows new token rows (ChatML tokens, every
-printable character) and a longer context, then is fine-tuned on tool-use
+printable character), a longer context and a copy head (``gpt.sft.copy_ngram``,
+:mod:`models.copy_head`), then is fine-tuned on tool-use
 conversations (``tasks/tool_data.py``: made-up series, models and metrics, so that it
 learns to copy names into calls and results into answers), loss on assistant
-tokens only. Then it is judged on held-out questions about the pipeline's real
+tokens only; batches are cut to their longest conversation. Then it is judged on held-out questions about the pipeline's real
 reports (``paths.reports``: never seen in training), with the tools and with the
 tools disabled, and the temperature experiment of the lecture is run (the same
 question five times at temperature 1.0 and at 0.0). Registered as ``seqcast-gpt-chat``.
@@ -82,7 +83,7 @@ def masked_loss(model: GPT, xs: tuple[torch.Tensor, ...], batch: int = 32) -> fl
     model.eval()
     tot = n = 0.0
     for i in range(0, xs[0].size(0), batch):
-        x, y, m = (t[i : i + batch] for t in xs)
+        x, y, m = chatml.trim_padding(tuple(t[i : i + batch] for t in xs))
         _, loss = model(x, y, loss_mask=m)
         tot += loss.item() * m.sum().item()
         n += m.sum().item()
@@ -111,13 +112,13 @@ def gpt_chat_sft_flow(resume: bool = True, max_iters: int | None = None, registe
     out_dir.mkdir(parents=True, exist_ok=True)
     tok.save(out_dir / "tokenizer.json")  # before training: a resumed run must map text to the same ids
     s = p.sft
-    model0 = grow_model(base, tok.vocab_size, s.block_size, p.seed)
+    model0 = grow_model(base, tok.vocab_size, s.block_size, p.seed, s.copy_ngram)
     tc = sft_recipe(p, max_iters)
     tr, va = data["train"], data["val"]
 
     def batch_fn(g):
         ix = torch.randint(tr[0].size(0), (tc.batch_size,), generator=g)
-        return tuple(t[ix] for t in tr)
+        return chatml.trim_padding(tuple(t[ix] for t in tr))
 
     def eval_fn(m):
         return {"train_loss": masked_loss(m, tuple(t[: va[0].size(0)] for t in tr)), "val_loss": masked_loss(m, va)}
@@ -129,7 +130,8 @@ def gpt_chat_sft_flow(resume: bool = True, max_iters: int | None = None, registe
     reports = Reports.load(root / load_params().paths.reports)
     ev = evaluate_chat(model, tok, reports, p)
     temp_rows = temperature_experiment(model, tok, Toolbox(reports), p)
-    metrics = {"P3_sft_val_loss": masked_loss(model, va), "P3_sft_tokens_per_s": res["timing"]["tokens_per_s"],
+    conv_tokens = float((tr[1] >= 0).sum(1).float().mean()) * tc.batch_size  # per iteration, padding excluded
+    metrics = {"P3_sft_val_loss": masked_loss(model, va), "P3_sft_tokens_per_s": conv_tokens / res["timing"]["ms_per_iter"] * 1e3,
                "P3_sft_train_s": res["train_s"]}
     for name, e in ev.items():
         metrics[f"P3_chat_{name}_accuracy"] = e["accuracy"]

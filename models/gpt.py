@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.copy_head import CopyHead
+
 
 @dataclass
 class GPTConfig:
@@ -37,11 +39,14 @@ class GPTConfig:
     qk_norm: bool = False  # RMS-normalise q and k per head: bounded attention logits, larger stable lr
     mlp: str = "gelu"  # gelu (GPT-2) | relu2 (ReLU squared, Primer / modded-nanogpt)
     tie_weights: bool = True  # lm_head shares the token embedding; False gives the head its own matrix
+    copy_ngram: int = 0  # > 0: a copy head (models/copy_head.py) matching the last copy_ngram tokens; the chat model
+    copy_dim: int = 32
 
     def __post_init__(self):
         assert self.mlp in ("gelu", "relu2"), f"mlp must be gelu or relu2, not {self.mlp!r}"
         assert self.n_embd % self.n_head == 0, "n_embd must be a multiple of n_head"
         assert not self.rope or (self.n_embd // self.n_head) % 2 == 0, "rope needs an even head size"
+        assert self.copy_ngram >= 0 and self.copy_dim > 0, "copy_ngram >= 0 and copy_dim > 0"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,6 +82,10 @@ class KVCache:
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.pos = 0
+        if config.copy_ngram:  # the copy head's keys and the tokens it copies from
+            self.tokens = torch.zeros(batch, config.block_size, dtype=torch.long, device=device)
+            self.copy_e = torch.zeros(batch, config.block_size, config.copy_dim, device=device, dtype=dtype)
+            self.copy_h = torch.zeros(batch, config.block_size, config.copy_dim, device=device, dtype=dtype)
 
 
 class CausalSelfAttention(nn.Module):
@@ -177,6 +186,8 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        # the chat model's copy head (after the init above: it has its own)
+        self.copy = CopyHead(config.vocab_size, config.n_embd, config.copy_ngram, config.copy_dim) if config.copy_ngram else None
 
     def compile_blocks(self) -> None:
         """``torch.compile`` each block for the training forward (regional compilation).
@@ -242,8 +253,8 @@ class GPT(nn.Module):
         x = self.ln_f(x)
         if targets is None:
             # inference: only the last position's logits are needed
-            return self.lm_head(x[:, [-1], :]), None  # (B, 1, V)
-        logits = self.lm_head(x)  # (B, T, V)
+            return self.head(idx, x, cache, start, last_only=True), None  # (B, 1, V)
+        logits = self.head(idx, x)  # (B, T, V)
         if loss_mask is None:
             loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(-1), ignore_index=-1)
         else:  # SFT: average only over the positions the mask keeps (assistant tokens)
@@ -251,6 +262,13 @@ class GPT(nn.Module):
             m = loss_mask.reshape(-1).to(per_tok.dtype)
             loss = (per_tok * m).sum() / m.sum().clamp(min=1.0)
         return logits, loss
+
+    def head(self, idx: torch.Tensor, h: torch.Tensor, cache: KVCache | None = None, start: int = 0,
+             last_only: bool = False) -> torch.Tensor:
+        """Logits of the next token from final hidden states ``h`` of tokens ``idx`` (the last row only with
+        ``last_only``): the output head's, or with a copy head its log-probabilities (they stand for logits)."""
+        logits = self.lm_head(h[:, [-1], :] if last_only else h)
+        return logits if self.copy is None else self.copy(idx, h, logits, cache, start, last_only)
 
     def hidden(self, idx: torch.Tensor) -> torch.Tensor:
         """The final-norm hidden states (B, T, C) of a whole sequence: what task, reward and value heads read.
@@ -386,15 +404,17 @@ def configure_optimizers(
     return [muon, _adamw(rest, weight_decay, lr, betas, fused)]
 
 
-def grow_model(base: GPT, vocab_size: int, block_size: int, seed: int) -> GPT:
+def grow_model(base: GPT, vocab_size: int, block_size: int, seed: int, copy_ngram: int = 0) -> GPT:
     """A copy of ``base`` with more token rows and positions; new rows start as GPT-2 init (N(0, 0.02)).
 
     Used by the chat fine-tune (new special tokens, a longer context). Token rows (and an
     untied head's rows) and learned positions copy over row for row; with rotary
-    positions there is no table to grow, the rotations extend to any length.
+    positions there is no table to grow, the rotations extend to any length. A copy head
+    (``copy_ngram`` > 0, :mod:`models.copy_head`) is new and starts from its own init.
     """
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(**{**base.config.to_dict(), "vocab_size": vocab_size, "block_size": block_size}))
+    model = GPT(GPTConfig(**{**base.config.to_dict(), "vocab_size": vocab_size, "block_size": block_size,
+                             "copy_ngram": copy_ngram}))
     sd = model.state_dict()
     for k, v in base.state_dict().items():
         if k in ("wte.weight", "lm_head.weight", "wpe.weight"):

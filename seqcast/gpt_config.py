@@ -141,6 +141,7 @@ class SFTParams(Section):
     temperatures: list[NonNegF] = [1.0, 0.0]  # the temperature experiment (the lecture's slide)
     temperature_runs: Pos = 5
     temperature_question: str = "Is ^KS11 stationary?"
+    copy_ngram: NonNeg = 0  # > 0: the chat model gets a copy head matching the last copy_ngram tokens (0: none)
 
 
 class HeadsParams(Section):

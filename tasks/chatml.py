@@ -49,6 +49,13 @@ def to_example(ids: list[int], mask: list[int], block_size: int) -> tuple[torch.
     return x, y, m
 
 
+def trim_padding(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """(x, y, mask) cut to the longest conversation of the batch: the padding on the right is never attended
+    to (causal) nor scored (target -1), so the loss is the same and the step costs what the tokens cost."""
+    n = max(int((batch[1] >= 0).sum(1).max()), 1)
+    return tuple(t[:, :n] for t in batch)
+
+
 def answer(model, tok, messages: list[dict], max_new_tokens: int, temperature: float = 0.0, seed: int = 0) -> str:
     """The assistant's next message for a conversation (drops the oldest turns past the context, keeps the system)."""
     T = model.config.block_size

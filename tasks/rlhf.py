@@ -112,7 +112,7 @@ def encode_batch(convs: list[list[dict]], tok, block_size: int) -> tuple[torch.T
 
 def sequence_logprob(model: GPT, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Summed log-probabilities (B,) of the action tokens of each row."""
-    return masked_sum(token_logprobs(model.lm_head(model.hidden(x)), x), mask)
+    return masked_sum(token_logprobs(model.head(x, model.hidden(x)), x), mask)
 
 
 # ----------------------------------------------------------------- reward model
@@ -221,9 +221,9 @@ def train_ppo(sft: GPT, rm: SequenceHead, tok, hp, seed: int) -> tuple[GPT, list
         with torch.no_grad():
             policy.eval()
             h = policy.hidden(x)
-            logp_old = token_logprobs(policy.lm_head(h), x)
+            logp_old = token_logprobs(policy.head(x, h), x)
             v_old = value(h)[:, :-1]  # V of the state before each target token
-            logp_ref = token_logprobs(ref.lm_head(ref.hidden(x)), x)
+            logp_ref = token_logprobs(ref.head(x, ref.hidden(x)), x)
             s = rm(x, lengths).squeeze(-1)
             rewards, kl = ppo_rewards(s, logp_old, logp_ref, m, hp.kl_coef)
             adv, ret = gae(rewards, v_old, m, hp.gamma, hp.lam)
@@ -231,7 +231,7 @@ def train_ppo(sft: GPT, rm: SequenceHead, tok, hp, seed: int) -> tuple[GPT, list
         policy.train()
         for _ in range(hp.ppo_epochs):
             h = policy.hidden(x)
-            logp = token_logprobs(policy.lm_head(h), x)
+            logp = token_logprobs(policy.head(x, h), x)
             pg, clipfrac = ppo_policy_loss(logp, logp_old, adv, m, hp.clip)
             vf = ppo_value_loss(value(h)[:, :-1], v_old, ret, m, hp.clip_value)
             loss = pg + hp.vf_coef * vf

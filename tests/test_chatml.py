@@ -67,3 +67,18 @@ def test_chat_command_keeps_the_conversation(tmp_path, capsys):
                "--once", "Who?", "--once", "And?"])
     assert rc == 0
     assert capsys.readouterr().out.count("assistant>") == 2
+
+
+def test_trimmed_batches_give_the_same_loss():
+    """Cutting a batch to its longest conversation changes nothing the loss sees (padding is after, causal, unscored)."""
+    from models.gpt import GPT, GPTConfig
+    from tasks.chatml import to_example, trim_padding
+
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(block_size=40, vocab_size=12, n_layer=1, n_head=2, n_embd=16, rope=True, copy_ngram=2)).eval()
+    ex = [to_example([i % 11 + 1 for i in range(1, n)], [i % 2 for i in range(1, n)], 40) for n in (9, 21, 14)]
+    batch = tuple(torch.stack(t) for t in zip(*ex))
+    cut = trim_padding(batch)
+    assert cut[0].shape == (3, 19)
+    with torch.no_grad():
+        assert torch.allclose(m(batch[0], batch[1], loss_mask=batch[2])[1], m(cut[0], cut[1], loss_mask=cut[2])[1])
