@@ -134,3 +134,14 @@ def pytest_collection_modifyitems(config, items):
     built once)."""
     slow = {item.path.name for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path.name not in slow)  # stable: the order within a module is kept
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one thread (faster, and two threads spin against each other on a loaded machine)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

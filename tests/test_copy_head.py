@@ -8,12 +8,7 @@ from models.gpt import GPT, GPTConfig, grow_model
 CFG = GPTConfig(block_size=48, vocab_size=20, n_layer=2, n_head=2, n_embd=32, rope=True, qk_norm=True, copy_ngram=3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny tensors, one thread
 
 
 def model(**kw) -> GPT:

@@ -18,13 +18,7 @@ PLAY = "\n\n".join(
 ) + "\n"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread (two threads spin against each other on a loaded machine, 100x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny tensors, one thread
 
 
 def test_speeches_and_the_split_by_speech():

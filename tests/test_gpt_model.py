@@ -10,13 +10,7 @@ from models.gpt import GPT, GPTConfig, sample_next
 TINY = GPTConfig(block_size=16, vocab_size=11, n_layer=2, n_head=2, n_embd=16)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models are overhead-bound: one thread is faster and immune to a busy second core
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny tensors, one thread
 
 
 def tiny(**kw) -> GPT:
