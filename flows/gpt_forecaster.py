@@ -22,7 +22,6 @@ from prefect import flow
 
 from seqcast import atomic
 from seqcast.config import load_params
-from seqcast.contract import DATASETS
 from seqcast.paths import project_root
 from tasks.gpt_forecaster_train import MODEL, train_forecaster
 from tasks.gpt_train import save_checkpoint
@@ -35,7 +34,9 @@ def gpt_forecaster_train_flow(max_iters: int | None = None, log_mlflow: bool = T
     t_stage = time.perf_counter()
     params = load_params()
     p = params.gpt_forecaster_train
-    tables = {d: pd.read_parquet(params.path("clean", f"{d}.parquet")) for d in DATASETS}
+    from tasks.gpt_forecaster_data import training_datasets
+
+    tables = {d: pd.read_parquet(params.path("clean", f"{d}.parquet")) for d in training_datasets(params)}
     out = project_root() / p.checkpoint
     ckpt, history = train_forecaster(params, tables, out.parent, max_iters)
     save_checkpoint(out, ckpt)
@@ -71,58 +72,69 @@ def log_training(p, ckpt: dict, history: list[dict], summary: dict) -> None:
 
 COMPARED = ["naive", "arima", "sarima", "prophet", "rnn", "lstm", "cnn_lstm", "seq2seq_attn", "transformer",
             "deepar", MODEL]
-COLUMNS = ["P1b_mase", "P1b_cov80", "P1b_cov95", "P1b_dm_pvalue", "P2a_mase", "P2a_cov80", "P2a_cov95",
-           "P2a_dm_pvalue"]
+METRICS = ("mase", "cov80", "cov95", "dm_pvalue")
 
 
-def comparison_rows(boards: dict[str, dict], references: dict[str, str], held_out: dict[str, str | None]) -> list[dict]:
-    """One row per model: P1b on the PM2.5 reference series, P2a on the market one (None where a model did
+def columns_of(tasks: dict[str, str]) -> list[str]:
+    """The table's metric columns: for each compared dataset its task (``gpt_forecaster_train.compare``)."""
+    return [f"{task}_{m}" for task in tasks.values() for m in METRICS]
+
+
+def comparison_rows(boards: dict[str, dict], references: dict[str, str], held_out: dict[str, str | None],
+                    tasks: dict[str, str]) -> list[dict]:
+    """One row per model: each compared dataset's task on its reference series (None where a model did
     not run); then the zero-shot block: every model that ran on a held-out series, on that series."""
-    def cells(metrics: dict, prefix: str) -> dict:
-        return {c: metrics.get(c) for c in COLUMNS if c.startswith(prefix)}
+    columns = columns_of(tasks)
+
+    def cells(metrics: dict, task: str) -> dict:
+        return {c: metrics.get(c) for c in columns if c.startswith(f"{task}_")}
 
     rows = []
     for model in COMPARED:
-        p1 = boards["pm25"].get(references["pm25"], {}).get(model, {})
-        p2 = boards["market"].get(references["market"], {}).get(model, {})
-        if p1 or p2:
-            rows.append({"model": model, "series": f"{references['pm25']} / {references['market']}",
-                         "zero_shot": False, **{c: None for c in COLUMNS}, **cells(p1, "P1b"), **cells(p2, "P2a")})
+        found = {}
+        for dataset, task in tasks.items():
+            found.update(cells(boards[dataset].get(references[dataset], {}).get(model, {}), task))
+        if any(v is not None for v in found.values()):
+            rows.append({"model": model, "series": " / ".join(references[d] for d in tasks), "zero_shot": False,
+                         **{c: None for c in columns}, **found})
     for dataset, uid in held_out.items():
-        prefix = "P1b" if dataset == "pm25" else "P2a"
+        if dataset not in tasks:
+            continue
         ran = boards[dataset].get(uid or "", {})
         for model, metrics in sorted(ran.items(), key=lambda kv: (kv[0] != "naive", kv[0] == MODEL)):
             rows.append({"model": model, "series": uid, "zero_shot": model == MODEL,
-                         **{c: None for c in COLUMNS}, **cells(metrics, prefix)})
+                         **{c: None for c in columns}, **cells(metrics, tasks[dataset])})
     return rows
 
 
-def markdown(rows: list[dict]) -> str:
-    head = ["model", "series", "zero-shot", *COLUMNS]
+def markdown(rows: list[dict], columns: list[str]) -> str:
+    head = ["model", "series", "zero-shot", *columns]
     fmt = lambda v: "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([r["model"], r["series"], "yes" if r["zero_shot"] else ""]
-                                       + [fmt(r[c]) for c in COLUMNS]) + " |")
+                                       + [fmt(r[c]) for c in columns]) + " |")
     return "\n".join(lines)
 
 
 @flow(name="gpt-forecaster-compare", log_prints=True)
 def gpt_forecaster_compare_flow(log_mlflow: bool = True) -> list[dict]:
     """The single comparison table from both backtests' leaderboards (reports/backtest/*.json)."""
-    from tasks.series import series_ids
+    from tasks.promotion import reference_series
 
     params = load_params()
-    boards = {d: json.loads(params.path("reports", "backtest", f"{d}.json").read_text()) for d in DATASETS}
-    references = {d: series_ids(params, d)[0] for d in DATASETS}
-    rows = comparison_rows(boards, references, dict(params.gpt_forecaster_train.held_out))
-    table = markdown(rows)
+    tasks = dict(params.gpt_forecaster_train.compare)
+    boards = {d: json.loads(params.path("reports", "backtest", f"{d}.json").read_text()) for d in tasks}
+    references = {d: reference_series(d) for d in tasks}
+    rows = comparison_rows(boards, references, dict(params.gpt_forecaster_train.held_out), tasks)
+    columns = columns_of(tasks)
+    table = markdown(rows, columns)
     print(table)
     rep = project_root() / params.gpt_forecaster_train.reports
     rep.mkdir(parents=True, exist_ok=True)
     atomic.write_text(rep / "comparison.json", json.dumps(
         {f"{r['model']}{' (zero-shot)' if r['zero_shot'] else ''} · {r['series']}":
-         {c: r[c] for c in COLUMNS if r[c] is not None} for r in rows}, indent=2))
+         {c: r[c] for c in columns if r[c] is not None} for r in rows}, indent=2))
     atomic.write_text(rep / "comparison.md", table + "\n")
     if log_mlflow:
         import mlflow
@@ -130,7 +142,7 @@ def gpt_forecaster_compare_flow(log_mlflow: bool = True) -> list[dict]:
         from seqcast.tracking import model_run
 
         with model_run("gpt_forecaster", "comparison", "report", run_name="gpt_forecaster · comparison"):
-            mlflow.log_table({k: [r[k] for r in rows] for k in ["model", "series", "zero_shot", *COLUMNS]},
+            mlflow.log_table({k: [r[k] for r in rows] for k in ["model", "series", "zero_shot", *columns]},
                              "comparison.json")
             mlflow.log_text(table, "comparison.md")
     return rows

@@ -23,7 +23,6 @@ from models.base import ffill
 from models.gpt_forecaster import model_inputs
 from models.series_tokenizer import SeriesTokenizer
 from seqcast.config import Params
-from seqcast.contract import DATASETS
 from seqcast.gpt_forecaster_config import SyntheticParams
 from tasks.series import protocol_for, split_table
 
@@ -31,19 +30,24 @@ from tasks.series import protocol_for, split_table
 @dataclass(frozen=True)
 class Source:
     uid: str
-    dataset: str  # market | pm25 | synthetic
+    dataset: str  # a dataset of params.yaml, or "synthetic"
     values: np.ndarray  # transformed, forward-filled, no leading NaN
     train_end: str
     centered: bool = True  # scaled around the context mean (False: around 0, for returns)
+
+
+def training_datasets(params: Params) -> list[str]:
+    """The datasets whose training parts the forecaster learns from (``gpt_forecaster_train.mix``)."""
+    return [d for d in params.gpt_forecaster_train.mix if d != "synthetic"]
 
 
 def series_sources(params: Params, tables: dict[str, pd.DataFrame]) -> tuple[list[Source], list[Source]]:
     """(training sources, held-out sources) from the clean tables, each cut at its protocol's training end."""
     held = params.gpt_forecaster_train.held_out
     train, out = [], []
-    for dataset in DATASETS:
+    for dataset in training_datasets(params):
         kind = params.models.config_for("gpt_forecaster", dataset).get("transform", "none")
-        parts = split_table(tables[dataset], params, dataset)
+        parts = split_table(tables[dataset])
         for uid in parts:
             proto = protocol_for(uid, parts, dataset, params, panel=False)
             y = ffill(proto.y_train)

@@ -17,8 +17,7 @@ import torch
 from models.gpt import GPT, GPTConfig
 from models.series_tokenizer import SeriesTokenizer
 from seqcast.config import Params
-from seqcast.contract import DATASETS
-from tasks.gpt_forecaster_data import WindowSampler, series_sources, synthetic_sources
+from tasks.gpt_forecaster_data import WindowSampler, series_sources, synthetic_sources, training_datasets
 from tasks.gpt_train import train
 
 MODEL = "gpt_forecaster"
@@ -26,9 +25,9 @@ MODEL = "gpt_forecaster"
 
 def context_length(params: Params) -> int:
     """The forecaster's context (the same for both datasets: one block size)."""
-    ctx = {params.models.params_for(MODEL, d).context for d in DATASETS}
+    ctx = {params.models.params_for(MODEL, d).context for d in params.datasets}
     if len(ctx) != 1:
-        raise ValueError(f"models.gpt_forecaster.context must be the same for both datasets, got {sorted(ctx)}")
+        raise ValueError(f"models.gpt_forecaster.context must be the same for every dataset, got {sorted(ctx)}")
     return ctx.pop()
 
 
@@ -64,7 +63,7 @@ def train_forecaster(params: Params, tables: dict[str, pd.DataFrame], work_dir: 
     cfg = GPTConfig(**{**p.model.model_dump(), "block_size": block, "vocab_size": tok.vocab_size})
     evals = {"train_loss": sampler.fixed(256, p.seed + 1)}
     if held_src:  # the held-out series' training parts: how well the model reads series it never saw
-        held = WindowSampler(held_src, tok, block, context, {"market": 1.0, "pm25": 1.0})
+        held = WindowSampler(held_src, tok, block, context, {d: 1.0 for d in training_datasets(params)})
         evals["zero_shot_loss"] = held.fixed(256, p.seed + 2)
 
     def eval_fn(m: GPT) -> dict:
@@ -82,7 +81,7 @@ def train_forecaster(params: Params, tables: dict[str, pd.DataFrame], work_dir: 
         "series": {s.uid: {"dataset": s.dataset, "train_end": s.train_end, "n_points": len(s.values)}
                    for s in train_src},
         "held_out": {s.dataset: s.uid for s in held_src}, "synthetic": len(synth),
-        "transforms": {d: params.models.params_for(MODEL, d).transform for d in DATASETS},
+        "transforms": {d: params.models.params_for(MODEL, d).transform for d in training_datasets(params)},
         "context": context, "train": summary,
     }
     return ckpt, res["history"]

@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from seqcast.config import Params
-from tasks.backtest import BacktestResult, Protocol, evaluate
+from tasks.backtest import BacktestResult, Protocol, Unscored, calibration_for, run_model
 from tasks.series import build_forecaster
 
 
@@ -26,9 +26,11 @@ class Job:
     calibrate: bool = False  # check (and fix) its intervals on the validation slice (the reference series)
 
 
-def run_job(job: Job, params: Params) -> BacktestResult:
-    return evaluate(build_forecaster(job.model, job.protocol, params, job.verdict), job.protocol,
-                    params.backtest.calibration if job.calibrate else None)
+def run_job(job: Job, params: Params) -> BacktestResult | Unscored:
+    """One model on one series; a model that does not apply or fails comes back as an Unscored."""
+    calibration = calibration_for(params, job.protocol.dataset) if job.calibrate else None
+    return run_model(lambda name: build_forecaster(name, job.protocol, params, job.verdict), job.model, job.protocol,
+                     calibration, params.backtest.on_model_error)
 
 
 def _one_thread() -> None:
