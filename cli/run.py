@@ -83,5 +83,5 @@ def add_parser(sub) -> None:
     run.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                      help="when another run holds the checkout's lock, wait up to SECONDS (default: refuse)")
     run.add_argument("--targets", nargs="*", default=[], metavar="STAGE",
-                     help="only these DVC stages (and what they need), e.g. validate@market")
+                     help="only these DVC stages (and what they need), e.g. validate@NAME")
     run.set_defaults(func=cmd_run)

@@ -74,7 +74,7 @@ class YahooSource(Section):
     start: str | None = None  # the window kept (whole days)
     end: str | None = None
     host: str = "query1.finance.yahoo.com"  # the host yfinance talks to (probed before trying)
-    mirror_dir: str = "market"  # the mirror's folder: <mirror_dir>/<symbol without ^>.csv
+    mirror_dir: str  # the mirror's folder: <mirror_dir>/<symbol without ^>.csv
     mirror_files: dict[str, str] = {}  # symbols whose mirror file is named otherwise
     # the exchange time zone of a symbol: Yahoo reports it; the mirror's files do not say, so
     # what is written here is used for them (and checked against Yahoo when it answers)

@@ -312,7 +312,7 @@ def _score(protocol: Protocol, task: Task, fc: Forecast, model: str) -> tuple[di
         key("mae"): metrics.mae(actual, fc.mean),
         key("rmse"): metrics.rmse(actual, fc.mean),
     }
-    out[key("mase")] = out[key("mae")] / protocol.scale
+    out[key("mase")] = metrics.mase(out[key("mae")], protocol.scale)
     for level in fc.levels:
         out[key(f"cov{level}")] = metrics.coverage(actual, fc.lower[level], fc.upper[level])
     if task.directional:

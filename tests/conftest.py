@@ -86,10 +86,14 @@ def keep_series(params: dict, dataset: str, names: list[str]) -> dict:
 
 def patch_params(params: dict, patch: dict) -> dict:
     """``patch`` laid over params (see :func:`merge_params`); its ``_series`` key
-    (``{dataset: [series]}``) chooses the series of datasets (:func:`keep_series`)."""
+    (``{dataset: [series]}``) chooses the series of datasets (:func:`keep_series`), its
+    ``_sources`` key (``{dataset: [keys of source 0, of source 1, ...]}``) changes keys of sources."""
     patch = dict(patch)
     for dataset, names in (patch.pop("_series", None) or {}).items():
         keep_series(params, dataset, names)
+    for dataset, changes in (patch.pop("_sources", None) or {}).items():
+        for source, change in zip(params["datasets"][dataset]["sources"], changes):
+            source.update(change)
     return merge_params(params, patch)
 
 

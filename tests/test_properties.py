@@ -160,7 +160,7 @@ RULES = {  # a way to break the PM2.5 suite -> (rule, column) the failure must n
     "above_range": ("expect_column_values_to_be_between", "y"),
     "negative": ("expect_column_values_to_be_between", "y"),
     "duplicate_hour": ("expect_compound_columns_to_be_unique", "unique_id/ds"),
-    "missing_hour": ("expect_column_values_to_be_in_set", "step_hours"),
+    "missing_hour": ("expect_column_values_to_be_between", "steps"),
     "future": ("expect_column_values_to_be_between", "hours_ahead"),
     "too_many_missing": ("expect_column_values_to_not_be_null", "y"),
 }
@@ -182,7 +182,7 @@ valid_values = st.integers(30, 120).flatmap(
 def test_validator_accepts_valid_frames_and_names_the_broken_rule(values, start, rule, where):
     params = load_params()
     frame = pm25_frame(values, pd.Timestamp(start).floor("h"))
-    report = validate_table(frame, "pm25", params, ["generated"])
+    report = validate_table(frame, "pm25", params.dataset("pm25"), ["generated"])
     assert report["s"]["success"] and report["s"]["warning_count"] == 0
     i = int(where * (len(frame) - 2)) + 1
     broken = frame.copy()
@@ -199,6 +199,6 @@ def test_validator_accepts_valid_frames_and_names_the_broken_rule(values, start,
     elif rule == "too_many_missing":
         broken.loc[broken.index % 5 == 0, "y"] = np.nan  # 20 % missing; allowed 10 %
     with pytest.raises(DataValidationError) as err:
-        validate_table(broken, "pm25", params, ["generated"])
+        validate_table(broken, "pm25", params.dataset("pm25"), ["generated"])
     named = {(f.rule.split("(")[0], f.column) for f in err.value.failures}
     assert RULES[rule] in named, (rule, named)

@@ -133,19 +133,26 @@ def test_real_names_are_accepted_and_symlinks_cannot_escape(tmp_path):
         inside(tmp_path / "data", "link.csv")
 
 
-def test_ingest_refuses_a_ticker_or_station_that_escapes(workspace, monkeypatch):
+def test_ingest_refuses_a_ticker_station_or_file_that_escapes(workspace, monkeypatch):
     from seqcast.config import load_params
     from tasks import ingest
 
     monkeypatch.setattr(ingest, "reachable", lambda host, timeout=3.0: False)
-    params = load_params()
+    params = load_params(ROOT / "params.yaml")
+    none = ingest.Downloads(url=None, yahoo=None)
+
+    def with_series(dataset, index, names):
+        entry = params.dataset(dataset)
+        sources = list(entry.sources)
+        sources[index] = sources[index].model_copy(update={"series": names})
+        return params.model_copy(update={"datasets": {**params.datasets, dataset: entry.model_copy(
+            update={"sources": sources})}})
+
     for ticker in ("^../../etc/passwd", "/etc/passwd", "KS11\x00"):
-        bad = params.model_copy(update={"market": params.market.model_copy(update={"tickers": [ticker]})})
         with pytest.raises(UnsafeName):
-            ingest.ingest_market(bad, lambda *a: None)
-    bad = params.model_copy(update={"pm25": params.pm25.model_copy(update={"stations": ["../../../etc/x"]})})
+            ingest.ingest_dataset("market", with_series("market", 0, [ticker]), none)
     with pytest.raises(UnsafeName):
-        ingest.ingest_pm25(bad, lambda *a: None)
+        ingest.ingest_dataset("pm25", with_series("pm25", 1, ["../../../etc/x"]), none)
     assert not list((workspace / "data").rglob("passwd"))
 
 
@@ -154,10 +161,10 @@ def test_servers_bind_to_loopback():
     """Every server command the project starts or documents binds to 127.0.0.1."""
     import inspect
 
-    from seqcast import cli
+    from cli import main as cli
 
     assert '"--host", "127.0.0.1"' in inspect.getsource(cli.cmd_ui)  # `seqcast ui`
-    texts = {p: (ROOT / p).read_text() for p in ("README.md", "prefect.yaml", "seqcast/cli.py", "Makefile")}
+    texts = {p: (ROOT / p).read_text() for p in ("README.md", "prefect.yaml", "cli/main.py", "Makefile")}
     for name, text in texts.items():
         assert "0.0.0.0" not in text, name
         lines = text.splitlines()
