@@ -53,7 +53,7 @@ def validation_setup(params, tables: dict[str, pd.DataFrame]):
     raw = params.model_dump(mode="json", exclude_unset=True)
     raw["backtest"]["p1"]["splits"] = VALIDATION_SPLITS
     vparams = Params.model_validate(raw)
-    frac = params.backtest.p2.train_fraction
+    frac = params.dataset("market").protocol.split.train_fraction
     table = tables["market"]
     by_series = table.groupby(UNIQUE_ID, sort=False)
     keep = by_series.cumcount() < (by_series[UNIQUE_ID].transform("size") * frac).astype(int)
@@ -81,7 +81,7 @@ def run_variant(name: str, params, tables, iters: int | None) -> dict:
         # pipeline's, trained on the whole training parts: the validation window included)
         vp = Params.model_validate(merge(raw, {"models": {"gpt_forecaster": {"checkpoint": f"{tmp}/model.pt"}}}))
         for dataset, task in (("pm25", "P1b"), ("market", "P2a")):
-            parts = split_table(tables[dataset], vp, dataset)
+            parts = split_table(tables[dataset])
             uid = next(iter(parts))
             proto = protocol_for(uid, parts, dataset, vp, panel=False)
             proto.tasks[:] = [t for t in proto.tasks if t.name == task]
@@ -102,14 +102,14 @@ def run_variant(name: str, params, tables, iters: int | None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from seqcast.config import load_params
-    from seqcast.contract import DATASETS
+    from tasks.gpt_forecaster_data import training_datasets
 
     ap = argparse.ArgumentParser(prog="seqcast bench gpt_forecaster", description=__doc__.split("\n")[0])
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--iters", type=int, default=None, help="training iterations (default: params.yaml)")
     a = ap.parse_args(argv)
     params = load_params()
-    tables = {d: pd.read_parquet(params.path("clean", f"{d}.parquet")) for d in DATASETS}
+    tables = {d: pd.read_parquet(params.path("clean", f"{d}.parquet")) for d in training_datasets(params)}
     vparams, vtables = validation_setup(params, tables)
     load0 = os.getloadavg()
     rows = [run_variant(v, vparams, vtables, a.iters) for v in a.variants]

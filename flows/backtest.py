@@ -5,8 +5,8 @@ One backtest, two leaderboards: ``datasets.<name>.models.run`` runs on the refer
 multi-series leaderboard: per-series metrics and mean MASE per model). Each (series, model)
 job is fitted and scored on the series' protocol (the dataset's ``protocol``; global models
 get the other series, cut at the training end, as their panel), in ``backtest.workers``
-processes; this process compares each with the naive baseline of its series by a
-Diebold–Mariano test and logs one MLflow run per job (params, metrics, forecasts,
+processes; this process compares each with the baseline of its series (the protocol's
+``baseline``: naive, seasonal naive) by a Diebold–Mariano test and logs one MLflow run per job (params, metrics, forecasts,
 forecast-vs-actual plot, the model as a pyfunc) under a parent ``backtest`` run that holds
 both leaderboards, then writes the DVC metrics and plots files. A model that does not apply
 to a series, or fails on it, is a row of the leaderboard saying why (``unscored``), not a
@@ -100,7 +100,9 @@ def plan(dataset: str, clean: pd.DataFrame, verdicts: dict, params,
     reference = next(iter(parts))
     jobs, unjudged = [], {}
     for uid in parts:
-        names = models_for(uid, reference, dataset, params) if models is None else sorted(models, key=lambda n: n != "naive")
+        baseline = params.dataset(dataset).protocol.baseline
+        names = models_for(uid, reference, dataset, params) if models is None else \
+            sorted(models, key=lambda n: n != baseline)
         if not names:
             continue
         try:
@@ -158,7 +160,7 @@ def backtest_flow(dataset: str, models: list[str] | None = None) -> dict:
                            "models": ",".join(dict.fromkeys(j.model for j in jobs))})
         logger.info("%s: %d jobs over %d series in %d processes", dataset, len(jobs),
                     len({j.protocol.unique_id for j in jobs}), params.backtest.workers)
-        order = BaselineFirst(jobs)  # each model's DM test is against its series' naive baseline
+        order = BaselineFirst(jobs)  # each model's DM test is against its series' baseline
         for _, result in run_jobs(jobs, params, params.backtest.workers):
             for ready in order.add(result):
                 record(ready)

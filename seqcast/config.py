@@ -113,6 +113,10 @@ class Params(Section):
                     known_models({key: names})
                 except InvalidParam as err:
                     raise InvalidParam(f"datasets.{name}.models.{key}", str(err).split(": ", 1)[-1]) from None
+            try:
+                known_models({"baseline": [entry.protocol.baseline]})
+            except InvalidParam as err:
+                raise InvalidParam(f"datasets.{name}.protocol.baseline", err.message) from None
             listed = entry.series
             if listed is not None:
                 unknown = [s for s in entry.validation.overrides if s not in listed]

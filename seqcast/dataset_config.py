@@ -269,6 +269,7 @@ class ProtocolParams(Section):
     calibrate: list[str] | None = None  # tasks whose intervals are checked on a validation slice (default: the last)
     neighbours: NeighboursParams | None = None  # null: no neighbour inputs
     plot_steps: PositiveInt | None = None  # forecast-vs-actual plots: the first N test steps (default: all)
+    baseline: str = "seasonal_naive"  # every model's Diebold-Mariano test is against it (P1/P2: naive)
 
     def split_for(self, unique_id: str) -> SplitParams:
         return self.series_splits.get(unique_id, self.split)

@@ -105,6 +105,7 @@ class Protocol:
     mase_season: int = 1  # the MASE scale's seasonal naive
     domain: str = "real"  # of the target: "non_negative" and "positive" forecasts stay >= 0
     plot_steps: int | None = None  # forecast-vs-actual plots: the first N test steps (None: all)
+    baseline: str = "naive"  # every model's Diebold-Mariano test is against this model on the same series
 
     @property
     def train_end(self) -> pd.Timestamp:
@@ -228,6 +229,7 @@ def build_protocol(series: pd.DataFrame, dataset: str, entry: DatasetParams, lev
         mase_season=entry.mase_season,
         domain=entry.data.domain,
         plot_steps=spec.plot_steps,
+        baseline=spec.baseline,
     )
 
 
@@ -432,7 +434,7 @@ def calibrate(unfitted: Forecaster, fitted: Forecaster, protocol: Protocol, task
 
 
 def dm_against(result: BacktestResult, reference: BacktestResult) -> dict[str, float]:
-    """Diebold–Mariano p-value of each task against a reference model (the naive baseline)."""
+    """Diebold–Mariano p-value of each task against a reference model (the protocol's baseline)."""
     out = {}
     for task in result.protocol.tasks:
         a, b = result.errors[task.name], reference.errors[task.name]
@@ -474,21 +476,22 @@ def run_model(forecaster_of, name: str, protocol: Protocol, calibration=None,
 
 
 class BaselineFirst:
-    """Results in the order they finish, handed on once the naive baseline of their series is
-    scored (each model's Diebold–Mariano test is against it); a series without a naive job, or
-    whose naive job produced no scores, hands its results on as they come."""
+    """Results in the order they finish, handed on once the baseline of their series (its
+    protocol's ``baseline``: naive, seasonal naive) is scored — each model's Diebold–Mariano test
+    is against it; a series without a baseline job, or whose baseline produced no scores, hands
+    its results on as they come."""
 
     def __init__(self, jobs) -> None:
-        self.expected = {j.protocol.unique_id for j in jobs if j.model == "naive"}
-        self.naive: dict[str, BacktestResult] = {}
+        self.expected = {j.protocol.unique_id for j in jobs if j.model == j.protocol.baseline}
+        self.baselines: dict[str, BacktestResult] = {}
         self.waiting: list[BacktestResult] = []
 
     def add(self, result: BacktestResult | Unscored) -> list[BacktestResult | Unscored]:
         uid = result.protocol.unique_id
-        if result.model == "naive":
+        if result.model == result.protocol.baseline:
             self.expected.discard(uid)
             if isinstance(result, BacktestResult):
-                self.naive[uid] = result
+                self.baselines[uid] = result
             ready = [r for r in self.waiting if r.protocol.unique_id == uid]
             self.waiting = [r for r in self.waiting if r.protocol.unique_id != uid]
             return [result, *[self._tested(r) for r in ready]]
@@ -498,8 +501,8 @@ class BaselineFirst:
         return [self._tested(result)]
 
     def _tested(self, result):
-        baseline = self.naive.get(result.protocol.unique_id)
-        if isinstance(result, BacktestResult) and baseline is not None and result.model != "naive":
+        baseline = self.baselines.get(result.protocol.unique_id)
+        if isinstance(result, BacktestResult) and baseline is not None and result.model != baseline.model:
             result.metrics.update(dm_against(result, baseline))
         return result
 

@@ -46,13 +46,14 @@ def protocols(clean: pd.DataFrame, dataset: str, params: Params, panel: bool = T
 
 def models_for(uid: str, reference: str, dataset: str, params: Params) -> list[str]:
     """The models backtested on one series: the full list on the reference series, the
-    multi-series list on the others; the naive baseline first (the others are tested against it)."""
+    multi-series list on the others; the protocol's baseline first (the others are tested against it)."""
     names = list(params.dataset(dataset).models.every_series)
     if uid == reference:
         names = list(dict.fromkeys([*params.models_run(dataset), *names]))
     elif uid == params.gpt_forecaster_train.held_out.get(dataset) and "gpt_forecaster" in params.models_run(dataset):
         names.append("gpt_forecaster")  # its zero-shot row, beside the models fitted on that series
-    return sorted(names, key=lambda n: n != "naive")
+    baseline = params.dataset(dataset).protocol.baseline
+    return sorted(names, key=lambda n: n != baseline)
 
 
 def safe_name(unique_id: str) -> str:

@@ -19,6 +19,19 @@ configure()
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def readme_block(marker: str) -> list[str]:
+    """The command lines of the README's bash block that contains ``marker``, as typed (a line
+    ending in a backslash continues on the next; comments and blank lines dropped)."""
+    import re
+
+    for block in re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S):
+        if marker in block:
+            joined = re.sub(r"\\\n\s*", "", block)
+            return [ln.split("  #")[0].strip() for ln in joined.splitlines()
+                    if ln.strip() and not ln.strip().startswith("#")]
+    raise AssertionError(f"README.md has no bash block with {marker!r}")
+
+
 def mirror_path() -> Path:
     env = os.environ.get("SEQCAST_DATA_MIRROR")
     return Path(env) if env else (ROOT / ".." / "shared" / "data").resolve()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import warnings
 from pathlib import Path
 
 import mlflow
@@ -19,74 +18,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from benchmarks._packaged import half_hourly_load, monthly_prices, packaged, seasonal, write
 from cli.main import main as seqcast
-from conftest import child_env, copy_project
+from conftest import child_env, copy_project, readme_block
 from seqcast.config import load_params
 
 pytestmark = pytest.mark.slow
-
-
-# ---------------------------------------------------------------------------- files
-def packaged(name: str) -> pd.DataFrame:
-    """A real series of statsmodels.datasets as a user's table ``date, value``."""
-    import statsmodels.api as sm
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if name == "co2":  # weekly (W-SAT), 59 missing weeks
-            data = sm.datasets.co2.load_pandas().data
-            return pd.DataFrame({"date": data.index.strftime("%Y-%m-%d"), "value": data["co2"].to_numpy()})
-        if name == "macrodata":  # quarterly real GDP, dated at the quarters' ends
-            data = sm.datasets.macrodata.load_pandas().data
-            ends = pd.PeriodIndex.from_fields(year=data["year"].astype(int), quarter=data["quarter"].astype(int),
-                                              freq="Q").to_timestamp(how="end").normalize()
-            return pd.DataFrame({"date": ends.strftime("%Y-%m-%d"), "value": data["realgdp"].to_numpy()})
-        if name == "sunspots":  # yearly, the year alone
-            data = sm.datasets.sunspots.load_pandas().data
-            return pd.DataFrame({"date": data["YEAR"].astype(int).astype(str), "value": data["SUNACTIVITY"]})
-        data = sm.datasets.elnino.load_pandas().data  # a year per row, a month per column: turned long
-        long = data.melt(id_vars="YEAR", var_name="month", value_name="value")
-        long["date"] = pd.to_datetime(long["YEAR"].astype(int).astype(str) + "-" + long["month"], format="%Y-%b")
-        long = long.sort_values("date")
-        return pd.DataFrame({"date": long["date"].dt.strftime("%Y-%m-%d"), "value": long["value"].to_numpy()})
-
-
-def write(df: pd.DataFrame, path: Path, sep: str = ",") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False, sep=sep)
-    return path
-
-
-def seasonal(n: int, period: int, level: float = 100.0, noise: float = 1.0, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(n)
-    return level + 10 * np.sin(2 * np.pi * t / period) + noise * rng.standard_normal(n)
-
-
-def half_hourly_load() -> pd.DataFrame:
-    """Electricity demand every 30 minutes on Melbourne's wall clock, across the April fall-back
-    (02:00-03:00 twice) and the October spring-forward (02:00-03:00 skipped)."""
-    frames = []
-    for start in ("2023-03-20", "2023-09-20"):
-        utc = pd.date_range(pd.Timestamp(start, tz="Australia/Melbourne"), periods=30 * 48, freq="30min")
-        local = utc.tz_localize(None)  # what a meter's export holds: local times, a repeated hour in April
-        frames.append(pd.DataFrame({"timestamp": local.strftime("%Y-%m-%d %H:%M"),
-                                    "demand": seasonal(len(utc), 48, 4000, 50, seed=len(frames)).round(1),
-                                    "temperature": (20 + 5 * np.sin(np.arange(len(utc)) / 48)).round(2),
-                                    "workday": (local.dayofweek < 5).astype(int)}))
-    return pd.concat(frames, ignore_index=True)
-
-
-def monthly_prices() -> pd.DataFrame:
-    """Monthly closes of three tickers in one long table, semicolon-separated, ``Jan 01 2000`` dates."""
-    months = pd.date_range("2005-01-01", periods=120, freq="MS")
-    rows = []
-    for i, ticker in enumerate(["AAA", "BBB", "CCC"]):
-        close = 50 * np.exp(np.cumsum(np.random.default_rng(i).normal(0.005, 0.04, len(months))))
-        rows.append(pd.DataFrame({"month": months.strftime("%b %d %Y"), "ticker": ticker, "close": close.round(3),
-                                  "volume": np.random.default_rng(10 + i).integers(1000, 5000, len(months))}))
-    return pd.concat(rows, ignore_index=True).sort_values(["month", "ticker"], key=lambda c: pd.to_datetime(c)
-                                                          if c.name == "month" else c)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +72,7 @@ def test_packaged_series_are_added_as_typed(project, name, freq, season, rows):
 
 
 # ---------------------------------------------------------------------------- formats and layouts
-FORMATS = {  # name -> (table, options, expected lines of the output)
+FORMATS = {  # name -> (table, options, expected lines of the output); prices.csv is separated by ';' 
     "load": (half_hourly_load(), ["--time", "timestamp", "--target", "demand", "--covariates", "temperature",
                                   "--known-covariates", "workday", "--timezone", "Australia/Melbourne"],
              ["frequency 30min", "season 48", "2880 rows"]),
@@ -145,6 +82,8 @@ FORMATS = {  # name -> (table, options, expected lines of the output)
     "utc": (pd.DataFrame({"when": pd.date_range("2021-01-01", periods=600, freq="h", tz="UTC")
                           .strftime("%Y-%m-%dT%H:%M:%SZ"), "kw": seasonal(600, 24)}),
             ["--time", "when", "--target", "kw"], ["frequency h", "season 24"]),
+    "prices": (monthly_prices(), ["--time", "month", "--target", "close", "--id", "ticker", "--covariates", "volume"],
+               ["prices: 360 rows, 3 series (AAA, BBB, CCC)", "frequency MS"]),  # written with ';' (detected)
     "trading": (pd.DataFrame({"day": pd.bdate_range("2019-01-01", periods=700).delete([3, 90, 91, 250, 400])
                               .strftime("%Y-%m-%d"), "close": seasonal(695, 5, 1000, 5)}),
                 ["--time", "day", "--target", "close"], ["frequency B in sessions (the rows are the steps)"]),
@@ -155,7 +94,7 @@ FORMATS = {  # name -> (table, options, expected lines of the output)
 def test_layouts_and_timestamp_formats(here, name, capsys):
     ws, files = here
     table, options, expected = FORMATS[name]
-    path = write(table, files / f"{name}.csv")
+    path = write(table, files / f"{name}.csv", sep=";" if name == "prices" else ",")
     assert seqcast(["datasets", "add", name, "--file", str(path), *options]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     for line in expected:
@@ -223,49 +162,65 @@ def test_what_the_pipeline_cannot_use_is_refused_and_nothing_is_written(here, na
 
 
 # ---------------------------------------------------------------------------- end to end
-def test_a_long_file_goes_to_a_champion_and_a_dated_forecast(project):
-    """Three tickers in one semicolon-separated long file with a covariate: ``datasets add``, then
-    ``seqcast run --dataset prices`` (only its stages), every series backtested, a champion in the
-    registry, a forecast whose dates continue the months; a second run does nothing."""
-    ws, env, files = project
-    path = write(monthly_prices(), files / "prices.csv", sep=";")
+def two_sites() -> pd.DataFrame:
+    """The README's example file: 60 days of half-hourly demand of two sites on Melbourne's wall
+    clock, across the April fall-back (02:00-03:00 twice)."""
+    parts = [half_hourly_load(days_per_block=60, blocks=("2023-03-10",), seed=k).assign(site=site)
+             for k, site in enumerate(["north", "south"])]
+    return pd.concat(parts, ignore_index=True)[["site", "timestamp", "demand", "temperature", "workday"]]
+
+
+def test_the_readme_own_data_commands_as_typed(project, tmp_path):
+    """The README's "Your own data" commands, as typed (``~`` a home holding data/load.csv): the
+    entry, ``seqcast run --dataset load`` through its stages only, every series backtested, a
+    champion in the registry, a forecast whose timestamps continue the half-hours across the
+    data's end; a second run does nothing; the list; then ``seqcast validate`` on a new file."""
+    ws, env, _ = project
+    home = tmp_path / "home"
+    write(two_sites(), home / "data" / "load.csv")
+    env = dict(env, HOME=str(home))
     before = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]
-    add = subprocess.run(["seqcast", "datasets", "add", "prices", "--file", str(path), "--time", "month", "--target",
-                          "close", "--id", "ticker", "--covariates", "volume"], cwd=ws, env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert add.returncode == 0, add.stdout + add.stderr
-    assert "prices: 360 rows, 3 series (AAA, BBB, CCC)" in add.stdout and "frequency MS" in add.stdout
-    run = subprocess.run(["seqcast", "run", "--dataset", "prices"], cwd=ws, env=env, capture_output=True, text=True,
-                         timeout=1800)
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    outputs = []
+    for line in readme_block("seqcast datasets add load"):
+        out = subprocess.run(line, shell=True, cwd=ws, env=env, capture_output=True, text=True, timeout=2400)
+        assert out.returncode == 0, f"{line}\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
+        outputs.append(out.stdout)
+    added, run, listed = outputs
+    assert "load: 5760 rows, 2 series (north, south)" in added and "frequency 30min" in added
     lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]
-    assert {f"{s}@prices" for s in ("ingest", "validate", "stationarity", "backtest", "promote", "forecast")} <= set(lock)
-    assert {s: v for s, v in lock.items() if not s.endswith("@prices")} == before  # its stages only
-    board = json.loads((ws / "reports" / "backtest" / "prices.json").read_text())
+    assert {f"{s}@load" for s in ("ingest", "validate", "stationarity", "backtest", "promote", "forecast")} <= set(lock)
+    assert {s: v for s, v in lock.items() if not s.endswith("@load")} == before  # its stages only
+    board = json.loads((ws / "reports" / "backtest" / "load.json").read_text())
     params = load_params(ws / "params.yaml")
-    assert set(board) == {"AAA", "BBB", "CCC"}
-    assert set(board["AAA"]) == set(params.backtest.default_models)
-    assert set(board["BBB"]) == {"naive", "seasonal_naive"}
-    assert all(np.isfinite(m["P4a_mase"]) and np.isfinite(m["P4b_mase"]) for m in board["AAA"].values())
-    promotion = json.loads((ws / "reports" / "promotion" / "prices.json").read_text())
-    champion = promotion["champion"]
-    assert champion["model_uri"] == "models:/seqcast-prices@champion" and champion["series"] == "AAA"
-    base = board["AAA"]["seasonal_naive"]["P4b_mase"]
-    if any(m["P4b_mase"] < base for m in board["AAA"].values()):  # the champion does not lose to seasonal naive
-        assert board["AAA"][champion["model"]]["P4b_mase"] <= base
-    forecast = pd.read_csv(ws / "reports" / "forecast" / "prices.csv")
-    assert list(forecast["ds"].str[:10]) == [f"2015-{m:02d}-01" for m in range(1, 13)]  # the months after Dec 2014
-    assert (ws / "reports" / "forecast" / "prices.png").is_file()
+    assert set(board) == {"north", "south"}
+    assert set(board["north"]) == set(params.backtest.default_models)
+    assert set(board["south"]) == {"naive", "seasonal_naive"}
+    assert all(np.isfinite(m["P4a_mase"]) and np.isfinite(m["P4b_mase"]) for m in board["north"].values())
+    champion = json.loads((ws / "reports" / "promotion" / "load.json").read_text())["champion"]
+    assert champion["model_uri"] == "models:/seqcast-load@champion" and champion["series"] == "north"
+    base = board["north"]["seasonal_naive"]["P4b_mase"]
+    if any(m["P4b_mase"] < base for m in board["north"].values()):  # the champion does not lose to seasonal naive
+        assert board["north"][champion["model"]]["P4b_mase"] <= base
+    forecast = pd.read_csv(ws / "reports" / "forecast" / "load.csv")
+    stamps = pd.to_datetime(forecast["ds"], utc=True)
+    last = pd.Timestamp(two_sites().query("site == 'north'")["timestamp"].iloc[-1]).tz_localize("Australia/Melbourne")
+    assert len(forecast) == 48 and stamps.iloc[0] == last + pd.Timedelta(minutes=30)
+    assert (stamps.diff().dropna() == pd.Timedelta(minutes=30)).all()
+    assert forecast["ds"].iloc[0].endswith("+10:00")  # shown on the series' own clock (Melbourne, winter time)
     mlflow.set_tracking_uri(f"sqlite:///{ws / 'mlflow.db'}")
     try:
         names = {e.name for e in mlflow.search_experiments()}
-        assert {"seqcast-prices", "seqcast-prices-data", "seqcast-prices-forecast"} <= names
+        assert {"seqcast-load", "seqcast-load-data", "seqcast-load-forecast"} <= names
     finally:
         mlflow.set_tracking_uri(None)
-    again = subprocess.run(["seqcast", "run", "--dataset", "prices"], cwd=ws, env=env, capture_output=True, text=True,
+    row = next(line for line in listed.splitlines() if line.startswith("load "))
+    assert "file load.csv" in row and " 2 " in row and "30min" in row and " 5760 " in row
+    again = subprocess.run(["seqcast", "run", "--dataset", "load"], cwd=ws, env=env, capture_output=True, text=True,
                            timeout=900)
     assert again.returncode == 0 and "Running stage" not in again.stdout, again.stdout[-3000:]
-    listed = subprocess.run(["seqcast", "datasets", "list"], cwd=ws, env=env, capture_output=True, text=True,
-                            timeout=300)
-    row = next(line for line in listed.stdout.splitlines() if line.startswith("prices "))
-    assert "file prices.csv" in row and " 3 " in row and "MS" in row and " 360 " in row
+    new = two_sites()
+    new.loc[10, "timestamp"] = new.loc[9, "timestamp"]  # a duplicated half-hour at file line 12
+    write(new, home / "data" / "new-load.csv")
+    (line,) = readme_block("seqcast validate ~/data/new-load.csv")
+    out = subprocess.run(line.split("  #")[0], shell=True, cwd=ws, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1 and "expect_compound_columns_to_be_unique" in out.stderr and "\n      12 " in out.stderr

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, readme_block
 from seqcast.paths import UnsafeName, inside, safe_name
 
 
@@ -202,20 +202,12 @@ def test_bandit_finds_no_high_severity_issue():
     assert report["metrics"]["_totals"]["loc"] > 5000  # it really scanned the code
 
 
-def _readme_block(marker: str) -> list[str]:
-    """The command lines of the README's bash block that contains `marker`, as typed."""
-    for block in re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S):
-        if marker in block:
-            return [ln.strip() for ln in block.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-    raise AssertionError(f"README.md has no bash block with {marker!r}")
-
-
 @pytest.mark.slow
 def test_locked_install_as_the_readme_types_it(tmp_path):
     """The README's locked install, run as typed in a fresh venv (only the venv's folder moved
     to a temporary one): every pin is found, every file matches its sha256, nothing is resolved
     beyond the lock, and `pip check` finds the installed set consistent."""
-    lines = _readme_block("--require-hashes -r requirements.lock")
+    lines = readme_block("--require-hashes -r requirements.lock")
     assert any(ln.endswith("pip check") for ln in lines)
     venv = tmp_path / "venv"
     outputs = []
