@@ -62,3 +62,25 @@ def test_the_finder_finds_a_name():
         path = Path(tmp) / "x.py"
         path.write_text('"""About market data."""\n\ndef f(d):\n    """The pm25 way."""\n    return d == "pm25"\n')
         assert [t for _, t in string_literals(path)] == ["pm25"]
+
+
+def test_dvc_yaml_names_only_the_datasets_the_gpt_forecaster_trains_on():
+    """dvc.yaml loops over the datasets; the one stage that reads several datasets' tables by
+    name, the GPT forecaster's training, names exactly those of gpt_forecaster_train.mix (and its
+    comparison those of gpt_forecaster_train.compare), so the two cannot drift apart."""
+    import re
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    mix = {d for d in raw["gpt_forecaster_train"]["mix"] if d != "synthetic"}
+    train = dvc["gpt_forecaster_train"]
+    tables = {m.group(1) for d in train["deps"] if (m := re.match(r"\$\{paths\.clean\}/(.+)\.parquet$", d))}
+    entries = {p.split(".", 1)[1] for p in train["params"] if isinstance(p, str) and p.startswith("datasets.")}
+    assert tables == entries == mix
+    compared = set(raw["gpt_forecaster_train"]["compare"])
+    boards = {m.group(1) for d in dvc["gpt_forecaster_compare"]["deps"]
+              if (m := re.match(r"\$\{paths\.reports\}/backtest/(.+)\.json$", d)) and ".summary" not in d}
+    assert boards == compared
+    for name, stage in dvc.items():
+        if "foreach" in stage:
+            assert stage["foreach"] == "${datasets}", name
