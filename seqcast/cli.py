@@ -6,6 +6,7 @@
     seqcast bench NAME [ARGS...]       run benchmarks/NAME.py; the last line printed is JSON
     seqcast ui [--port N]              the MLflow UI on the pipeline's store (127.0.0.1)
     seqcast chat [ARGS...]             talk to the fine-tuned GPT
+    seqcast stack up|status|down       the team stack: PostgreSQL, MLflow, Prefect, Dask (127.0.0.1)
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from seqcast.runlock import RunLocked, run_lock
 
     load_params()  # a bad params.yaml stops here, before any stage runs (ParamsError, see main)
+    from seqcast.stack import preflight
+
+    if problem := preflight():  # an MLflow store or Prefect API that cannot be used stops here too
+        print(f"seqcast run: {problem}", file=sys.stderr)
+        return 4
     root = project_root()
     try:
         with run_lock(root, wait_seconds=args.wait):
@@ -136,6 +142,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return int(chat_main(args.rest) or 0)
 
 
+def cmd_stack(args: argparse.Namespace) -> int:
+    from seqcast.stack import main as stack_main
+
+    return stack_main(args.rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from seqcast.contract import DATASETS
 
@@ -166,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", help="chat with the fine-tuned GPT")
     chat.add_argument("rest", nargs=argparse.REMAINDER)
     chat.set_defaults(func=cmd_chat)
+    stack = sub.add_parser("stack", help="the team stack: up, status, down")
+    stack.add_argument("rest", nargs=argparse.REMAINDER)
+    stack.set_defaults(func=cmd_stack)
     return parser
 
 
