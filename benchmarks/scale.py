@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             into[name]["wall"] += wall
             into[name]["compute"] += compute
             into[name]["jobs"] += len(part)
-            return {k: {m: v for m, v in row.items() if "seconds" not in m} for k, row in metrics.items()}
+            return {k: {m: "nan" if v != v else v for m, v in row.items() if "seconds" not in m}  # NaN == NaN here
+                    for k, row in metrics.items()}
 
         for name in (LOCAL1, LOCAL2, CLUSTER):  # orchestration alone: jobs that take a millisecond
             measure(name, probe_jobs, probe)

@@ -438,17 +438,20 @@ def _check_ports_free(stack: Stack, services: list[str]) -> None:
 
 
 def up(stack: Stack) -> list[str]:
-    """Start every service that is not running, in dependency order; returns those started."""
+    """Start every service that is not running, in dependency order (each checked once those it
+    needs run: a server that lost its database answers again when it is back); returns those started."""
     stack.save()
-    todo = [s for s in SERVICES if not stack.running(s)]
-    for service in todo:  # a stale process of a service that stopped answering goes first
-        if service != "postgres" and alive(stack.pid(service)):
+    started = []
+    for service in SERVICES:
+        if stack.running(service):
+            continue
+        if service != "postgres" and alive(stack.pid(service)):  # a stale process that stopped answering
             terminate(stack.pid(service))
-    _check_ports_free(stack, todo)
-    for service in todo:
+        _check_ports_free(stack, [service])
         print(f"starting {service} ...", flush=True)
         STARTERS[service](stack)
-    return todo
+        started.append(service)
+    return started
 
 
 def down(stack: Stack, services: list[str] | None = None) -> list[str]:
