@@ -57,7 +57,8 @@ def loopback_cluster(workers: int, log_dir: Path):
                                  log_dir / "scheduler.log", env))
         address = f"tcp://127.0.0.1:{ports[0]}"
         procs.append(stack.spawn([stack.bin_path("dask"), "worker", address, "--nworkers", str(workers),
-                                  "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
+                                  "--nthreads", "1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
+                                  "--host", "127.0.0.1"],
                                  log_dir / "workers.log", env))
         stack.wait_for_workers(address, workers, timeout=300)
         yield address

@@ -73,7 +73,8 @@ def dataset_jobs(dataset: str, models: list[str], params) -> list[Job]:
     clean = pd.read_parquet(params.path("clean", f"{dataset}.parquet"))
     verdicts = json.loads(params.path("reports", "stationarity", f"{dataset}.json").read_text())
     parts = split_table(clean, params, dataset)
-    return [Job(protocol_for(uid, parts, dataset, params), model, verdicts.get(uid)) for uid in parts for model in models]
+    return [Job(protocol_for(uid, parts, dataset, params), model, verdicts.get(uid))
+            for uid in parts for model in models]
 
 
 def mean_metrics(metrics: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
@@ -94,7 +95,10 @@ def scale_flow(source: str = GENERATED, models: list[str] | None = None, n: int 
     logger = get_run_logger()
     params = load_params()
     models = models or ["naive", "ets", "arima"]
-    jobs = generated_jobs(n, models, params, length, seed) if source == GENERATED else dataset_jobs(source, models, params)
+    if source == GENERATED:
+        jobs = generated_jobs(n, models, params, length, seed)
+    else:
+        jobs = dataset_jobs(source, models, params)
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     t0 = time.perf_counter()
     for job, result in run_jobs(jobs, params, params.backtest.workers, address):

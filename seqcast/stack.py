@@ -330,27 +330,25 @@ def start_postgres(stack: Stack) -> None:
                                        "-w", "-t", "120", "start"]), capture_output=True, text=True)
     if out.returncode != 0:
         raise StackError(f"PostgreSQL did not start:\n{out.stdout[-1500:]}{out.stderr[-1500:]}\n{_tail(log)}")
-    _create_databases(stack, bindir)
+    _create_databases(stack)
 
 
-def _psql(stack: Stack, bindir: Path, database: str, sql: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(bindir / "psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
-                           "-p", str(stack.ports["postgres"]), "-U", DB_USER, "-d", database, "-c", sql],
-                          capture_output=True, text=True, env={**os.environ, "PGPASSFILE": str(stack.pgpass)})
-
-
-def _create_databases(stack: Stack, bindir: Path) -> None:
-    existing = _psql(stack, bindir, "postgres", "SELECT datname FROM pg_database")
-    if existing.returncode != 0:
-        raise StackError(f"PostgreSQL does not accept the stack's login: {existing.stderr.strip()}")
-    for name in DATABASES:
-        if name not in existing.stdout.split():
-            out = _psql(stack, bindir, "postgres", f"CREATE DATABASE {name}")
-            if out.returncode != 0:
-                raise StackError(f"CREATE DATABASE {name}: {out.stderr.strip()}")
-    out = _psql(stack, bindir, "prefect", "CREATE EXTENSION IF NOT EXISTS pg_trgm")  # Prefect's search indexes
+def psql(stack: Stack, database: str, query: str) -> str:
+    """One SQL statement through ``psql`` as the stack's user (the password from the passfile)."""
+    out = subprocess.run([str(pg_bindir() / "psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                          "-p", str(stack.ports["postgres"]), "-U", DB_USER, "-d", database, "-c", query],
+                         capture_output=True, text=True, env={**os.environ, "PGPASSFILE": str(stack.pgpass)})
     if out.returncode != 0:
-        raise StackError(f"the pg_trgm extension Prefect needs: {out.stderr.strip()}")
+        raise StackError(f"PostgreSQL ({database}): {query}: {out.stderr.strip()}")
+    return out.stdout
+
+
+def _create_databases(stack: Stack) -> None:
+    existing = psql(stack, "postgres", "SELECT datname FROM pg_database").split()
+    for name in DATABASES:
+        if name not in existing:
+            psql(stack, "postgres", f"CREATE DATABASE {name}")
+    psql(stack, "prefect", "CREATE EXTENSION IF NOT EXISTS pg_trgm")  # Prefect's search indexes
 
 
 def _start(stack: Stack, service: str, args: list[str], env: dict[str, str], cwd: Path | None = None) -> int:
@@ -399,7 +397,8 @@ def _client_env(stack: Stack) -> dict[str, str]:
 def start_dask_workers(stack: Stack) -> None:
     address = f"tcp://127.0.0.1:{stack.ports['dask']}"
     _start(stack, "dask-workers", [bin_path("dask"), "worker", address, "--nworkers", str(DASK_WORKERS),
-                                   "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
+                                   "--nthreads", "1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
+                                   "--host", "127.0.0.1"],
            _client_env(stack), project_root())
     try:
         wait_for_workers(address, DASK_WORKERS, timeout=300)
@@ -519,8 +518,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["up", "status", "down"])
     parser.add_argument("--dir", type=Path, default=None, help="the stack folder (default: SEQCAST_STACK_DIR "
                                                                "or <project>/.stack)")
-    parser.add_argument("--auto-ports", action="store_true", help="a new stack: free ports instead of the defaults "
-                                                                  + ", ".join(f"{k} {v}" for k, v in DEFAULT_PORTS.items()))
+    defaults = ", ".join(f"{k} {v}" for k, v in DEFAULT_PORTS.items())
+    parser.add_argument("--auto-ports", action="store_true", help=f"a new stack: free ports instead of {defaults}")
     parser.add_argument("--host", help="the address the MLflow, Prefect and Dask servers bind (default 127.0.0.1)")
     parser.add_argument("--service", nargs="+", choices=SERVICES, help="down: only these")
     args = parser.parse_args(argv)

@@ -110,7 +110,8 @@ def cluster(tmp_path_factory, prefect_server):
     try:
         wait_http(f"http://127.0.0.1:{dash}/health", scheduler, timeout=120)
         worker = Proc([bin_path("dask"), "worker", f"tcp://127.0.0.1:{port}", "--nworkers", "1", "--nthreads", "1",
-                       "--no-dashboard", "--host", "127.0.0.1"], tmp / "worker.log", env=env, cwd=ROOT)
+                       "--no-dashboard", "--dashboard-address", "127.0.0.1:0", "--host", "127.0.0.1"],
+                      tmp / "worker.log", env=env, cwd=ROOT)
         from seqcast.stack import wait_for_workers
 
         wait_for_workers(f"tcp://127.0.0.1:{port}", 1, timeout=180)

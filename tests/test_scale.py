@@ -44,11 +44,12 @@ def test_the_flow_is_the_same_backtest_as_the_jobs(workspace, mlflow_store, pref
             assert out["series"][uid][model]["P2a_mase"] == pytest.approx(metrics["P2a_mase"], rel=1e-12)
     assert out["mean"]["naive"]["P2a_mase"] == pytest.approx(np.mean([m["naive"]["P2a_mase"] for m in direct.values()]))
     saved = json.loads((workspace / "reports" / "scale" / "generated.json").read_text())
-    assert {m: row["P2b_mase"] for m, row in saved["mean"].items()} == {m: row["P2b_mase"] for m, row in out["mean"].items()}
+    assert {m: r["P2b_mase"] for m, r in saved["mean"].items()} == {m: r["P2b_mase"] for m, r in out["mean"].items()}
     import mlflow
 
     runs = mlflow.search_runs(experiment_names=["seqcast-generated"])
-    assert len(runs) == 1 and runs["metrics.mean_P2a_mase.naive"].iloc[0] == pytest.approx(out["mean"]["naive"]["P2a_mase"])
+    assert len(runs) == 1
+    assert runs["metrics.mean_P2a_mase.naive"].iloc[0] == pytest.approx(out["mean"]["naive"]["P2a_mase"])
 
 
 def test_mean_metrics_per_model():
