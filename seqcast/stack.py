@@ -406,19 +406,12 @@ def start_dask_workers(stack: Stack) -> None:
         raise StackError(f"the Dask workers did not join {address}: {err}\n{_tail(stack.log('dask-workers'))}") from err
 
 
-def _prefect(stack: Stack, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([bin_path("prefect"), "--no-prompt", *args], capture_output=True, text=True,
-                          env=_client_env(stack), cwd=project_root(), timeout=300)
-
-
 def start_prefect_worker(stack: Stack, pool: str) -> None:
-    out = _prefect(stack, "work-pool", "create", pool, "--type", "process")
-    if out.returncode != 0 and "already exists" not in out.stdout + out.stderr:
-        raise StackError(f"prefect work-pool create {pool}: {out.stdout[-1500:]}{out.stderr[-1500:]}")
-    if pool == "gpu":  # one GPU: one flow run at a time
-        _prefect(stack, "work-pool", "set-concurrency-limit", pool, "1")
-    _start(stack, f"worker-{pool}", [bin_path("prefect"), "worker", "start", "--pool", pool, "--type", "process"],
-           _client_env(stack), project_root())
+    """A process worker of ``pool`` (created by the worker when missing); the gpu worker runs one
+    flow run at a time (one GPU)."""
+    limit = ["--limit", "1"] if pool == "gpu" else []
+    _start(stack, f"worker-{pool}", [bin_path("prefect"), "worker", "start", "--pool", pool, "--type", "process",
+                                     *limit], _client_env(stack), project_root())
 
 
 STARTERS = {"postgres": start_postgres, "mlflow": start_mlflow, "prefect": start_prefect,

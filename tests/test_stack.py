@@ -21,7 +21,7 @@ import pytest
 from conftest import ROOT, child_env, copy_project
 from seqcast import stack as stk
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]  # a stack start on a loaded 2-core machine: minutes
 SEQCAST = stk.bin_path("seqcast")
 # two cheap pipelines: a dataset each, the reference series only, naive baselines and drift
 CHEAP = {"models": {"run": {"market": ["naive", "drift"], "pm25": ["naive", "drift"]}},
