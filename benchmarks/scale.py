@@ -37,10 +37,15 @@ LOCAL1, LOCAL2, CLUSTER = "local, 1 worker", "local, 2 workers", "dask, 2 worker
 
 
 def timed_job(job: Job, params):
-    """One backtest job and the seconds it took inside its worker."""
-    t0 = time.perf_counter()
-    result = run_job(job, params)
-    return result, time.perf_counter() - t0
+    """One backtest job and the seconds it took inside its worker, one thread per BLAS/OpenMP pool
+    on every executor (as the cluster's task sets it; the local pool's initializer runs before the
+    libraries are loaded, so its limit does not hold: docs/executor.md)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        t0 = time.perf_counter()
+        result = run_job(job, params)
+        return result, time.perf_counter() - t0
 
 
 @contextlib.contextmanager
