@@ -103,7 +103,8 @@ def cluster(tmp_path_factory, prefect_server):
     """A real `dask scheduler` and one `dask worker` process on loopback, reporting to the session's Prefect API."""
     tmp = tmp_path_factory.mktemp("dask")
     port, dash = free_port(), free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PREFECT_API_URL=prefect_server)
+    # the project and this module importable: the transient-error test sends functions defined here
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]), PREFECT_API_URL=prefect_server)
     scheduler = Proc([bin_path("dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                       "--dashboard-address", f"127.0.0.1:{dash}"], tmp / "scheduler.log", env=env, cwd=ROOT)
     worker = None
