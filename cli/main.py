@@ -77,6 +77,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
                             "--host", "127.0.0.1", "--port", str(args.port)], env=child_env())
 
 
+def cmd_stack(args: argparse.Namespace) -> int:
+    from seqcast.stack import main as stack_main
+
+    return stack_main(args.rest)
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from seqcast.chat import main as chat_main
 
@@ -104,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="MLflow UI on the pipeline's store")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(func=cmd_ui)
+    stack = sub.add_parser("stack", help="the team stack: up, status, down")
+    stack.add_argument("rest", nargs=argparse.REMAINDER)
+    stack.set_defaults(func=cmd_stack)
     chat = sub.add_parser("chat", help="chat with the fine-tuned GPT")
     chat.add_argument("rest", nargs=argparse.REMAINDER)
     chat.set_defaults(func=cmd_chat)

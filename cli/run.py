@@ -18,6 +18,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     params = load_params()  # a bad params.yaml stops here, before any stage runs (ParamsError, see main)
     if args.dataset:
         params.dataset(args.dataset)  # an unknown name stops here too (KeyError, see main)
+    from seqcast.stack import preflight
+
+    if problem := preflight():  # an MLflow store or Prefect API that cannot be used stops here too
+        print(f"seqcast run: {problem}", file=sys.stderr)
+        return 4
     root = project_root()
     try:
         with run_lock(root, wait_seconds=args.wait):

@@ -172,8 +172,9 @@ def test_servers_bind_to_loopback():
             command = re.search(r"(mlflow (server|ui)|prefect server start|models serve)", line)
             if command and re.search(r"\s-{1,2}[a-z]", line[command.start():]):  # a command line with flags
                 assert "127.0.0.1" in line + " ".join(lines[i + 1 : i + 2]), (name, line)  # (or continued)
-    scale = (ROOT / "flows" / "scale.py").read_text()
-    assert '"dashboard_address": None' in scale  # the local Dask cluster serves no dashboard
+    from seqcast import stack
+
+    assert stack.Stack.open(ROOT / ".no-stack").host == "127.0.0.1"  # the team stack binds loopback by default
 
 
 # ---------------------------------------------------------------------------- dependencies
