@@ -39,6 +39,7 @@ intervals. Boosters are saved as LightGBM's own text format (no pickle).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -47,6 +48,7 @@ import pandas as pd
 
 from models.base import Forecast, Forecaster, Levels, ffill
 from models.registry import register
+from models.target_transform import TargetTransform
 from seqcast.model_config import LightGBMParams
 
 NEIGHBOUR_PREFIX = "nb:"
@@ -66,49 +68,38 @@ def calendar_features(stamps: pd.DatetimeIndex) -> np.ndarray:
     return np.column_stack([stamps.hour, stamps.dayofweek, stamps.month, stamps.dayofyear]).astype(np.float32)
 
 
-class SeriesScaler:
-    """``t(y)`` and the statistics that make one series comparable with another."""
+@dataclass(frozen=True)
+class SeriesScaling:
+    """What makes one series comparable with another: ``u = t(y) / sd(diff t)`` (the target
+    transform with ``step`` scaling) and the level ``(t - mean) / sd`` (``standard``), both fitted
+    on that series' training part."""
 
-    def __init__(self, kind: str, mu: float, sd: float, step: float) -> None:
-        self.kind, self.mu, self.sd, self.step = kind, mu, sd, step
+    target: TargetTransform
+    level_scale: TargetTransform
 
     @classmethod
-    def fit(cls, y: np.ndarray, transform: str) -> SeriesScaler:
-        finite = y[np.isfinite(y)]
-        kind = transform
-        if transform == "auto":
-            skew = float(np.mean((finite - finite.mean()) ** 3) / (finite.std() ** 3 + 1e-12))
-            kind = "log1p" if finite.min() >= 0 and skew > 1.0 else "none"
-        t = _forward(y, kind)
-        diffs = np.diff(t)
-        step = float(np.nanstd(diffs)) if np.isfinite(diffs).sum() > 1 else 1.0
-        return cls(kind, float(np.nanmean(t)), float(np.nanstd(t) or 1.0), step if step > 0 else 1.0)
+    def fit(cls, y: np.ndarray, transform: str) -> SeriesScaling:
+        target = TargetTransform.fit(y, transform, "step")
+        return cls(target, TargetTransform.fit(y, target.kind, "standard"))
 
     def scaled(self, y: np.ndarray) -> np.ndarray:
-        return _forward(y, self.kind) / self.step
+        return self.target.forward(y)
 
     def inverse(self, u: np.ndarray) -> np.ndarray:
-        t = u * self.step
-        if self.kind == "log1p":
-            return np.expm1(t)
-        if self.kind == "log":
-            return np.exp(t)
-        return t
+        return self.target.inverse(u)
 
     def level(self, u: np.ndarray) -> np.ndarray:
-        return (u * self.step - self.mu) / self.sd
+        return self.level_scale.scaled(self.target.unscaled(u))
 
-    def as_list(self) -> list:
-        return [self.kind, self.mu, self.sd, self.step]
+    def to_dict(self) -> dict:
+        return {"target": self.target.to_dict(), "level": self.level_scale.to_dict()}
 
-
-def _forward(y: np.ndarray, kind: str) -> np.ndarray:
-    y = np.asarray(y, dtype=float)
-    if kind == "log1p":
-        return np.log1p(np.maximum(y, 0.0))
-    if kind == "log":
-        return np.log(np.maximum(y, 1e-12))
-    return y
+    @classmethod
+    def from_dict(cls, d: dict | list) -> SeriesScaling:
+        if isinstance(d, list):  # saved before the target transform module: [kind, mean, sd, step]
+            kind, mu, sd, step = d
+            return cls(TargetTransform(kind, 0.0, step), TargetTransform(kind, mu, sd))
+        return cls(TargetTransform.from_dict(d["target"]), TargetTransform.from_dict(d["level"]))
 
 
 class _Series:
@@ -116,7 +107,7 @@ class _Series:
     in the model's column order, neighbours, calendar."""
 
     def __init__(self, u: np.ndarray, observed: np.ndarray, age: np.ndarray, exog: np.ndarray | None,
-                 neighbours: np.ndarray | None, calendar: np.ndarray | None, scaler: SeriesScaler) -> None:
+                 neighbours: np.ndarray | None, calendar: np.ndarray | None, scaler: SeriesScaling) -> None:
         self.u, self.observed, self.age = u, observed, age
         self.exog, self.neighbours, self.calendar, self.scaler = exog, neighbours, calendar, scaler
 
@@ -155,7 +146,7 @@ class LightGBMForecaster(Forecaster):
             return None
         return calendar_features(pd.date_range(pd.Timestamp(c.calendar_start), periods=n, freq=c.calendar_freq))
 
-    def _prepare(self, y: np.ndarray, X: np.ndarray | None, scaler: SeriesScaler,
+    def _prepare(self, y: np.ndarray, X: np.ndarray | None, scaler: SeriesScaling,
                  calendar: np.ndarray | None) -> _Series:
         y = np.asarray(y, dtype=float)
         observed = np.isfinite(y)
@@ -179,7 +170,7 @@ class LightGBMForecaster(Forecaster):
         y = np.asarray(other.y, dtype=float)
         if np.isfinite(y).sum() < max(self.lags_) + self.horizon + 2:
             return None
-        scaler = SeriesScaler.fit(y, self.config.transform)
+        scaler = SeriesScaling.fit(y, self.config.transform)
         exog = None
         exog_cols, nb_cols = self._columns()
         if exog_cols:
@@ -281,7 +272,7 @@ class LightGBMForecaster(Forecaster):
         n = len(y)
         n_fit = self._split(n)
         self.holdout_start_ = n_fit
-        self.scaler_ = SeriesScaler.fit(y[:n_fit], c.transform)
+        self.scaler_ = SeriesScaling.fit(y[:n_fit], c.transform)
         own = self._prepare(y, X, self.scaler_, self._calendar(n))
         rng = np.random.default_rng(c.seed)
         train_ends = np.arange(0, n_fit - 1, int(c.stride))
@@ -396,7 +387,7 @@ class LightGBMForecaster(Forecaster):
         out = {k: v for k, v in super().describe().items()}
         if self.fitted:
             out.update({"n_features": self.n_features_, "n_boosters": len(self.boosters_),
-                        "n_panel_series": self.n_panel_series_, "transform_kind": self.scaler_.kind,
+                        "n_panel_series": self.n_panel_series_, "transform_kind": self.scaler_.target.kind,
                         "mean_best_iteration": float(np.mean(self.best_iterations_))})
         return out
 
@@ -411,7 +402,7 @@ class LightGBMForecaster(Forecaster):
     # -- persistence ---------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
         folder = super().save(folder)
-        state = {"exog_names": list(self.exog_names_), "n_inputs": self.n_inputs_, "scaler": self.scaler_.as_list(),
+        state = {"exog_names": list(self.exog_names_), "n_inputs": self.n_inputs_, "scaler": self.scaler_.to_dict(),
                  "quantiles": self.quantiles_.tolist(), "best_iterations": self.best_iterations_,
                  "n_features": self.n_features_, "n_panel_series": self.n_panel_series_,
                  "boosters": [b.model_to_string() for b in self.boosters_]}
@@ -426,7 +417,7 @@ class LightGBMForecaster(Forecaster):
         model, state = cls._load_saved(folder, "lightgbm.json")
         model.exog_names_ = tuple(state["exog_names"])
         model.n_inputs_ = int(state["n_inputs"])
-        model.scaler_ = SeriesScaler(*state["scaler"])
+        model.scaler_ = SeriesScaling.from_dict(state["scaler"])
         model.quantiles_ = np.asarray(state["quantiles"], dtype=float)
         model.best_iterations_ = [int(v) for v in state["best_iterations"]]
         model.n_features_, model.n_panel_series_ = int(state["n_features"]), int(state["n_panel_series"])

@@ -6,8 +6,9 @@ exogenous columns) to ``(B, H)``: the scaled change of the target from the windo
 last value, for steps 1..H. Everything else lives here, written once:
 
 - **Scaling**, fitted on the fit part of the training history only (the validation
-  slice at the end of train and everything after it never reach a scaler):
-  optional ``log1p``, then a standard scaler; exogenous columns standard-scaled too.
+  slice at the end of train and everything after it never reach a scaler): the target
+  transform (models/target_transform.py: ``auto``/``log1p``/``none``, then standard
+  scaling); exogenous columns standard-scaled too.
 - **Windows** of ``input_size`` steps ending at position ``t`` with targets
   ``t+1..t+H``. Missing values are forward-filled causally (position ``t`` only reads
   ``<= t``); targets that were missing are masked out of the loss.
@@ -39,6 +40,7 @@ import torch
 from torch import nn
 
 from models.base import Forecast, Forecaster, Levels, ffill
+from models.target_transform import TargetTransform
 from seqcast.model_config import NeuralParams
 
 
@@ -88,21 +90,9 @@ class NeuralForecaster(Forecaster):
         return (err**2).mean()
 
     # -- scaling ----------------------------------------------------------------------
-    def _transform(self, y: np.ndarray) -> np.ndarray:
-        return np.log1p(np.maximum(y, 0.0)) if self.log_ else y
-
-    def _inverse(self, z: np.ndarray) -> np.ndarray:
-        v = z * self.sd_ + self.mu_
-        return np.expm1(v) if self.log_ else v
-
     def _fit_scalers(self, y_fit: np.ndarray, X_fit: np.ndarray | None) -> None:
         """Only the fit part (train minus the validation slice) reaches here."""
-        kind = self.config.transform
-        finite = y_fit[~np.isnan(y_fit)]
-        skew = float(np.mean((finite - finite.mean()) ** 3) / (finite.std() ** 3 + 1e-12))
-        self.log_ = bool(kind == "log1p" or (kind == "auto" and finite.min() >= 0 and skew > 1.0))
-        t = self._transform(y_fit)
-        self.mu_, self.sd_ = float(np.nanmean(t)), float(np.nanstd(t) or 1.0)
+        self.target_ = TargetTransform.fit(y_fit, self.config.transform, "standard")
         if X_fit is not None:
             self.x_mu_ = np.nanmean(X_fit, axis=0)
             sd = np.nanstd(X_fit, axis=0)
@@ -110,8 +100,7 @@ class NeuralForecaster(Forecaster):
 
     def _features(self, y: np.ndarray, X: np.ndarray | None) -> np.ndarray:
         """(n, F) causal, scaled inputs: ffilled target (leading gaps -> train mean) + exog."""
-        z = (self._transform(ffill(y)) - self.mu_) / self.sd_
-        z = np.nan_to_num(z, nan=0.0)
+        z = np.nan_to_num(self.target_.forward(ffill(y)), nan=0.0)
         cols = [z[:, None]]
         if self.n_exog_:
             X = np.asarray(X, float)
@@ -326,8 +315,8 @@ class NeuralForecaster(Forecaster):
         lower, upper = {}, {}
         for level in levels:
             lo, hi = self._interval_z(level, steps)
-            lower[level], upper[level] = self._inverse(z_all + lo), self._inverse(z_all + hi)
-        return Forecast(self._inverse(z_all), lower, upper)
+            lower[level], upper[level] = z_all + lo, z_all + hi
+        return self.target_.inverse_forecast(z_all, lower, upper)
 
     def _rollout(self, feats: np.ndarray, ends: np.ndarray, h: int) -> np.ndarray:
         """Scaled forecasts (n, h); beyond ``horizon`` steps, feed the forecasts back (exog held)."""
@@ -388,7 +377,7 @@ class NeuralForecaster(Forecaster):
 
     # -- persistence ------------------------------------------------------------------
     def neural_state(self) -> dict[str, Any]:
-        return {"mu": self.mu_, "sd": self.sd_, "log": self.log_, "n_exog": self.n_exog_,
+        return {"target": self.target_.to_dict(), "n_exog": self.n_exog_,
                 "n_features": self.n_features_, "resid_quantiles": np.asarray(self.sigma_).tolist(),
                 "x_mu": np.asarray(getattr(self, "x_mu_", [])).tolist(),
                 "x_sd": np.asarray(getattr(self, "x_sd_", [])).tolist(),
@@ -396,7 +385,8 @@ class NeuralForecaster(Forecaster):
                 "windows_per_second": self.windows_per_second, "exog_names": list(self.exog_names_)}
 
     def set_neural_state(self, s: dict[str, Any]) -> None:
-        self.mu_, self.sd_, self.log_ = float(s["mu"]), float(s["sd"]), bool(s["log"])
+        self.target_ = TargetTransform.from_dict(s["target"] if "target" in s else  # saved before "target"
+                                                 {"kind": "log1p" if s["log"] else "none", "loc": s["mu"], "scale": s["sd"]})
         self.n_exog_, self.n_features_ = int(s["n_exog"]), int(s["n_features"])
         self.sigma_ = np.asarray(s["resid_quantiles"], dtype=float)
         if s["x_mu"]:

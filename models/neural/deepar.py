@@ -34,6 +34,7 @@ from torch import nn
 from models.base import Forecast, ffill
 from models.neural.base import NeuralForecaster, window_index
 from models.registry import register
+from models.target_transform import TargetTransform
 from seqcast.model_config import DeepARParams, DeepARPlusParams
 
 
@@ -97,16 +98,14 @@ class DeepARForecaster(NeuralForecaster):
         return net.nll(mu, sigma, nu, target)[mask].mean()
 
     # -- per-series scaling and sequence windows ---------------------------------------
-    def _scale(self, y: np.ndarray, fit_part: np.ndarray) -> tuple[np.ndarray, float, float]:
-        t = np.log1p(np.maximum(fit_part, 0)) if self.log_ else fit_part
-        mu, sd = float(np.nanmean(t)), float(np.nanstd(t) or 1.0)
-        tz = (np.log1p(np.maximum(ffill(y), 0)) if self.log_ else ffill(y)) - mu
-        return np.nan_to_num(tz / sd, nan=0.0).astype(np.float32), mu, sd
+    def _scale(self, y: np.ndarray, transform: TargetTransform) -> np.ndarray:
+        """The forward-filled series through ``transform`` (leading gaps -> 0), float32."""
+        return np.nan_to_num(transform.forward(ffill(y)), nan=0.0).astype(np.float32)
 
     def _relative(self) -> bool:
         """Windows relative to their origin's value (level-free: prices) unless log1p-scaled."""
         value = self.config.relative
-        return (not self.log_) if value == "auto" else bool(value)
+        return self.target_.kind == "none" if value == "auto" else bool(value)
 
     def _sequences(self, z: np.ndarray, raw: np.ndarray, starts: np.ndarray, wx: np.ndarray | None = None):
         T = self.input_size + self.horizon
@@ -163,7 +162,7 @@ class DeepARForecaster(NeuralForecaster):
         wx = self._weather(X, len(y))
         T = self.input_size + self.horizon
         stride = int(self.config.stride)
-        z, _, _ = self._scale(y, y[:n_fit])  # own series: the base scaler (mu_, sd_) from the fit part
+        z = self._scale(y, self.target_)  # own series: the transform fitted on the fit part
         # sampled paths are clipped to the fit part's range widened by 2 sd: a heavy-tailed draw fed
         # back through log1p/expm1 would otherwise explode
         self.z_range_ = (float(z[:n_fit].min()) - 2.0, float(z[:n_fit].max()) + 2.0)
@@ -176,7 +175,8 @@ class DeepARForecaster(NeuralForecaster):
             y_other = np.asarray(other.y, dtype=float)
             if np.sum(~np.isnan(y_other)) < T + 1:
                 continue
-            zo, _, _ = self._scale(y_other, y_other)  # its own scaler, its own (pre-cutoff) data only
+            # the own series' kind of transform, scaled by the panel series' own (pre-cutoff) data only
+            zo = self._scale(y_other, TargetTransform.fit(y_other, self.target_.kind, "standard"))
             wo = self._weather(other.X, len(y_other), tuple(other.exog_names or ("",)))
             parts.append(self._sequences(zo, y_other, np.arange(0, len(y_other) - T + 1, stride), wo))
             self.n_extra_series_ += 1
@@ -192,8 +192,7 @@ class DeepARForecaster(NeuralForecaster):
     def sample_paths(self, y: np.ndarray, origins: np.ndarray, h: int, chunk: int = 1024,
                      X: np.ndarray | None = None) -> np.ndarray:
         """Ancestral samples (n, S, h) in original units, each path reading y[:o+1] only."""
-        z = (np.log1p(np.maximum(ffill(np.asarray(y, float)), 0)) if self.log_ else ffill(np.asarray(y, float)))
-        z = np.nan_to_num((z - self.mu_) / self.sd_, nan=0.0).astype(np.float32)
+        z = self._scale(np.asarray(y, float), self.target_)
         pad = max(self.input_size - 1 - int(origins.min()), 0)
         z = np.concatenate([np.repeat(z[:1], pad), z])
         windows = z[window_index(origins + pad, self.input_size)]  # (n, L)
@@ -239,8 +238,7 @@ class DeepARForecaster(NeuralForecaster):
                     mu, sigma = mu[:, -1], sigma[:, -1]
                     nu = None if nu is None else nu[:, -1]
             out.append(torch.stack(draws, dim=1).reshape(b, S, h).float().cpu().numpy())
-        samples = (np.concatenate(out) + anchor[:, :, None]) * self.sd_ + self.mu_
-        return np.expm1(samples) if self.log_ else samples
+        return self.target_.inverse(np.concatenate(out) + anchor[:, :, None])
 
     def forecast_origins(self, y, origins, h, levels=(80, 95), X=None) -> Forecast:
         self._check_fitted()
