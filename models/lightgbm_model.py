@@ -48,11 +48,11 @@ import pandas as pd
 
 from models.base import Forecast, Forecaster, Levels, ffill
 from models.registry import register
+from models.residual_quantiles import ResidualQuantiles
 from models.target_transform import TargetTransform
 from seqcast.model_config import LightGBMParams
 
 NEIGHBOUR_PREFIX = "nb:"
-PROBS = np.linspace(0.005, 0.995, 199)
 
 
 def history_windows(u: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
@@ -312,8 +312,7 @@ class LightGBMForecaster(Forecaster):
         # split-conformal spreads: residual quantiles per step on the validation slice
         z = self._forecast_u(own, val_ends, self.horizon)
         resid = np.column_stack([self._targets(own, val_ends, k + 1) for k in range(self.horizon)]) - z
-        self.quantiles_ = np.nan_to_num(np.nanquantile(resid, PROBS, axis=0), nan=0.0) \
-            if np.isfinite(resid).any() else np.zeros((len(PROBS), self.horizon))
+        self.spread_ = ResidualQuantiles.fit(resid, self.horizon)
 
     # -- forecasting ---------------------------------------------------------------------
     def _predict_step(self, booster_index: int, feats: np.ndarray) -> np.ndarray:
@@ -353,14 +352,11 @@ class LightGBMForecaster(Forecaster):
                           self._calendar(n))
         z = self._forecast_u(s, origins, h)
         base = s.u[origins][:, None]
-        steps = np.minimum(np.arange(h), self.quantiles_.shape[1] - 1)
         lower, upper = {}, {}
-        for level in levels:
-            lo_q = np.array([np.interp(0.5 - level / 200, PROBS, self.quantiles_[:, j]) for j in steps])
-            hi_q = np.array([np.interp(0.5 + level / 200, PROBS, self.quantiles_[:, j]) for j in steps])
-            lower[level] = self.scaler_.inverse(base + z + np.minimum(lo_q, 0)[None, :])
-            upper[level] = self.scaler_.inverse(base + z + np.maximum(hi_q, 0)[None, :])
-        return Forecast(self.scaler_.inverse(base + z), lower, upper)
+        for level in levels:  # beyond the last booster's step: its quantiles
+            lo, hi = self.spread_.offsets(level, h)
+            lower[level], upper[level] = base + z + lo[None, :], base + z + hi[None, :]
+        return self.scaler_.target.inverse_forecast(base + z, lower, upper)
 
     def _predict(self, h: int, levels: Levels, X_future: np.ndarray | None) -> Forecast:
         return self.forecast_origins(self.y_, np.array([len(self.y_) - 1]), h, levels, self.X_)
@@ -403,7 +399,7 @@ class LightGBMForecaster(Forecaster):
     def save(self, folder: str | Path) -> Path:
         folder = super().save(folder)
         state = {"exog_names": list(self.exog_names_), "n_inputs": self.n_inputs_, "scaler": self.scaler_.to_dict(),
-                 "quantiles": self.quantiles_.tolist(), "best_iterations": self.best_iterations_,
+                 "quantiles": self.spread_.tolist(), "best_iterations": self.best_iterations_,
                  "n_features": self.n_features_, "n_panel_series": self.n_panel_series_,
                  "boosters": [b.model_to_string() for b in self.boosters_]}
         (folder / "lightgbm.json").write_text(json.dumps(state))
@@ -418,7 +414,7 @@ class LightGBMForecaster(Forecaster):
         model.exog_names_ = tuple(state["exog_names"])
         model.n_inputs_ = int(state["n_inputs"])
         model.scaler_ = SeriesScaling.from_dict(state["scaler"])
-        model.quantiles_ = np.asarray(state["quantiles"], dtype=float)
+        model.spread_ = ResidualQuantiles(np.asarray(state["quantiles"], dtype=float))
         model.best_iterations_ = [int(v) for v in state["best_iterations"]]
         model.n_features_, model.n_panel_series_ = int(state["n_features"]), int(state["n_panel_series"])
         model.boosters_ = [lgb.Booster(model_str=text) for text in state["boosters"]]

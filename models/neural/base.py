@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from models.base import Forecast, Forecaster, Levels, ffill
+from models.residual_quantiles import ResidualQuantiles
 from models.target_transform import TargetTransform
 from seqcast.model_config import NeuralParams
 
@@ -154,24 +155,13 @@ class NeuralForecaster(Forecaster):
         xt, tt, mt = self._windows(feats, y, train_ends)
         xv, tv, mv = self._windows(feats, y, val_ends)
         self.train_network((xt, tt, mt), (xv, tv, mv), n_features=feats.shape[1], fingerprint_data=y)
-        self._fit_spread(xv, tv, mv, feats[val_ends, 0])
+        self._fit_spread(xv, tv, mv)
 
-    PROBS = np.linspace(0.005, 0.995, 199)
-
-    def _fit_spread(self, xv, tv, mv, z_last) -> None:
+    def _fit_spread(self, xv, tv, mv) -> None:
         """Per-step quantiles of the validation residuals in the scaled space (so intervals are
-        multiplicative under log1p: wider when the level is high), on a grid of probabilities."""
+        multiplicative under log1p: wider when the level is high)."""
         resid = np.where(mv, tv - self._predict_z(xv), np.nan)  # (n, H), scaled units
-        q = np.nanquantile(resid, self.PROBS, axis=0) if np.isfinite(resid).any() else np.zeros((199, self.horizon))
-        self.sigma_ = np.nan_to_num(q, nan=0.0)  # (199, H)
-
-    def _interval_z(self, level: int, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scaled offsets (lower, upper) for each step; beyond the horizon widened by sqrt(block)."""
-        q = self.sigma_[:, np.minimum(steps, self.sigma_.shape[1] - 1)]
-        lo = np.array([np.interp(0.5 - level / 200, self.PROBS, q[:, j]) for j in range(len(steps))])
-        hi = np.array([np.interp(0.5 + level / 200, self.PROBS, q[:, j]) for j in range(len(steps))])
-        widen = np.sqrt(steps // self.horizon + 1)
-        return np.minimum(lo, 0) * widen, np.maximum(hi, 0) * widen
+        self.spread_ = ResidualQuantiles.fit(resid, self.horizon)
 
     def new_network(self, n_features: int) -> nn.Module:
         torch.manual_seed(int(self.config.seed))
@@ -311,10 +301,9 @@ class NeuralForecaster(Forecaster):
         if pad:  # too little history: repeat the first row (still causal)
             feats = np.vstack([np.repeat(feats[:1], pad, axis=0), feats])
         z_all = self._rollout(feats, origins + pad, h).astype(np.float64)
-        steps = np.arange(h)
         lower, upper = {}, {}
-        for level in levels:
-            lo, hi = self._interval_z(level, steps)
+        for level in levels:  # beyond the horizon (recursive blocks) widened by sqrt(block)
+            lo, hi = self.spread_.offsets(level, h, widen=True)
             lower[level], upper[level] = z_all + lo, z_all + hi
         return self.target_.inverse_forecast(z_all, lower, upper)
 
@@ -378,7 +367,7 @@ class NeuralForecaster(Forecaster):
     # -- persistence ------------------------------------------------------------------
     def neural_state(self) -> dict[str, Any]:
         return {"target": self.target_.to_dict(), "n_exog": self.n_exog_,
-                "n_features": self.n_features_, "resid_quantiles": np.asarray(self.sigma_).tolist(),
+                "n_features": self.n_features_, "resid_quantiles": self.spread_.tolist(),
                 "x_mu": np.asarray(getattr(self, "x_mu_", [])).tolist(),
                 "x_sd": np.asarray(getattr(self, "x_sd_", [])).tolist(),
                 "history": self.history, "train_seconds": self.train_seconds,
@@ -388,7 +377,7 @@ class NeuralForecaster(Forecaster):
         self.target_ = TargetTransform.from_dict(s["target"] if "target" in s else  # saved before "target"
                                                  {"kind": "log1p" if s["log"] else "none", "loc": s["mu"], "scale": s["sd"]})
         self.n_exog_, self.n_features_ = int(s["n_exog"]), int(s["n_features"])
-        self.sigma_ = np.asarray(s["resid_quantiles"], dtype=float)
+        self.spread_ = ResidualQuantiles(np.asarray(s["resid_quantiles"], dtype=float))
         if s["x_mu"]:
             self.x_mu_, self.x_sd_ = np.asarray(s["x_mu"], float), np.asarray(s["x_sd"], float)
         self.history = list(s["history"])

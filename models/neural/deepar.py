@@ -34,6 +34,7 @@ from torch import nn
 from models.base import Forecast, ffill
 from models.neural.base import NeuralForecaster, window_index
 from models.registry import register
+from models.residual_quantiles import ResidualQuantiles
 from models.target_transform import TargetTransform
 from seqcast.model_config import DeepARParams, DeepARPlusParams
 
@@ -185,7 +186,7 @@ class DeepARForecaster(NeuralForecaster):
         # the checkpoint key covers the panel too: a resumed run must see the same training data
         data = np.concatenate([y, *[np.asarray(o.y, float) for o in self.panel_]]) if self.n_extra_series_ else y
         self.train_network(train, val, n_features=1 + self.n_cov_, fingerprint_data=data)
-        self.sigma_ = np.zeros((len(self.PROBS), self.horizon))  # unused: intervals come from samples
+        self.spread_ = ResidualQuantiles.zeros(self.horizon)  # unused: intervals come from samples
 
     # -- forecasting ------------------------------------------------------------------
     @torch.no_grad()
