@@ -7,7 +7,7 @@ import torch
 from models import registry
 
 torch.set_num_threads(1)  # tiny tensors: one thread is fastest, and the CPU is shared
-from models.neural.base import n_params
+from models.neural.training import n_params
 from models.neural.lstm import LectureLSTM
 from models.neural.transformer import TransformerNet, causal_mask
 
