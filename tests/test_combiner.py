@@ -1,4 +1,4 @@
-"""The forecast combiner (issue 11): weights by known answers, chosen on the validation
+"""The forecast combiner: weights by known answers, chosen on the validation
 slice of the training part only (every test-period value changed: identical weights and
 intervals), inputs routed to the members that read them, and a saved combiner reloads."""
 

@@ -13,7 +13,7 @@ recursion ``s2_t = lam s2_{t-1} + (1 - lam) r_t^2`` over the returns up to each 
 returns. ``volatility: constant`` keeps the training sigma.
 
 :func:`black_scholes` is the closed form; :func:`mc_option_price` prices the same
-option from risk-neutral GBM paths (the check in the tests); :meth:`Gbm.call_price`
+option from risk-neutral GBM paths (the check in the tests); :meth:`GeometricBrownianMotion.call_price`
 prices a call from the fitted estimates (sigma annualised with 252 trading days).
 """
 
@@ -51,7 +51,7 @@ def mc_option_price(S: float, K: float, T: float, r: float, sigma: float, kind: 
 
 
 @register
-class Gbm(DirectForecaster):
+class GeometricBrownianMotion(DirectForecaster):
     name = "gbm"
     Params = GbmParams
     family = "classical"
