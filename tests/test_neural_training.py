@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from models import registry
 
-torch.set_num_threads(1)  # tiny tensors: one thread is fastest, and the CPU is shared
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"epochs": 3, "hidden": 8, "batch_size": 32, "input_size": 24, "horizon": 6, "progress": False}
@@ -70,7 +71,6 @@ RESUME = {"epochs": 4, "hidden": 8, "batch_size": 32, "input_size": 24, "horizon
 
 
 def test_resume_after_sigkill_gives_the_same_next_epoch_loss(tmp_path):
-    torch.set_num_threads(1)
     ckpt_dir = tmp_path / "ckpt"
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(root=str(ROOT), ckpt=str(ckpt_dir))],
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
