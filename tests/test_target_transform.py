@@ -112,3 +112,60 @@ def test_fitted_on_the_training_part_whatever_the_test_part_holds(kind, scaling)
 def test_round_trip_through_a_dict():
     t = TargetTransform.fit(np.random.default_rng(5).gamma(1.0, 5.0, 100), "auto", "step")
     assert TargetTransform.from_dict(t.to_dict()) == t
+
+
+# -- the models that transform their target ----------------------------------------------------
+FITTED_TRANSFORM = {  # model -> its fitted target transform; tiny configurations
+    "lstm": ({"epochs": 1, "hidden": 4, "input_size": 24, "horizon": 6, "progress": False}, lambda m: m.target_),
+    "deepar": ({"epochs": 1, "hidden": 4, "input_size": 24, "horizon": 6, "num_samples": 8, "progress": False},
+               lambda m: m.target_),
+    "lightgbm": ({"n_estimators": 5, "lags": [1, 2, 24], "windows": [6], "min_data_in_leaf": 10, "horizon": 6},
+                 lambda m: m.scaler_.target),
+}
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("name", sorted(FITTED_TRANSFORM))
+def test_models_fit_their_transform_before_their_validation_slice(name):
+    """A model fits the transform on its fit part; its validation slice (the end of the training
+    part) and, so, anything after it never move it."""
+    from models import registry
+
+    config, transform_of = FITTED_TRANSFORM[name]
+    rng = np.random.default_rng(6)
+    y = 10 + rng.gamma(1.0, 15.0, 480)  # skewed and positive: auto picks log1p
+    n_fit = len(y) - max(int(len(y) * 0.1), 7)  # val_fraction 0.1 of every one of them
+    shocked = y.copy()
+    shocked[n_fit:] = rng.normal(500.0, 100.0, len(y) - n_fit)
+    a = transform_of(registry.create(name, season=24, **config).fit(y))
+    b = transform_of(registry.create(name, season=24, **config).fit(shocked))
+    assert a == b and a.kind == "log1p"
+    changed = y.copy()
+    changed[n_fit // 2] += 500.0  # inside the fit part it does move
+    assert transform_of(registry.create(name, season=24, **config).fit(changed)) != a
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_models_saved_with_the_former_scaler_layout_still_load(tmp_path):
+    import json
+
+    from models import registry
+
+    rng = np.random.default_rng(7)
+    y = 10 + rng.gamma(1.0, 15.0, 400)
+    lstm = registry.create("lstm", season=24, **FITTED_TRANSFORM["lstm"][0]).fit(y)
+    lstm.save(tmp_path / "lstm")
+    state = json.loads((tmp_path / "lstm" / "neural.json").read_text())
+    inputs = state.pop("inputs")
+    t = inputs["target"]
+    state.update(mu=t["loc"], sd=t["scale"], log=t["kind"] == "log1p", x_mu=inputs["x_mu"], x_sd=inputs["x_sd"],
+                 n_exog=0)
+    (tmp_path / "lstm" / "neural.json").write_text(json.dumps(state))
+    np.testing.assert_array_equal(registry.load(tmp_path / "lstm").predict(6).mean, lstm.predict(6).mean)
+    lgb = registry.create("lightgbm", season=24, **FITTED_TRANSFORM["lightgbm"][0]).fit(y)
+    lgb.save(tmp_path / "lgb")
+    state = json.loads((tmp_path / "lgb" / "lightgbm.json").read_text())
+    s = state["scaler"]
+    state["scaler"] = [s["target"]["kind"], s["level"]["loc"], s["level"]["scale"], s["target"]["scale"]]
+    (tmp_path / "lgb" / "lightgbm.json").write_text(json.dumps(state))
+    np.testing.assert_array_equal(registry.load(tmp_path / "lgb").predict(6).mean, lgb.predict(6).mean)
