@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from models.base import DirectForecaster, Forecast, ffill
+from models.base import DirectForecaster, Forecast, ffill, log_returns
 from models.registry import register
 from seqcast.model_config import GbmParams
 
@@ -58,13 +58,8 @@ class GeometricBrownianMotion(DirectForecaster):
     update_method = "exact: paths start from the last price; EWMA volatility updated from new returns"
     tiny_config = {"n_paths": 500}
 
-    @staticmethod
-    def _returns(y: np.ndarray) -> np.ndarray:
-        r = np.diff(np.log(ffill(np.asarray(y, dtype=float))))
-        return r
-
     def _fit(self, y, X):
-        r = self._returns(y)
+        r = log_returns(y)
         r = r[np.isfinite(r)]
         if len(r) < 2:
             raise ValueError("gbm: needs at least two returns")
@@ -94,7 +89,7 @@ class GeometricBrownianMotion(DirectForecaster):
     def _sigma_at(self, y: np.ndarray, origins: np.ndarray) -> np.ndarray:
         if self.config.volatility != "ewma":
             return np.full(len(origins), self.sigma_)
-        r = self._returns(y[: origins[-1] + 1])
+        r = log_returns(y[: origins[-1] + 1])
         r = np.where(np.isfinite(r), r - self.m_, 0.0)
         lam = self.config.ewma_lambda
         s2 = np.empty(len(r) + 1)
