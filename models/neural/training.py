@@ -96,21 +96,11 @@ def train(net: nn.Module, loss_fn: LossFn, train_set, val_set, config: NeuralPar
     seed = int(c.seed)
     opt = torch.optim.AdamW(net.parameters(), lr=float(c.lr), weight_decay=float(c.weight_decay))
     run = TrainingRun()
-    start, best, best_state, bad = 0, float("inf"), None, 0
-    if checkpoint.exists():  # resume after a kill
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start, best, bad = int(state["epoch"]) + 1, float(state["best"]), int(state["bad"])
-        best_state = state["best_model"]
-        run.history = [dict(zip(HISTORY_KEYS, row, strict=True)) for row in state["history"].tolist()]
-        run.resumed_from = int(state["epoch"])
+    start, best, best_state, bad = _resume(checkpoint, net, opt, device, run)
     tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in train_set]
     vtensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in val_set]
     n = len(tensors[0])
     per_epoch = min(n, int(c.max_windows or n))
-    bs = int(c.batch_size)
-    cast = autocast(device)
     seen = 0
     bar = tqdm(range(start, int(c.epochs)), desc=desc, disable=None if c.progress is None else not c.progress,
                leave=False)
@@ -121,23 +111,8 @@ def train(net: nn.Module, loss_fn: LossFn, train_set, val_set, config: NeuralPar
         torch.manual_seed(seed * 100_003 + epoch)  # dropout etc.: a function of (seed, epoch)
         gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         order = torch.randperm(n, generator=gen)[:per_epoch]
-        net.train()
-        total, count = 0.0, 0
-        for i in range(0, per_epoch, bs):
-            idx = order[i : i + bs]
-            x, t, m = (a[idx].to(device) for a in tensors)
-            if not m.any():
-                continue
-            with cast:
-                loss = loss_fn(net, x, t, m)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), float(c.clip))
-            opt.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
+        train_loss = _epoch(net, loss_fn, opt, tensors, order, int(c.batch_size), float(c.clip), device)
         seen += per_epoch
-        train_loss = total / max(count, 1)
         val_loss = evaluate_loss(net, loss_fn, vtensors, device)
         seconds = time.perf_counter() - t0
         run.seconds += seconds
@@ -162,6 +137,42 @@ def train(net: nn.Module, loss_fn: LossFn, train_set, val_set, config: NeuralPar
     if not c.keep_checkpoint:
         checkpoint.unlink(missing_ok=True)
     return run
+
+
+def _resume(checkpoint: Path, net: nn.Module, opt: torch.optim.Optimizer, device: torch.device,
+            run: TrainingRun) -> tuple[int, float, dict | None, int]:
+    """(first epoch, best validation loss, best weights, epochs without improvement): from the
+    checkpoint when there is one (weights, optimizer and history restored), else a fresh start."""
+    if not checkpoint.exists():
+        return 0, float("inf"), None, 0
+    state = torch.load(checkpoint, map_location=device, weights_only=True)
+    net.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    run.history = [dict(zip(HISTORY_KEYS, row, strict=True)) for row in state["history"].tolist()]
+    run.resumed_from = int(state["epoch"])
+    return int(state["epoch"]) + 1, float(state["best"]), state["best_model"], int(state["bad"])
+
+
+def _epoch(net: nn.Module, loss_fn: LossFn, opt: torch.optim.Optimizer, tensors, order: torch.Tensor,
+           batch_size: int, clip: float, device: torch.device) -> float:
+    """One pass over the windows ``order`` picks, in mini-batches; the mean training loss."""
+    net.train()
+    cast = autocast(device)
+    total, count = 0.0, 0
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        x, t, m = (a[idx].to(device) for a in tensors)
+        if not m.any():  # every target of the batch missing
+            continue
+        with cast:
+            loss = loss_fn(net, x, t, m)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), clip)
+        opt.step()
+        total += loss.item() * len(idx)
+        count += len(idx)
+    return total / max(count, 1)
 
 
 @torch.no_grad()
