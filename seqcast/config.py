@@ -24,12 +24,13 @@ from seqcast.paths import project_root
 __all__ = ["Section", "Params", "ParamsError", "load_params"]
 
 
+# The schemas below carry types and bounds; params.yaml carries the values (one home each).
 class PathsParams(Section):
-    raw: str = "data/raw"
-    tidy: str = "data/tidy"
-    clean: str = "data/clean"
-    reports: str = "reports"
-    sources: str = "data/sources"  # users' files added by `seqcast datasets add` (DVC-tracked snapshots)
+    raw: str  # byte-for-byte copies of what ingest fetched
+    tidy: str  # long tables
+    clean: str  # model inputs after the cleaning policy
+    reports: str
+    sources: str  # users' files added by `seqcast datasets add` (DVC-tracked snapshots)
 
 
 class TextSource(Section):
@@ -40,39 +41,39 @@ class TextSource(Section):
 
 
 class IngestParams(Section):
-    retries: int = 3
-    retry_delay_seconds: list[float] = [2, 5, 15]
-    timeout_seconds: float = 60
-    try_upstream: bool = True
+    retries: int = Field(ge=0)
+    retry_delay_seconds: list[Annotated[float, Field(ge=0)]]
+    timeout_seconds: float = Field(gt=0)
+    try_upstream: bool
     text: TextSource
 
 
 class ValidationParams(Section):
-    chunk_rows: int = Field(500_000, gt=0)  # seqcast validate streams files in chunks of this many rows
+    chunk_rows: int = Field(gt=0)  # seqcast validate streams files in chunks of this many rows
 
 
 class StationarityParams(Section):
-    alpha: float = Field(0.05, gt=0, lt=1)
-    max_d: int = 2
-    nlags: int = 48
-    max_points: int = 20000
+    alpha: float = Field(gt=0, lt=1)
+    max_d: int = Field(ge=0)
+    nlags: int = Field(gt=0)
+    max_points: int = Field(gt=20)
 
 
 class CalibrationParams(Section):
     """Interval check on a validation slice from the end of the training part (reference series;
     the tasks are each dataset's ``protocol.calibrate``)."""
 
-    fraction: float = Field(0.1, gt=0, lt=0.5)  # the slice: the last share of the training part
-    tolerance: float = Field(0.03, ge=0, lt=1)  # recalibrate where validation coverage is off by more
+    fraction: float = Field(gt=0, lt=0.5)  # the slice: the last share of the training part
+    tolerance: float = Field(ge=0, lt=1)  # recalibrate where validation coverage is off by more
 
 
 class BacktestParams(Section):
-    levels: list[Annotated[int, Field(gt=0, lt=100)]] = Field([80, 95], min_length=1)
-    calibration: CalibrationParams = CalibrationParams()
+    levels: list[Annotated[int, Field(gt=0, lt=100)]] = Field(min_length=1)
+    calibration: CalibrationParams
     # the models of a dataset whose entry lists none (datasets.<name>.models.run)
-    default_models: list[str] = Field(["naive", "seasonal_naive", "drift", "arima"], min_length=1)
-    workers: int = Field(2, ge=1)  # processes fitting (series, model) jobs side by side
-    on_model_error: Literal["record", "raise"] = "record"  # a model that fails: a leaderboard row saying why, or stop
+    default_models: list[str] = Field(min_length=1)
+    workers: int = Field(ge=1)  # processes fitting (series, model) jobs side by side
+    on_model_error: Literal["record", "raise"]  # a model that fails: a leaderboard row saying why, or stop
 
     @field_validator("default_models")
     @classmethod
@@ -85,21 +86,21 @@ class BacktestParams(Section):
 
 
 class MlflowParams(Section):
-    experiment_prefix: str = "seqcast"
+    experiment_prefix: str
 
 
 DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"  # a file name, a DVC stage item and an MLflow experiment name
 
 
 class Params(Section):
-    paths: PathsParams = PathsParams()
+    paths: PathsParams
     ingest: IngestParams
     datasets: dict[Annotated[str, StringConstraints(pattern=DATASET_NAME)], DatasetParams] = Field(min_length=1)
-    validation: ValidationParams = ValidationParams()
-    stationarity: StationarityParams = StationarityParams()
-    backtest: BacktestParams = BacktestParams()
+    validation: ValidationParams
+    stationarity: StationarityParams
+    backtest: BacktestParams
     models: ModelsParams = ModelsParams()
-    mlflow: MlflowParams = MlflowParams()
+    mlflow: MlflowParams
     gpt: GPTParams = GPTParams()
     gpt_forecaster_train: GPTForecasterTrainParams = GPTForecasterTrainParams()
 
