@@ -1,4 +1,4 @@
-"""Reward model, PPO and DPO on the tool-using chat model, judged by ground truth (tasks/rlhf.py).
+"""Reward model, PPO and DPO on the tool-using chat model, judged by ground truth (tasks/text/rlhf.py).
 
     seqcast bench rlhf [--quick] [--checkpoint checkpoints/gpt-chat] [--reports reports] [--no-mlflow]
 
@@ -37,10 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-mlflow", action="store_true")
     a = ap.parse_args(argv)
 
-    from seqcast.chat import load_chat_model
-    from tasks import rlhf, tool_data
-    from tasks.tool_chat import accuracy_on_sets
-    from tasks.tools import Reports, Toolbox
+    from flows.text_chat_session import load_chat_model
+    from tasks.text import rlhf, tool_data
+    from tasks.text.tool_chat import accuracy_on_sets
+    from tasks.text.tools import Reports, Toolbox
 
     hp = p.rlhf
     if a.quick:
@@ -122,8 +122,8 @@ def _log_mlflow(p, hp, rm_acc: dict, table: dict, dpo_log: list, ppo_log: list, 
     """One run per step; the best model by held-out accuracy, when it is PPO's or DPO's, is registered as the chat model."""
     import mlflow
 
-    from flows.gpt import DATASET, FAMILY, log_pyfunc
-    from models.gpt_pyfunc import save_slim
+    from flows.text_gpt import DATASET, FAMILY, log_pyfunc
+    from models.text.pyfunc import save_slim
     from seqcast.paths import project_root
     from seqcast.tracking import model_run, use_store
 

@@ -21,7 +21,7 @@ NonNegF = Annotated[float, Field(ge=0)]
 
 
 class ModelParams(Section):
-    """The architecture (``models.gpt.GPTConfig`` less the vocabulary); defaults: the P3 reference "baby"."""
+    """The architecture (``models.text.gpt.GPTConfig`` less the vocabulary); defaults: the P3 reference "baby"."""
 
     n_layer: Pos = 4
     n_head: Pos = 4
@@ -124,7 +124,7 @@ class SampleParams(Section):
 
 
 class SFTParams(Section):
-    """The chat fine-tune with tools (flows/gpt_chat.py), its held-out evaluation and the temperature experiment."""
+    """The chat fine-tune with tools (flows/text_chat.py), its held-out evaluation and the temperature experiment."""
 
     block_size: Pos = 256
     n_conversations: Pos = 800
@@ -145,7 +145,7 @@ class SFTParams(Section):
 
 
 class HeadsParams(Section):
-    """GPT-1 task heads (tasks/gpt_heads.py): speaker of a line, split by speech."""
+    """GPT-1 task heads (tasks/text/heads.py): speaker of a line, split by speech."""
 
     n_speakers: Annotated[int, Field(ge=2)] = 10
     test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2  # of the speeches
@@ -161,7 +161,7 @@ class HeadsParams(Section):
 
 
 class RLHFParams(Section):
-    """Reward model, PPO and DPO on the tool-using chat model (tasks/rlhf.py, ``seqcast bench rlhf``)."""
+    """Reward model, PPO and DPO on the tool-using chat model (tasks/text/rlhf.py, ``seqcast bench rlhf``)."""
 
     n_pairs: Pos = 400  # preference pairs for training (made-up worlds)
     n_heldout_pairs: Pos = 100  # for the reward model's pair accuracy (other seeds)

@@ -4,9 +4,9 @@ import json
 
 import torch
 
-from models.gpt import GPT, GPTConfig
-from models.text_tokenizers import CHATML_SPECIALS, IM_END, CharTokenizer
-from tasks import chatml
+from models.text.gpt import GPT, GPTConfig
+from models.text.tokenizers import CHATML_SPECIALS, IM_END, CharTokenizer
+from tasks.text import chatml
 
 MSGS = [
     {"role": "system", "content": "Be brief."},
@@ -56,8 +56,8 @@ def test_sft_loss_ignores_non_assistant_tokens():
 
 
 def test_chat_command_keeps_the_conversation(tmp_path, capsys):
-    from models.gpt_pyfunc import save_slim
-    from seqcast.chat import main
+    from models.text.pyfunc import save_slim
+    from flows.text_chat_session import main
 
     t = tok()
     torch.manual_seed(0)
@@ -71,8 +71,8 @@ def test_chat_command_keeps_the_conversation(tmp_path, capsys):
 
 def test_trimmed_batches_give_the_same_loss():
     """Cutting a batch to its longest conversation changes nothing the loss sees (padding is after, causal, unscored)."""
-    from models.gpt import GPT, GPTConfig
-    from tasks.chatml import to_example, trim_padding
+    from models.text.gpt import GPT, GPTConfig
+    from tasks.text.chatml import to_example, trim_padding
 
     torch.manual_seed(0)
     m = GPT(GPTConfig(block_size=40, vocab_size=12, n_layer=1, n_head=2, n_embd=16, rope=True, copy_ngram=2)).eval()

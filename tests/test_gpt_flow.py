@@ -64,7 +64,7 @@ def test_gpt_train_stage_writes_the_ladder_to_dvc_metrics_and_mlflow(stage):
 
 def test_chat_fine_tune_on_the_pipeline_gpt_and_the_chat_command(stage):
     ws, env = stage
-    run([sys.executable, "-m", "flows.gpt_chat", "--no-register"], ws, env)
+    run([sys.executable, "-m", "flows.text_chat", "--no-register"], ws, env)
     assert (ws / "checkpoints" / "gpt-chat" / "model.pt").is_file()
     out = run([str(Path(sys.executable).parent / "seqcast"), "chat", "--once", "Which model won?"], ws, env).stdout
     assert out.count("assistant>") == 1

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.gpt import GPT, GPTConfig
-from models.gpt_heads import SequenceHead, ValueHead, last_hidden
-from models.text_tokenizers import CharTokenizer
+from models.text.gpt import GPT, GPTConfig
+from models.text.heads import SequenceHead, ValueHead, last_hidden
+from models.text.tokenizers import CharTokenizer
 from seqcast.gpt_config import HeadsParams
-from tasks import gpt_heads
+from tasks.text import gpt_heads
 
 PLAY = "\n\n".join(
     [f"ROMEO:\nBut soft, what light {i}\nthrough yonder window" for i in range(6)]

@@ -108,7 +108,7 @@ def test_reference_series_runs_every_model_the_others_the_multi_series_list():
 
 CORE = ["seqcast/config.py", "seqcast/config_base.py", "seqcast/gpt_config.py", "seqcast/contract.py",
         "seqcast/paths.py", "seqcast/tracking.py", "seqcast/errors.py", "seqcast/env.py"]
-FRONT_DOORS = {"seqcast.cli", "seqcast.chat"}
+FRONT_DOORS = {"seqcast.cli", "flows.text_chat_session"}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.gpt import GPT, GPTConfig
-from models.gpt_pyfunc import save_slim
-from models.text_tokenizers import CHATML_SPECIALS, CharTokenizer
+from models.text.gpt import GPT, GPTConfig
+from models.text.pyfunc import save_slim
+from models.text.tokenizers import CHATML_SPECIALS, CharTokenizer
 from seqcast.gpt_config import RLHFParams
-from tasks import rlhf, tool_data
+from tasks.text import rlhf, tool_data
 
 TINY = RLHFParams(n_pairs=8, batch_size=4, rm_iters=30, rm_lr=3e-3, dpo_iters=15, dpo_lr=3e-3, ppo_iters=1,
                   ppo_batch=2, ppo_epochs=1, max_new_tokens=6)

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from tasks.rlhf_losses import (dpo_loss, gae, ppo_policy_loss, ppo_rewards, ppo_value_loss, reward_model_loss,
+from tasks.text.rlhf_losses import (dpo_loss, gae, ppo_policy_loss, ppo_rewards, ppo_value_loss, reward_model_loss,
                                token_logprobs, whiten)
 
 LOG1P_EXP_M1 = math.log1p(math.exp(-1))  # -log sigmoid(1) = 0.31326...

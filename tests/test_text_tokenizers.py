@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from models.text_tokenizers import CHATML_SPECIALS, IM_END, IM_START, BPETokenizer, CharTokenizer, load_tokenizer
+from models.text.tokenizers import CHATML_SPECIALS, IM_END, IM_START, BPETokenizer, CharTokenizer, load_tokenizer
 
 CORPUS = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 50
 SAMPLES = [

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import torch
 
-from models.gpt import GPT, GPTConfig
-from models.gpt_pyfunc import save_slim
-from models.text_tokenizers import CHATML_SPECIALS, CharTokenizer
-from tasks import tool_chat, tool_data
-from tasks.tools import Reports, Toolbox
+from models.text.gpt import GPT, GPTConfig
+from models.text.pyfunc import save_slim
+from models.text.tokenizers import CHATML_SPECIALS, CharTokenizer
+from tasks.text import tool_chat, tool_data
+from tasks.text.tools import Reports, Toolbox
 
 REPORTS = Reports({"^KS11": {"arima": {"P2a_mae": 14.812636}, "naive": {"P2a_mae": 12.5}}},
                   {"^KS11": {"verdict": "difference-stationary", "d": 1}})
@@ -26,7 +26,7 @@ def chat_tok() -> CharTokenizer:
 
 
 class Scripted:
-    """Stands in for tasks.chatml.answer: replies from a script, records what it saw."""
+    """Stands in for tasks.text.chatml.answer: replies from a script, records what it saw."""
 
     def __init__(self, replies):
         self.replies, self.seen = list(replies), []
@@ -102,9 +102,9 @@ def test_chat_pyfunc_renders_the_chat_turn_as_chatml(tmp_path):
     """The registered chat model's pyfunc: a question in, the model's next message out (no tools run there)."""
     from types import SimpleNamespace
 
-    from models import chat_template
-    from models.gpt_pyfunc import GPTTextModel
-    from tasks import chatml
+    from models.text import chat_template
+    from models.text.pyfunc import GPTTextModel
+    from tasks.text import chatml
 
     assert chatml.render is chat_template.render  # one template: training and the served model
     t = chat_tok()

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from tasks import tool_data
-from tasks.tools import Reports, ToolError, Toolbox, calculate, fmt3, parse_call
+from tasks.text import tool_data
+from tasks.text.tools import Reports, ToolError, Toolbox, calculate, fmt3, parse_call
 
 BACKTEST = {"^KS11": {"arima": {"P2a_mae": 14.812636, "P2a_mase": 1.295918},
                       "naive": {"P2a_mae": 12.5, "P2a_mase": 1.0}}}

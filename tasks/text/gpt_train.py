@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from models.gpt import GPT, GPTConfig, configure_optimizers
+from models.text.gpt import GPT, GPTConfig, configure_optimizers
 from seqcast.gpt_config import TrainParams
 
 CKPT = "ckpt.pt"

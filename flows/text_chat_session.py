@@ -1,6 +1,6 @@
 """``seqcast chat``: talk to the ChatML fine-tuned GPT; the conversation is kept, the system message honoured.
 
-The model may answer with a tool call (a JSON object, ``tasks/tools.py``): the call is
+The model may answer with a tool call (a JSON object, ``tasks/text/tools.py``): the call is
 validated and run on the pipeline's reports (``paths.reports`` of params.yaml, as the
 last ``dvc repro`` left them), printed as ``tool> ...`` with its result, and the model
 writes the answer from it; the answer is the last line, ``assistant> ...``.
@@ -22,8 +22,8 @@ def load_chat_model(folder: str | Path | None = None, model_uri: str | None = No
     """(model, tokenizer) from a checkpoint folder or from the artifacts of a logged pyfunc."""
     import torch
 
-    from models.gpt import model_from_checkpoint
-    from models.text_tokenizers import load_tokenizer
+    from models.text.gpt import model_from_checkpoint
+    from models.text.tokenizers import load_tokenizer
 
     if model_uri:
         import mlflow
@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     configure()
     from seqcast.config import load_params
     from seqcast.paths import project_root
-    from tasks.chatml import DEFAULT_SYSTEM
-    from tasks.tool_chat import chat_turn
-    from tasks.tools import Reports, Toolbox
+    from tasks.text.chatml import DEFAULT_SYSTEM
+    from tasks.text.tool_chat import chat_turn
+    from tasks.text.tools import Reports, Toolbox
 
     params = load_params()
     p = params.gpt
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, tok = load_chat_model(a.checkpoint, a.model_uri)
     except (FileNotFoundError, StopIteration) as e:
-        print(f"no chat model ({e}); run `python -m flows.gpt sft` first", file=sys.stderr)
+        print(f"no chat model ({e}); run `python -m flows.text_gpt sft` first", file=sys.stderr)
         return 1
     messages = [{"role": "system", "content": a.system}]
     toolbox = Toolbox(Reports.load(a.reports), enabled=not a.no_tools)

@@ -1,7 +1,7 @@
 """InstructGPT's steps 2 and 3 (reward model, PPO) and DPO, on the tool-using chat model.
 
 Preference pairs (:func:`preference_pairs`) are built automatically, and openly: for a
-question about a made-up world (``tasks/tool_data.py``) the *chosen* conversation is
+question about a made-up world (``tasks/text/tool_data.py``) the *chosen* conversation is
 the correct one (the right call, the answer copied from the result in the system
 message's style); the *rejected* one is, by ``kind``:
 
@@ -22,14 +22,14 @@ import random
 
 import torch
 
-from models.gpt import GPT
-from models.gpt_heads import SequenceHead, ValueHead
-from tasks import tool_data
-from tasks.chatml import encode_chat
-from tasks.rlhf_losses import (dpo_loss, gae, masked_sum, ppo_policy_loss, ppo_rewards,
+from models.text.gpt import GPT
+from models.text.heads import SequenceHead, ValueHead
+from tasks.text import tool_data
+from tasks.text.chatml import encode_chat
+from tasks.text.rlhf_losses import (dpo_loss, gae, masked_sum, ppo_policy_loss, ppo_rewards,
                                ppo_value_loss, reward_model_loss, token_logprobs, whiten)
-from tasks.tool_chat import chat_turn
-from tasks.tools import Toolbox, fmt3
+from tasks.text.tool_chat import chat_turn
+from tasks.text.tools import Toolbox, fmt3
 
 KINDS = ("wrong_number", "invented", "style", "wrong_call")
 

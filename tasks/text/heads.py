@@ -24,8 +24,8 @@ from collections import Counter
 import torch
 import torch.nn.functional as F
 
-from models.gpt import GPT, GPTConfig
-from models.gpt_heads import SequenceHead, last_hidden
+from models.text.gpt import GPT, GPTConfig
+from models.text.heads import SequenceHead, last_hidden
 
 SPEAKER = re.compile(r"^([A-Z][A-Za-z' ]+):$")
 

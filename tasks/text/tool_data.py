@@ -20,8 +20,8 @@ import json
 import random
 import string
 
-from tasks.chatml import SYSTEM_FULL, SYSTEM_TERSE
-from tasks.tools import Reports, Toolbox
+from tasks.text.chatml import SYSTEM_FULL, SYSTEM_TERSE
+from tasks.text.tools import Reports, Toolbox
 
 SYSTEMS = (SYSTEM_TERSE, SYSTEM_FULL)
 ERROR_ANSWER = "The tool returned an error."

@@ -5,10 +5,10 @@ Kneser–Ney n-gram; word unigram and bigram), the recurrent RNN and LSTM LMs (t
 side by side, one core each), the GPT trained with the pipeline's recipe (resumes
 from its checkpoint), samples, all logged to MLflow (experiment ``seqcast-text``) and
 to DVC metrics; the model + tokenizer are registered as the pyfunc ``seqcast-gpt``.
-The chat fine-tune on top of it is ``flows/gpt_chat.py``.
+The chat fine-tune on top of it is ``flows/text_chat.py``.
 
-    python -m flows.gpt train [--max-iters N] [--no-resume] [--no-register]
-    python -m flows.gpt sft   [...]     (the same as python -m flows.gpt_chat)
+    python -m flows.text_gpt train [--max-iters N] [--no-resume] [--no-register]
+    python -m flows.text_gpt sft   [...]     (the same as python -m flows.text_chat)
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import ValidationError
 
-from models.gpt import GPT
-from models.gpt_pyfunc import PIP_REQUIREMENTS, predict_params
+from models.text.gpt import GPT
+from models.text.pyfunc import PIP_REQUIREMENTS, predict_params
 from seqcast.errors import ParamsError
 from seqcast.gpt_config import GPTParams, load_gpt_params, params_error_message
 from seqcast.paths import project_root
-from tasks import lm_ladder
-from tasks.gpt_pretrain import prepare_text, pretrain, samples
-from tasks.recurrent_lm import train_rungs
+from tasks.text import lm_ladder
+from tasks.text.pretrain import prepare_text, pretrain, samples
+from tasks.text.recurrent_lm import train_rungs
 
 DATASET, FAMILY = "text", "gpt"
 
@@ -48,7 +48,7 @@ def log_pyfunc(ckpt_dir: Path, registered_name: str, alias: str, register: bool,
     code = Path(models.__file__).parent  # the code this process runs, wherever the project's data live
     info = mlflow.pyfunc.log_model(
         name="model",
-        python_model=str(code / "gpt_pyfunc_entry.py"),
+        python_model=str(code / "text" / "pyfunc_entry.py"),
         artifacts={"checkpoint": str(ckpt_dir / "model.pt"), "tokenizer": str(ckpt_dir / "tokenizer.json")},
         code_paths=[str(code)],  # the pyfunc needs the model code only (models/ imports no tasks/)
         pip_requirements=PIP_REQUIREMENTS,
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     from seqcast.env import configure
 
     configure()
-    ap = argparse.ArgumentParser(prog="python -m flows.gpt", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m flows.text_gpt", description=__doc__.split("\n")[0])
     ap.add_argument("what", choices=["train", "sft"])
     ap.add_argument("--max-iters", type=int, default=None, help="override params.yaml (quick runs)")
     ap.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 2
     if a.what == "sft":
-        from flows.gpt_chat import gpt_chat_sft_flow
+        from flows.text_chat import gpt_chat_sft_flow
 
         gpt_chat_sft_flow(resume=not a.no_resume, max_iters=a.max_iters, register_model=not a.no_register)
     else:

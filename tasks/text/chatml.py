@@ -5,7 +5,7 @@
 Only assistant tokens (their text and the ``<|im_end|>`` that closes them, so the
 model learns to stop) carry loss; system and user tokens are context.
 
-The chat fine-tune's data are tool-use conversations (``tasks/tool_data.py``), with a
+The chat fine-tune's data are tool-use conversations (``tasks/text/tool_data.py``), with a
 ``tool`` role for the results of calls; answers are never facts memorised from the reports.
 Two system messages ask for a terse or a full-sentence answer: the model learns to honour them.
 """
@@ -16,8 +16,8 @@ import logging
 
 import torch
 
-from models.chat_template import DEFAULT_SYSTEM, SYSTEM_FULL, SYSTEM_TERSE, render  # noqa: F401 (re-exported)
-from models.text_tokenizers import IM_END, IM_START
+from models.text.chat_template import DEFAULT_SYSTEM, SYSTEM_FULL, SYSTEM_TERSE, render  # noqa: F401 (re-exported)
+from models.text.tokenizers import IM_END, IM_START
 
 log = logging.getLogger(__name__)
 

@@ -1,16 +1,16 @@
-"""Prefect flow of the GPT's chat fine-tune with tools (ChatML), on top of the pretrained model of ``flows/gpt.py``.
+"""Prefect flow of the GPT's chat fine-tune with tools (ChatML), on top of the pretrained model of ``flows/text_gpt.py``.
 
 ``gpt_chat_sft_flow``: the base model grows new token rows (ChatML tokens, every
 printable character), a longer context and a copy head (``gpt.sft.copy_ngram``,
-:mod:`models.copy_head`), then is fine-tuned on tool-use
-conversations (``tasks/tool_data.py``: made-up series, models and metrics, so that it
+:mod:`models.text.copy_head`), then is fine-tuned on tool-use
+conversations (``tasks/text/tool_data.py``: made-up series, models and metrics, so that it
 learns to copy names into calls and results into answers), loss on assistant
 tokens only; batches are cut to their longest conversation. Then it is judged on held-out questions about the pipeline's real
 reports (``paths.reports``: never seen in training), with the tools and with the
 tools disabled, and the temperature experiment of the lecture is run (the same
 question five times at temperature 1.0 and at 0.0). Registered as ``seqcast-gpt-chat``.
 
-    python -m flows.gpt_chat [--max-iters N] [--no-resume] [--no-register]
+    python -m flows.text_chat [--max-iters N] [--no-resume] [--no-register]
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ import torch
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.gpt import DATASET, FAMILY, log_pyfunc
-from models.gpt import GPT, grow_model, model_from_checkpoint
-from models.gpt_pyfunc import save_slim
-from models.text_tokenizers import CHATML_SPECIALS, IM_END, CharTokenizer, load_tokenizer
+from flows.text_gpt import DATASET, FAMILY, log_pyfunc
+from models.text.gpt import GPT, grow_model, model_from_checkpoint
+from models.text.pyfunc import save_slim
+from models.text.tokenizers import CHATML_SPECIALS, IM_END, CharTokenizer, load_tokenizer
 from seqcast.config import load_params
 from seqcast.gpt_config import GPTParams, TrainParams, load_gpt_params
 from seqcast.paths import project_root
-from tasks import chatml, tool_data
-from tasks.gpt_train import load_checkpoint, train
-from tasks.tool_chat import accuracy_on_sets, chat_turn
-from tasks.tools import Reports, Toolbox
+from tasks.text import chatml, tool_data
+from tasks.text.gpt_train import load_checkpoint, train
+from tasks.text.tool_chat import accuracy_on_sets, chat_turn
+from tasks.text.tools import Reports, Toolbox
 
 
 def sft_recipe(p: GPTParams, max_iters: int | None = None) -> TrainParams:
@@ -59,7 +59,7 @@ def chat_tokenizer(base: CharTokenizer, sft_text: str) -> CharTokenizer:
 @task(cache_policy=NO_CACHE)
 def sft_data_task(p: GPTParams, base_tok: CharTokenizer, saved_tok: Path | None = None) -> dict:
     convs = tool_data.training_conversations(p.sft.n_conversations, p.seed)
-    source = "synthetic tool-use conversations (tasks/tool_data.py)"
+    source = "synthetic tool-use conversations (tasks/text/tool_data.py)"
     print(f"chat SFT data: {len(convs)} {source}")
     if saved_tok is not None:  # resuming: the checkpoint's ids; unseen characters fall back to bytes
         tok = load_tokenizer(saved_tok)
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     from seqcast.env import configure
 
     configure()
-    ap = argparse.ArgumentParser(prog="python -m flows.gpt_chat", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m flows.text_chat", description=__doc__.split("\n")[0])
     ap.add_argument("--max-iters", type=int, default=None, help="override params.yaml (quick runs)")
     ap.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
     ap.add_argument("--no-register", action="store_true", help="log the model without registering it")

@@ -4,7 +4,7 @@
                                               no:  that message is the answer
 
 The model alone decides whether to call and with which arguments; the loop only
-executes what it wrote (validated by :class:`tasks.tools.Toolbox`) and stops after
+executes what it wrote (validated by :class:`tasks.text.tools.Toolbox`) and stops after
 ``max_calls`` calls (the last word is then the model's, whatever it says).
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tasks.chatml import answer
-from tasks.tools import Toolbox, is_tool_call
+from tasks.text.chatml import answer
+from tasks.text.tools import Toolbox, is_tool_call
 
 
 def chat_turn(

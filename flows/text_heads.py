@@ -1,11 +1,11 @@
-"""Prefect flow of the GPT-1 task heads (tasks/gpt_heads.py) on the pretrained model of ``flows/gpt.py``.
+"""Prefect flow of the GPT-1 task heads (tasks/text/heads.py) on the pretrained model of ``flows/text_gpt.py``.
 
 Speaker of a line among the 10 most frequent speakers of Tiny Shakespeare, held out by
 speech: majority class, frozen decoder + linear head, full fine-tune with the auxiliary
 LM loss, the same network from scratch. One MLflow run per variant (tags family=gpt,
 model=gpt_head_<variant>); ``reports/gpt/heads.json`` for DVC.
 
-    python -m flows.gpt_heads
+    python -m flows.text_heads
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import time
 
 from prefect import flow
 
-from flows.gpt import DATASET, FAMILY
-from models.gpt import model_from_checkpoint
-from models.text_tokenizers import load_tokenizer
+from flows.text_gpt import DATASET, FAMILY
+from models.text.gpt import model_from_checkpoint
+from models.text.tokenizers import load_tokenizer
 from seqcast.gpt_config import load_gpt_params
 from seqcast.paths import project_root
-from tasks.gpt_heads import run_variants
-from tasks.gpt_train import load_checkpoint
-from tasks.text_data import load_corpus
+from tasks.text.heads import run_variants
+from tasks.text.gpt_train import load_checkpoint
+from tasks.text.corpus import load_corpus
 
 VARIANTS = ("majority", "linear", "finetune", "scratch")
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from seqcast.env import configure
 
     configure()
-    ap = argparse.ArgumentParser(prog="python -m flows.gpt_heads", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m flows.text_heads", description=__doc__.split("\n")[0])
     ap.parse_args(argv)
     gpt_heads_flow()
     return 0
