@@ -89,12 +89,13 @@ def parse_sets(items: list[str]) -> tuple[dict, dict]:
 
 def recipe(name: str, a: argparse.Namespace):
     """(ModelParams, TrainParams) of the named recipe with the command line's changes."""
-    from seqcast.gpt_config import ModelParams, TrainParams, load_gpt_params
+    from seqcast.config import load_params
+    from seqcast.gpt_config import ModelParams, TrainParams
 
     if name == "reference":
         mp, tp = ModelParams(), TrainParams(compile=True)  # the schema defaults are nanoGPT's recipe
     else:
-        mp, tp = load_gpt_params().recipe(a.device)
+        mp, tp = load_params().gpt.recipe(a.device)
     set_model, set_train = parse_sets(a.set)
     train_changes = {"threads": a.threads, "device": a.device, **set_train}
     if a.no_compile:
@@ -110,7 +111,7 @@ def train_once(a: argparse.Namespace) -> dict:
     from models.text.gpt import GPTConfig
     from models.text.tokenizers import CharTokenizer
     from tasks.text.gpt_train import fp32_peak_flops, train
-    from tasks.text.corpus import batch_fns, estimate_loss, exact_loss, load_corpus, split_text
+    from tasks.text.corpus import batch_fn, estimate_loss, exact_loss, load_corpus, split_text
 
     mp, tp = recipe(a.recipe, a)
     torch.set_num_threads(a.threads)
@@ -137,9 +138,8 @@ def train_once(a: argparse.Namespace) -> dict:
     reached = lambda met: met.get("val_loss", float("inf")) <= target  # noqa: E731
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        batches = batch_fns(train_ids, tp, T)
-        res = train(mc, tp, batches["batch_fn"], eval_fn, d, seed=a.seed, resume=False, progress=a.progress,
-                    stop_when=reached if target is not None else None, short_batch_fn=batches["short_batch_fn"])
+        res = train(mc, tp, batch_fn(train_ids, tp, T), eval_fn, d, seed=a.seed, resume=False, progress=a.progress,
+                    stop_when=reached if target is not None else None)
         wall = time.perf_counter() - t0
     model = res["model"].cpu()
     hit = next((h for h in res["history"] if target is not None and h.get("val_loss", float("inf")) <= target), None)

@@ -37,9 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-mlflow", action="store_true")
     a = ap.parse_args(argv)
 
-    from flows.text_chat_session import load_chat_model
     from tasks.text import rlhf, tool_data
-    from tasks.text.tool_chat import accuracy_on_sets
+    from tasks.text.tool_chat import accuracy_on_sets, load_chat_model
     from tasks.text.tools import Reports, Toolbox
 
     hp = p.rlhf
@@ -122,10 +121,10 @@ def _log_mlflow(p, hp, rm_acc: dict, table: dict, dpo_log: list, ppo_log: list, 
     """One run per step; the best model by held-out accuracy, when it is PPO's or DPO's, is registered as the chat model."""
     import mlflow
 
-    from flows.text_gpt import DATASET, FAMILY, log_pyfunc
     from models.text.pyfunc import save_slim
     from seqcast.paths import project_root
     from seqcast.tracking import model_run, use_store
+    from tasks.text.tracking import DATASET, FAMILY, log_pyfunc
 
     use_store()
     with model_run(DATASET, "reward_model", FAMILY, tags={"protocol": "P3", "step": "reward_model"}):

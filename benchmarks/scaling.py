@@ -42,11 +42,11 @@ def fit_power_law(n: list[float], loss: list[float]) -> dict:
 
 def train_size(layers: int, width: int, tokens: int, data: dict, threads: int, seed: int) -> dict:
     from models.text.gpt import GPTConfig
-    from seqcast.gpt_config import load_gpt_params
+    from seqcast.config import load_params
     from tasks.text.gpt_train import train
     from tasks.text.corpus import exact_loss, get_batch
 
-    mp, tp = load_gpt_params().recipe("cpu")
+    mp, tp = load_params().gpt.recipe("cpu")
     heads = max(2, width // 32)
     mc = GPTConfig(**{**mp.model_dump(), "n_layer": layers, "n_embd": width, "n_head": heads,
                       "vocab_size": data["vocab_size"]})

@@ -23,17 +23,17 @@ import torch
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.text_gpt import DATASET, FAMILY, log_pyfunc
 from models.text.gpt import GPT, grow_model, model_from_checkpoint
 from models.text.pyfunc import save_slim
 from models.text.tokenizers import CHATML_SPECIALS, IM_END, CharTokenizer, load_tokenizer
 from seqcast.config import load_params
-from seqcast.gpt_config import GPTParams, TrainParams, load_gpt_params
+from seqcast.gpt_config import GPTParams, TrainParams
 from seqcast.paths import project_root
 from tasks.text import chatml, tool_data
 from tasks.text.gpt_train import load_checkpoint, train
 from tasks.text.tool_chat import accuracy_on_sets, chat_turn
 from tasks.text.tools import Reports, Toolbox
+from tasks.text.tracking import DATASET, FAMILY, log_pyfunc
 
 
 def sft_recipe(p: GPTParams, max_iters: int | None = None) -> TrainParams:
@@ -99,7 +99,7 @@ def gpt_chat_sft_flow(resume: bool = True, max_iters: int | None = None, registe
 
     check_store()  # an unreachable MLflow store fails here, before any training
 
-    p = load_gpt_params()
+    p = load_params().gpt
     root = project_root()
     base_dir, out_dir = root / p.paths.checkpoints, root / p.paths.chat_checkpoints
     base_tok = load_tokenizer(base_dir / "tokenizer.json")

@@ -16,14 +16,14 @@ import time
 
 from prefect import flow
 
-from flows.text_gpt import DATASET, FAMILY
 from models.text.gpt import model_from_checkpoint
 from models.text.tokenizers import load_tokenizer
-from seqcast.gpt_config import load_gpt_params
+from seqcast.config import load_params
 from seqcast.paths import project_root
 from tasks.text.heads import run_variants
 from tasks.text.gpt_train import load_checkpoint
 from tasks.text.corpus import load_corpus
+from tasks.text.tracking import DATASET, FAMILY
 
 VARIANTS = ("majority", "linear", "finetune", "scratch")
 
@@ -35,7 +35,7 @@ def gpt_heads_flow() -> dict:
 
     from seqcast.tracking import model_run
 
-    p = load_gpt_params()
+    p = load_params().gpt
     root = project_root()
     torch.set_num_threads(p.train.threads or torch.get_num_threads())
     base_dir = root / p.paths.checkpoints

@@ -1,15 +1,15 @@
 """The ``gpt:`` section of params.yaml (the small GPT, protocols.md P3): its schema.
 
 Read through :func:`seqcast.config.load_params` like every other section (unknown
-keys are errors); :func:`load_gpt_params` is a shortcut for ``load_params().gpt``.
+keys are errors): ``load_params().gpt``. This module imports only the schema base, so the
+configuration has no circle (config -> gpt_config, gpt_forecaster_config -> gpt_config).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from seqcast.config_base import Section
 
@@ -43,18 +43,6 @@ class ModelParams(Section):
         return self
 
 
-class ShortContext(Section):
-    """Sequence-length warm-up: the first ``iters`` iterations train on shorter windows (cheaper steps).
-
-    With rotary positions nothing is tied to an absolute position, so the short phase
-    learns what carries over; the model's own context follows from iteration ``iters``.
-    """
-
-    iters: Pos
-    block_size: Pos
-    batch_size: Pos
-
-
 class TrainParams(Section):
     """The training recipe; defaults: nanoGPT's (AdamW 1e-3, cosine to 1e-4 over 2,000 iterations)."""
 
@@ -80,7 +68,6 @@ class TrainParams(Section):
     compile: bool = False  # torch.compile of each block for training (on a CPU: the inductor's C++/OpenMP kernels)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Pos | None = 2  # torch.set_num_threads on a CPU; null leaves it
-    short_context: ShortContext | None = None  # null: every iteration at the model's context
 
     def with_(self, **overrides) -> "TrainParams":
         """A validated copy with some values changed."""
@@ -234,35 +221,9 @@ class GPTParams(Section):
     paths: GPTPaths = GPTPaths()
     registry: RegistryParams = RegistryParams()
 
-    @model_validator(mode="after")
-    def _short_context_is_shorter(self) -> "GPTParams":
-        for device in ("cpu", "cuda"):
-            mp, tp = self.recipe(device)
-            if tp.short_context and tp.short_context.block_size > mp.block_size:
-                where = "gpt.gpu" if device == "cuda" else "gpt"
-                raise ValueError(f"{where}: train.short_context.block_size {tp.short_context.block_size} "
-                                 f"exceeds model.block_size {mp.block_size}")
-        return self
-
     def recipe(self, device: str) -> tuple[ModelParams, TrainParams]:
         """The stage's model and training recipe on ``device`` (cpu / cuda): ``gpu`` overrides on a GPU."""
         if device != "cuda":
             return self.model, self.train
         return (ModelParams(**{**self.model.model_dump(), **self.gpu.model}),
                 TrainParams(**{**self.train.model_dump(), **self.gpu.train}))
-
-
-def params_error_message(err: ValidationError, path: str | Path = "params.yaml") -> str:
-    """One line per broken rule, named by its params.yaml key (``gpt.train.lr: ...``): for a user, not a traceback."""
-    lines = [f"{path}: {err.error_count()} invalid value(s)"]
-    for e in err.errors():
-        key = ".".join(str(x) for x in e["loc"])
-        lines.append(f"  - {key}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
-
-
-def load_gpt_params(path: str | Path | None = None) -> GPTParams:
-    """The validated ``gpt:`` section of params.yaml."""
-    from seqcast.config import load_params
-
-    return load_params(path).gpt

@@ -9,7 +9,7 @@ from models.text.gpt import GPT, GPTConfig
 from models.text.heads import SequenceHead, ValueHead, last_hidden
 from models.text.tokenizers import CharTokenizer
 from seqcast.gpt_config import HeadsParams
-from tasks.text import gpt_heads
+from tasks.text import heads
 
 PLAY = "\n\n".join(
     [f"ROMEO:\nBut soft, what light {i}\nthrough yonder window" for i in range(6)]
@@ -22,9 +22,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny te
 
 
 def test_speeches_and_the_split_by_speech():
-    sp = gpt_heads.speeches(PLAY)
+    sp = heads.speeches(PLAY)
     assert len(sp) == 10 and sp[0] == ("ROMEO", ["But soft, what light 0", "through yonder window"])
-    task = gpt_heads.speaker_task(PLAY, n_speakers=2, test_fraction=0.3, seed=0)
+    task = heads.speaker_task(PLAY, n_speakers=2, test_fraction=0.3, seed=0)
     assert task["speakers"] == ["ROMEO", "JULIET"]  # NURSE is not among the 2 most frequent
     lines = lambda part: {ln for ln, _ in task[part] if ln != "through yonder window"}  # noqa: E731
     assert not lines("train") & lines("test")  # no line (speech) on both sides
@@ -35,7 +35,7 @@ def test_speeches_and_the_split_by_speech():
 
 
 def test_majority_baseline_known_answer():
-    assert gpt_heads.majority_accuracy(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1, 0])) == 0.5
+    assert heads.majority_accuracy(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1, 0])) == 0.5
 
 
 def test_last_hidden_reads_each_rows_last_real_token_and_padding_does_not_change_it():
@@ -53,8 +53,8 @@ def test_head_loss_adds_lambda_times_the_lm_loss():
     torch.manual_seed(0)
     model = SequenceHead(GPT(GPTConfig(block_size=8, vocab_size=7, n_layer=1, n_head=1, n_embd=8)), 3)
     x, lengths, y = torch.tensor([[1, 2, 3, 0]]), torch.tensor([3]), torch.tensor([2])
-    task_only = gpt_heads.head_loss(model, x, lengths, y, 0.0)
-    both = gpt_heads.head_loss(model, x, lengths, y, 0.5)
+    task_only = heads.head_loss(model, x, lengths, y, 0.0)
+    both = heads.head_loss(model, x, lengths, y, 0.5)
     logits = model.gpt.lm_head(model.gpt.hidden(x))
     lm = torch.nn.functional.cross_entropy(logits[0, :2], torch.tensor([2, 3]))  # next chars inside the line only
     assert torch.allclose(both, task_only + 0.5 * lm, atol=1e-5)
@@ -67,7 +67,7 @@ def test_the_three_variants_and_the_baseline_on_a_tiny_play():
     torch.manual_seed(0)
     base = GPT(GPTConfig(block_size=16, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16))
     hp = HeadsParams(n_speakers=2, max_chars=8, iters=40, batch_size=8, linear_iters=100, finetune_lr=3e-3)
-    res = gpt_heads.run_variants(base, tok, text, hp, seed=0)
+    res = heads.run_variants(base, tok, text, hp, seed=0)
     assert set(res) >= {"majority", "linear", "finetune", "scratch"}
     assert res["finetune"] == 1.0 and res["scratch"] == 1.0  # 'ab' vs 'xy' lines: trivially separable
     assert res["majority"] <= 0.6

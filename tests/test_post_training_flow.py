@@ -37,7 +37,7 @@ def pretrained(tmp_path_factory, mirror, prefect_server):
     ws = copy_project(tmp_path_factory.mktemp("post") / "project", TINY)
     env = child_env(ws, mirror, prefect_server)
     run([sys.executable, "-m", "dvc", "repro", "-s", "ingest_text"], ws, env)  # the corpus (the heads' dependency)
-    run([sys.executable, "-m", "flows.text_gpt", "train", "--no-ladder", "--no-register"], ws, env)
+    run([sys.executable, "-m", "flows.text_gpt", "--no-ladder", "--no-register"], ws, env)
     for ds, series in (("market", "^KS11"), ("pm25", "us_embassy")):  # the champion's outputs (promote and
         promotion = ws / "reports" / "promotion" / f"{ds}.json"  # forecast stages), when the copy lacks them
         if not promotion.is_file():

@@ -48,7 +48,7 @@ def test_the_payload_is_live(tmp_path):
 
 
 def test_gpt_checkpoint_with_a_pickle_payload_is_refused(tmp_path):
-    from flows.text_chat_session import load_chat_model
+    from tasks.text.tool_chat import load_chat_model
     from tasks.text.gpt_train import load_checkpoint
 
     marker = tmp_path / "pwned"

@@ -196,8 +196,8 @@ class GPT(nn.Module):
         a few seconds of compilation on a CPU instead of the whole model's tens. Only
         forwards that build a graph for backward and use no KV cache go through them;
         evaluation, generation and the cache stay eager (no recompilation per length).
-        Static shapes: a sequence-length warm-up compiles one graph per length instead of
-        switching every later step to slower shape-generic kernels.
+        Static shapes: the training windows have one length, one graph (shape-generic
+        kernels were slower).
         """
         self._compiled_blocks = [torch.compile(b, dynamic=False) for b in self.h]
 

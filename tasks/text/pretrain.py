@@ -14,7 +14,7 @@ from models.text.pyfunc import save_slim
 from models.text.tokenizers import BPETokenizer, CharTokenizer
 from seqcast.gpt_config import GPTParams
 from tasks.text.gpt_train import fp32_peak_flops, pick_device, train
-from tasks.text.corpus import batch_fns, estimate_loss, exact_loss, load_corpus, split_text
+from tasks.text.corpus import batch_fn, estimate_loss, exact_loss, load_corpus, split_text
 
 
 def prepare_text(p: GPTParams, out_dir: Path) -> dict:
@@ -63,9 +63,7 @@ def pretrain(p: GPTParams, data: dict, out_dir: Path, resume: bool = True, max_i
             "val_loss": estimate_loss(m, data["val"], T, tp.batch_size, tp.eval_iters, seed=2),
         }
 
-    batches = batch_fns(data["train"], tp, T)
-    res = train(mc, tp, batches["batch_fn"], eval_fn, out_dir, seed=p.seed, resume=resume,
-                short_batch_fn=batches["short_batch_fn"])
+    res = train(mc, tp, batch_fn(data["train"], tp, T), eval_fn, out_dir, seed=p.seed, resume=resume)
     res["val_loss"] = exact_loss(res["model"], data["val"], T) * data["tokens_per_char"]  # nats/char, whole val text
     model = res["model"] = res["model"].cpu().eval()
     threads = tp.threads or torch.get_num_threads()

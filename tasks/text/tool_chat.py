@@ -11,6 +11,7 @@ executes what it wrote (validated by :class:`tasks.text.tools.Toolbox`) and stop
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from tasks.text.chatml import answer
 from tasks.text.tools import Toolbox, is_tool_call
@@ -70,3 +71,26 @@ def accuracy_on_sets(model, tok, sets: list[tuple[list[dict], object]], max_new_
     n = max(len(rows), 1)
     return {"accuracy": sum(r["correct"] for r in rows) / n, "call_accuracy": sum(r["call_correct"] for r in rows) / n,
             "n": len(rows), "rows": rows}
+
+
+def load_chat_model(folder: str | Path | None = None, model_uri: str | None = None):
+    """(model, tokenizer) from a checkpoint folder or from the artifacts of a logged pyfunc."""
+    import torch
+
+    from models.text.gpt import model_from_checkpoint
+    from models.text.tokenizers import load_tokenizer
+
+    if model_uri:
+        import mlflow
+
+        from seqcast.tracking import use_store
+
+        use_store()
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+        ckpt_path = next(local.rglob("model.pt"))
+        tok_path = next(local.rglob("tokenizer.json"))
+    else:
+        folder = Path(folder)
+        ckpt_path, tok_path = folder / "model.pt", folder / "tokenizer.json"
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    return model_from_checkpoint(ckpt).eval(), load_tokenizer(tok_path)
