@@ -111,46 +111,75 @@ class SampleParams(Section):
 
 
 class SFTParams(Section):
-    """The chat fine-tune with tools (flows/text_chat.py), its held-out evaluation and the temperature experiment."""
+    """The chat fine-tune with tools (flows/text_chat.py): data, tokenizer, start, schedule.
 
+    Its training reads no report of the pipeline (made-up worlds only): a new dataset needs no new fine-tune.
+    """
+
+    tokenizer: Literal["word", "char"] = "word"  # word: words + copy slots (models/text/word_tokenizer.py)
+    init: Literal["pretrained", "scratch"] = "pretrained"  # the pretrained GPT's layers, or the same network fresh
     block_size: Pos = 256
-    n_conversations: Pos = 800
-    batch_size: Pos = 8
-    max_iters: Pos = 300
-    lr: Rate = 1e-3
+    n_conversations: Pos = 6000
+    min_word_count: Pos = 3  # a piece in at least this many training conversations is a word, the rest are copied
+    n_slots: Pos = 32  # distinct copied pieces per conversation
+    batch_size: Pos = 32
+    max_iters: Pos = 600
+    lr: Rate = 2e-3
     min_lr: NonNegF = 1e-4
-    warmup_iters: NonNeg = 20
-    eval_interval: Pos = 100
+    warmup_iters: NonNeg = 30
+    eval_interval: Pos = 200
     eval_iters: Pos = 10
-    max_new_tokens: Pos = 120
-    eval_per_form: Pos = 4  # held-out questions per question form about the real reports
-    eval_worlds: NonNeg = 4  # made-up held-out worlds (one question per form each)
+    max_new_tokens: Pos = 60  # of one assistant message (a tool call or an answer)
+    eval_worlds: NonNeg = 8  # made-up held-out worlds judged after training (one question per kind each)
+    copy_ngram: NonNeg = 0  # char tokenizer only: a copy head matching the last copy_ngram tokens (0: none)
+
+    @model_validator(mode="after")
+    def _copy_head_is_for_characters(self) -> "SFTParams":
+        if self.copy_ngram and self.tokenizer != "char":
+            raise ValueError("copy_ngram is the character model's copy head; the word tokenizer copies by its slots")
+        return self
+
+
+class ChatEvalParams(Section):
+    """The chat's judgement on the pipeline's real reports (flows/text_chat_eval.py) and the temperature experiment."""
+
+    per_kind: Pos = 10  # questions per question kind, in the trained forms and in the held-out ones each
+    out_of_scope: Pos = 20  # held-out questions no tool answers
     temperatures: list[NonNegF] = [1.0, 0.0]  # the temperature experiment (the lecture's slide)
     temperature_runs: Pos = 5
-    temperature_question: str = "Is ^KS11 stationary?"
-    copy_ngram: NonNeg = 0  # > 0: the chat model gets a copy head matching the last copy_ngram tokens (0: none)
+    temperature_question: str = "Is the first series stationary?"
 
 
 class HeadsParams(Section):
-    """GPT-1 task heads (tasks/text/heads.py): speaker of a line, split by speech."""
+    """GPT-1 task heads (tasks/text/heads.py): line acceptability (as written / words shuffled) or speaker."""
 
+    task: Literal["acceptability", "speaker"] = "acceptability"
     n_speakers: Annotated[int, Field(ge=2)] = 10
     test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2  # of the speeches
     max_chars: Pos = 64  # a line's first characters
     max_train_lines: Pos = 3000
     batch_size: Pos = 32
-    iters: Pos = 150  # fine-tune and scratch
+    iters: Pos = 150  # fine-tune and scratch: at most
+    epochs: Pos = 10  # passes over the labelled lines (few lines: few steps)
+    min_iters: Pos = 30
     finetune_lr: Rate = 3e-4
     scratch_lr: Rate = 1e-3
     lm_coef: NonNegF = 0.5  # GPT-1's auxiliary LM loss weight (lambda)
     linear_iters: Pos = 300
     linear_lr: Rate = 1e-2
+    curve_sizes: list[Pos] = [50, 100, 200, 500, 1000, 3000]  # labelled lines (seqcast bench gpt_heads)
+    curve_seeds: list[int] = [1, 2, 3]
 
 
 class RLHFParams(Section):
     """Reward model, PPO and DPO on the tool-using chat model (tasks/text/rlhf.py, ``seqcast bench rlhf``)."""
 
-    n_pairs: Pos = 400  # preference pairs for training (made-up worlds)
+    seeds: list[int] = [1, 2, 3]  # each seed: its own SFT start (sft_iters), pairs, reward model, PPO, DPO
+    sft_iters: NonNeg = 150  # the SFT model preference tuning starts from (gpt.sft's recipe, fewer steps); 0: the stage's
+    n_pairs: Pos = 400  # rule-made preference pairs for training (made-up worlds)
+    n_sampled_pairs: NonNeg = 200  # pairs from the SFT model's own right and wrong samples
+    samples_per_prompt: Pos = 4
+    sample_temperature: Rate = 1.0
     n_heldout_pairs: Pos = 100  # for the reward model's pair accuracy (other seeds)
     batch_size: Pos = 16
     rm_iters: Pos = 100
@@ -158,20 +187,22 @@ class RLHFParams(Section):
     dpo_iters: Pos = 60
     dpo_lr: Rate = 5e-5
     dpo_beta: Rate = 0.1
+    dpo_variants: list[Literal["dpo", "dpo_norm", "ipo", "rpo"]] = ["dpo", "dpo_norm", "ipo", "rpo"]
     ppo_iters: Pos = 20
     ppo_batch: Pos = 8  # rollouts per PPO iteration
     ppo_epochs: Pos = 2  # optimisation passes over each batch of rollouts
     ppo_lr: Rate = 1e-5
     ppo_temperature: Rate = 1.0
     kl_coef: NonNegF = 0.05
+    kl_estimator: Literal["k1", "k3"] = "k3"  # PPO's per-token penalty: k3 is never negative
     clip: Rate = 0.2
     clip_value: Rate = 0.2
     vf_coef: NonNegF = 0.1
     gamma: Annotated[float, Field(ge=0, le=1)] = 1.0
     lam: Annotated[float, Field(ge=0, le=1)] = 0.95
-    max_new_tokens: Pos = 120
-    eval_per_form: Pos = 4
-    eval_worlds: NonNeg = 4
+    max_new_tokens: Pos = 60
+    eval_per_kind: Pos = 3  # held-out questions per kind and phrasing family, per made-up world set
+    eval_worlds: NonNeg = 12  # made-up held-out worlds (one question per kind each, trained and unseen forms)
 
 
 class GPTPaths(Section):
@@ -216,6 +247,7 @@ class GPTParams(Section):
     ladder: LadderParams = LadderParams()
     sample: SampleParams = SampleParams()
     sft: SFTParams = SFTParams()
+    chat_eval: ChatEvalParams = ChatEvalParams()
     heads: HeadsParams = HeadsParams()
     rlhf: RLHFParams = RLHFParams()
     paths: GPTPaths = GPTPaths()

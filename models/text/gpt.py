@@ -425,6 +425,27 @@ def grow_model(base: GPT, vocab_size: int, block_size: int, seed: int, copy_ngra
     return model
 
 
+def transfer_body(base: GPT, vocab_size: int, block_size: int, seed: int) -> GPT:
+    """A GPT with a new vocabulary on the layers of ``base``: its blocks, final norm and (learned) positions
+    copy over; token embeddings and the output head start as GPT-2 init (N(0, 0.02)).
+
+    Used by the word-level chat model: the pretrained character vocabulary does not carry over, the
+    layers that read and write the residual stream do.
+    """
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(**{**base.config.to_dict(), "vocab_size": vocab_size, "block_size": block_size,
+                             "copy_ngram": 0}))
+    sd = model.state_dict()
+    for k, v in base.state_dict().items():
+        if k.startswith(("h.", "ln_f.")):
+            sd[k] = v
+        elif k == "wpe.weight":
+            n = min(v.size(0), sd[k].size(0))
+            sd[k][:n] = v[:n]
+    model.load_state_dict(sd)
+    return model
+
+
 def model_from_checkpoint(ckpt: dict) -> GPT:
     """A GPT from a checkpoint dict (``model_args`` + ``model``): no outside knowledge needed."""
     model = GPT(GPTConfig(**ckpt["model_args"]))

@@ -67,11 +67,12 @@ class GPTTextModel(mlflow.pyfunc.PythonModel):
             if self.chat:
                 prompt = render([{"role": "system", "content": DEFAULT_SYSTEM}, {"role": "user", "content": prompt}],
                                 add_generation_prompt=True)
-            ids = self.tok.encode(prompt)[-self.model.config.block_size :] or [0]
+            copies = {"slots": []} if getattr(self.tok, "copies_words", False) else {}  # the prompt's copied words
+            ids = self.tok.encode(prompt, **copies)[-self.model.config.block_size :] or [0]
             idx = torch.tensor([ids])  # (1, T)
             y = self.model.generate(
                 idx, int(p["max_new_tokens"]), float(p["temperature"]), int(p["top_k"]), float(p["top_p"]),
                 seed=int(p["seed"]), stop_token=self.stop,
             )
-            out.append(self.tok.decode(y[0, len(ids) :].tolist(), skip_special=True))
+            out.append(self.tok.decode(y[0, len(ids) :].tolist(), skip_special=True, **copies))
         return out

@@ -22,17 +22,42 @@ from models.text.tokenizers import IM_END, IM_START
 log = logging.getLogger(__name__)
 
 
-def encode_chat(messages: list[dict], tok) -> tuple[list[int], list[int]]:
-    """Token ids of the rendered chat and a 0/1 mask: 1 on assistant content and its closing <|im_end|>."""
+def encoder(tok, slots: list[str] | None = None):
+    """``(text, role) -> ids`` for one conversation. A copying tokenizer (:mod:`models.text.word_tokenizer`)
+    numbers the conversation's unknown words in ``slots`` (filled in place), copies every value of a tool's
+    result (data, whatever words they are), and the assistant writes what was copied as its copy; the others
+    encode text as it is."""
+    if getattr(tok, "copies_words", False):
+        table = [] if slots is None else slots
+        return lambda text, role="": tok.encode(text, slots=table, copy_values=role == "tool",
+                                                prefer_copies=role == "assistant")
+    return lambda text, role="": tok.encode(text)
+
+
+def decoder(tok, slots: list[str] | None = None):
+    """``ids -> text`` for the conversation of :func:`encoder` (special tokens skipped)."""
+    if getattr(tok, "copies_words", False):
+        return lambda ids: tok.decode(ids, skip_special=True, slots=slots)
+    return lambda ids: tok.decode(ids, skip_special=True)
+
+
+def encode_chat(messages: list[dict], tok, slots: list[str] | None = None,
+                add_generation_prompt: bool = False) -> tuple[list[int], list[int]]:
+    """Token ids of the rendered chat (:func:`render`) and a 0/1 mask: 1 on assistant content and its closing
+    <|im_end|>; ``slots``: the conversation's copy table (filled in place)."""
     ids: list[int] = []
     mask: list[int] = []
+    enc = encoder(tok, slots)
     for m in messages:
-        head = tok.encode(f"{IM_START}{m['role']}\n")
-        body = tok.encode(m["content"]) + [tok.token_id(IM_END)]
-        tail = tok.encode("\n")
+        head = enc(f"{IM_START}{m['role']}\n")
+        body = enc(m["content"], m["role"]) + [tok.token_id(IM_END)]
+        tail = enc("\n")
         train = 1 if m["role"] == "assistant" else 0
         ids += head + body + tail
         mask += [0] * len(head) + [train] * len(body) + [0] * len(tail)
+    if add_generation_prompt:
+        opening = enc(f"{IM_START}assistant\n")
+        ids, mask = ids + opening, mask + [0] * len(opening)
     return ids, mask
 
 
@@ -57,15 +82,22 @@ def trim_padding(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
 
 
 def answer(model, tok, messages: list[dict], max_new_tokens: int, temperature: float = 0.0, seed: int = 0) -> str:
-    """The assistant's next message for a conversation (drops the oldest turns past the context, keeps the system)."""
+    """The assistant's next message for a conversation.
+
+    Past the context, whole earlier exchanges (a user message and the calls, results and answers after it) are
+    forgotten, oldest first; the system message and the current exchange always stay, and what room is left
+    after them is what the model may write.
+    """
     T = model.config.block_size
     system, turns = messages[:1], messages[1:]
     while True:
-        ids = tok.encode(render(system + turns, add_generation_prompt=True))
-        if len(ids) + max_new_tokens <= T or len(turns) <= 1:
+        slots: list[str] = []
+        ids, _ = encode_chat(system + turns, tok, slots, add_generation_prompt=True)  # the ids of render(...)
+        later = [i for i, m in enumerate(turns) if m["role"] == "user" and i > 0]
+        if len(ids) + max_new_tokens <= T or not later:
             break
-        turns = turns[2:]  # forget the oldest user/assistant pair
+        turns = turns[later[0] :]  # forget the oldest exchange
     ids = ids[-(T - 1) :]
-    room = max(1, min(max_new_tokens, T - len(ids)))  # stay inside the context: the system message stays visible
+    room = max(1, min(max_new_tokens, T - len(ids)))
     out = model.generate(torch.tensor([ids]), room, temperature, seed=seed, stop_token=tok.token_id(IM_END))
-    return tok.decode(out[0, len(ids) :].tolist(), skip_special=True).strip()
+    return decoder(tok, slots)(out[0, len(ids) :].tolist()).strip()

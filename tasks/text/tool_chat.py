@@ -10,6 +10,8 @@ executes what it wrote (validated by :class:`tasks.text.tools.Toolbox`) and stop
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,22 +46,50 @@ def chat_turn(
     return reply
 
 
+_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+
+
+def invented_numbers(answer: str, messages: list[dict]) -> list[str]:
+    """The numbers of ``answer`` that no user message or tool result of the conversation holds."""
+    given = {n for m in messages if m["role"] in ("user", "tool") for n in _NUMBER.findall(m["content"])}
+    return [n for n in _NUMBER.findall(answer) if n not in given]
+
+
+def _same_call(a: str | None, b: str | None) -> bool:
+    try:
+        return a is not None and b is not None and json.loads(a) == json.loads(b)
+    except json.JSONDecodeError:
+        return False
+
+
 def accuracy(model, tok, questions: list[dict], toolbox: Toolbox, max_new_tokens: int = 120) -> dict:
-    """Exact-answer accuracy on questions with references (greedy), overall and per form, and the transcripts."""
+    """Exact-answer accuracy on questions with references (greedy), overall and per kind, and the transcripts.
+
+    A row is correct when the final answer equals the reference; ``call_correct`` when the first call is the
+    reference call (no call where none is needed); ``invented``: numbers the answer holds that the question
+    and the tool results do not.
+    """
     rows = []
     for q in questions:
         msgs = [dict(m) for m in q["messages"]]
         got = chat_turn(model, tok, msgs, toolbox, max_new_tokens)
-        calls = [m["content"] for m in msgs if m["role"] == "assistant" and is_tool_call(m["content"])]
-        rows.append({**{k: q[k] for k in ("form", "system", "question", "reference")}, "answer": got,
-                     "correct": got == q["reference"], "call": calls[0] if calls else None,
-                     "call_correct": bool(calls) and calls[0] == q.get("call")})
+        calls = [m["content"] for m in msgs[len(q["messages"]):-1] if m["role"] == "assistant"]
+        call = calls[0] if calls else None
+        rows.append({**{k: q.get(k) for k in ("kind", "family", "system", "question", "reference")}, "answer": got,
+                     "correct": got == q["reference"], "call": call,
+                     "call_correct": _same_call(call, q.get("call")) if q.get("call") else call is None,
+                     "invented": invented_numbers(got, msgs)})
+    return summary(rows)
+
+
+def summary(rows: list[dict]) -> dict:
     n = max(len(rows), 1)
-    forms = sorted({r["form"] for r in rows})
+    kinds = sorted({r["kind"] for r in rows})
     return {"accuracy": sum(r["correct"] for r in rows) / n,
             "call_accuracy": sum(r["call_correct"] for r in rows) / n,
-            "by_form": {f: sum(r["correct"] for r in rows if r["form"] == f) / sum(r["form"] == f for r in rows) for f in forms},
-            "n": len(rows), "rows": rows}
+            "by_kind": {k: sum(r["correct"] for r in rows if r["kind"] == k) / sum(r["kind"] == k for r in rows)
+                        for k in kinds},
+            "invented": sum(bool(r["invented"]) for r in rows), "n": len(rows), "rows": rows}
 
 
 def accuracy_on_sets(model, tok, sets: list[tuple[list[dict], object]], max_new_tokens: int = 120,
@@ -68,9 +98,7 @@ def accuracy_on_sets(model, tok, sets: list[tuple[list[dict], object]], max_new_
     rows = []
     for qs, reports in sets:
         rows += accuracy(model, tok, qs, Toolbox(reports, enabled=enabled), max_new_tokens)["rows"]
-    n = max(len(rows), 1)
-    return {"accuracy": sum(r["correct"] for r in rows) / n, "call_accuracy": sum(r["call_correct"] for r in rows) / n,
-            "n": len(rows), "rows": rows}
+    return summary(rows)
 
 
 def load_chat_model(folder: str | Path | None = None, model_uri: str | None = None):
