@@ -66,8 +66,42 @@ def test_the_three_variants_and_the_baseline_on_a_tiny_play():
     tok = CharTokenizer.train(text)
     torch.manual_seed(0)
     base = GPT(GPTConfig(block_size=16, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16))
-    hp = HeadsParams(n_speakers=2, max_chars=8, iters=40, batch_size=8, linear_iters=100, finetune_lr=3e-3)
-    res = heads.run_variants(base, tok, text, hp, seed=0)
-    assert set(res) >= {"majority", "linear", "finetune", "scratch"}
+    hp = HeadsParams(task="speaker", n_speakers=2, max_chars=8, iters=40, batch_size=8, linear_iters=100,
+                     finetune_lr=3e-3)
+    res = heads.run_variants(base, tok, heads.make_task(text, hp, 0), hp, seed=0)
+    assert set(res) >= {"majority", "linear", "finetune", "scratch"} and res["classes"] == ["JULIET", "ROMEO"]
     assert res["finetune"] == 1.0 and res["scratch"] == 1.0  # 'ab' vs 'xy' lines: trivially separable
     assert res["majority"] <= 0.6
+
+
+def test_acceptability_task_shuffles_half_the_lines_and_tests_on_the_unseen_text():
+    from tasks.text.corpus import split_text
+
+    lines = [f"line {i} of the play is here" for i in range(400)]
+    text = "\n".join(lines) + "\n"
+    task = heads.acceptability_task(text, seed=1)
+    train_text, val_text = split_text(text)
+    assert task["classes"] == ["shuffled", "as written"]
+    assert all(line in val_text for line, y in task["test"] if y == 1)  # test lines: the P3 validation part
+    assert not set(train_text.split("\n")) & {line for line, y in task["test"]}  # no train line is a test line
+    ys = [y for _, y in task["train"] + task["test"]]
+    assert 0.4 < sum(ys) / len(ys) < 0.6
+    for line, y in task["train"][:50]:
+        if y == 0:  # the same words in another order: only the order tells them apart
+            assert line not in lines and sorted(line.split()) in [sorted(x.split()) for x in lines]
+
+
+def test_iterations_follow_the_labelled_lines():
+    hp = HeadsParams(batch_size=32, epochs=10, min_iters=30, iters=150)
+    assert [heads.iterations(n, hp) for n in (50, 200, 1000, 3000)] == [30, 63, 150, 150]
+
+
+def test_learning_curve_has_a_row_per_size_and_seed():
+    text = "\n".join(f"one two three four five {i}" for i in range(300)) + "\n"
+    tok = CharTokenizer.train(text)
+    torch.manual_seed(0)
+    base = GPT(GPTConfig(block_size=32, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16))
+    hp = HeadsParams(max_chars=24, iters=3, min_iters=2, linear_iters=3, batch_size=8)
+    rows = heads.learning_curve(base, tok, text, hp, sizes=[10, 40], seeds=[1, 2], variants=("finetune",))
+    assert [(r["seed"], r["n_train"]) for r in rows] == [(1, 10), (1, 40), (2, 10), (2, 40)]
+    assert all("finetune" in r and "scratch" not in r for r in rows)
