@@ -83,8 +83,8 @@ def gpt_chat_eval_flow() -> dict:
     print(f"reports of {len(found)} datasets: {', '.join(found) or 'none'}")
     t0 = time.perf_counter()
     ev = evaluate(model, tok, reports, e.per_kind, e.out_of_scope, p.seed, p.sft.max_new_tokens)
-    first = next(iter(sorted(reports.stationarity)), None)
-    question = e.temperature_question.replace("the first series", first) if first else e.temperature_question
+    first = next(iter(sorted(reports.stationarity or reports.backtest)), "the series")
+    question = e.temperature_question.format(series=first)  # {series}: the first series of the reports
     temp_rows = temperature_experiment(model, tok, Toolbox(reports), question, e.temperatures, e.temperature_runs,
                                        p.sft.max_new_tokens)
     metrics = {"P3_chat_eval_s": time.perf_counter() - t0}

@@ -147,7 +147,15 @@ class ChatEvalParams(Section):
     out_of_scope: Pos = 20  # held-out questions no tool answers
     temperatures: list[NonNegF] = [1.0, 0.0]  # the temperature experiment (the lecture's slide)
     temperature_runs: Pos = 5
-    temperature_question: str = "Is the first series stationary?"
+    temperature_question: str = "Is {series} stationary?"  # {series}: the first series of the reports found
+
+    @model_validator(mode="after")
+    def _question_names_only_the_series(self) -> "ChatEvalParams":
+        try:
+            self.temperature_question.format(series="x")
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"temperature_question may hold {{series}} and nothing else in braces ({err})") from None
+        return self
 
 
 class HeadsParams(Section):
