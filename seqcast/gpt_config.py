@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from seqcast.config_base import Section
+from seqcast.errors import InvalidParam
 
 Pos = Annotated[int, Field(gt=0)]  # a count that must be at least 1
 NonNeg = Annotated[int, Field(ge=0)]
@@ -37,9 +38,9 @@ class ModelParams(Section):
     @model_validator(mode="after")
     def _heads_divide(self) -> "ModelParams":
         if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd {self.n_embd} must be a multiple of n_head {self.n_head}")
+            raise InvalidParam("n_embd", f"must be a multiple of n_head {self.n_head} (got {self.n_embd})")
         if self.rope and (self.n_embd // self.n_head) % 2:
-            raise ValueError(f"rope needs an even head size, not {self.n_embd // self.n_head}")
+            raise InvalidParam("rope", f"needs an even head size (n_embd / n_head), not {self.n_embd // self.n_head}")
         return self
 
 
