@@ -7,7 +7,7 @@ folder with ``train.bin`` / ``val.bin`` / ``meta.pkl`` written from our corpus a
 would download). It runs as its README's CPU example with the P3 "baby" settings and
 ``--log_interval=1``; its per-iteration times are parsed from its log and its last
 checkpoint is scored exactly on the whole validation text by our ``exact_loss``
-(the weights load into ``models.gpt.GPT``: the architectures are the same).
+(the weights load into ``models.text.gpt.GPT``: the architectures are the same).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def run(root: Path, iters: int, env: dict | None = None, timeout: float | None =
 
 def load_model(ckpt_path: Path):
     """nanoGPT's checkpoint as our GPT (same modules; its names carry a ``transformer.`` prefix)."""
-    from models.gpt import GPT, GPTConfig
+    from models.text.gpt import GPT, GPTConfig
 
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     args = ckpt["model_args"]

@@ -51,7 +51,7 @@ def train_env(a: argparse.Namespace) -> dict:
 
 def generation_speed(block_size: int = 256, new_tokens: int = 256, repeats: int = 3, seed: int = 0) -> dict:
     """Tokens/s at batch 1 with and without the KV cache (median of ``repeats``), and whether they agree."""
-    from models.gpt import GPT, GPTConfig
+    from models.text.gpt import GPT, GPTConfig
 
     torch.manual_seed(seed)
     model = GPT(GPTConfig(block_size=block_size)).eval()  # speed does not depend on the weights' values
@@ -89,12 +89,13 @@ def parse_sets(items: list[str]) -> tuple[dict, dict]:
 
 def recipe(name: str, a: argparse.Namespace):
     """(ModelParams, TrainParams) of the named recipe with the command line's changes."""
-    from seqcast.gpt_config import ModelParams, TrainParams, load_gpt_params
+    from seqcast.config import load_params
+    from seqcast.gpt_config import ModelParams, TrainParams
 
     if name == "reference":
         mp, tp = ModelParams(), TrainParams(compile=True)  # the schema defaults are nanoGPT's recipe
     else:
-        mp, tp = load_gpt_params().recipe(a.device)
+        mp, tp = load_params().gpt.recipe(a.device)
     set_model, set_train = parse_sets(a.set)
     train_changes = {"threads": a.threads, "device": a.device, **set_train}
     if a.no_compile:
@@ -107,10 +108,10 @@ def recipe(name: str, a: argparse.Namespace):
 
 def train_once(a: argparse.Namespace) -> dict:
     """One training run of the recipe in this process; the figures of the JSON line."""
-    from models.gpt import GPTConfig
-    from models.text_tokenizers import CharTokenizer
-    from tasks.gpt_train import fp32_peak_flops, train
-    from tasks.text_data import batch_fns, estimate_loss, exact_loss, load_corpus, split_text
+    from models.text.gpt import GPTConfig
+    from models.text.tokenizers import CharTokenizer
+    from tasks.text.gpt_train import fp32_peak_flops, train
+    from tasks.text.corpus import batch_fn, estimate_loss, exact_loss, load_corpus, split_text
 
     mp, tp = recipe(a.recipe, a)
     torch.set_num_threads(a.threads)
@@ -137,9 +138,8 @@ def train_once(a: argparse.Namespace) -> dict:
     reached = lambda met: met.get("val_loss", float("inf")) <= target  # noqa: E731
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        batches = batch_fns(train_ids, tp, T)
-        res = train(mc, tp, batches["batch_fn"], eval_fn, d, seed=a.seed, resume=False, progress=a.progress,
-                    stop_when=reached if target is not None else None, short_batch_fn=batches["short_batch_fn"])
+        res = train(mc, tp, batch_fn(train_ids, tp, T), eval_fn, d, seed=a.seed, resume=False, progress=a.progress,
+                    stop_when=reached if target is not None else None)
         wall = time.perf_counter() - t0
     model = res["model"].cpu()
     hit = next((h for h in res["history"] if target is not None and h.get("val_loss", float("inf")) <= target), None)
@@ -172,9 +172,9 @@ def profile_steps(a: argparse.Namespace, steps: int) -> dict:
     """torch.profiler over ``steps`` training steps of the recipe (after a warm-up): ms per step by kind of op."""
     from torch.profiler import ProfilerActivity, profile
 
-    from models.gpt import GPT, GPTConfig
-    from tasks.gpt_train import build_optimizers
-    from tasks.text_data import get_batch, load_corpus
+    from models.text.gpt import GPT, GPTConfig
+    from tasks.text.gpt_train import build_optimizers
+    from tasks.text.corpus import get_batch, load_corpus
 
     mp, tp = recipe(a.recipe, a)
     torch.set_num_threads(a.threads)
@@ -240,9 +240,9 @@ def ours_in_child(a: argparse.Namespace, gen: bool = False) -> dict:
 def with_peer(a: argparse.Namespace) -> dict:
     """Ours and nanoGPT interleaved, ``rounds`` times each, fresh processes; medians of each side."""
     from benchmarks import _nanogpt
-    from tasks.gpt_train import step_timing
-    from tasks.text_data import TRAIN_FRACTION, exact_loss, load_corpus, split_text
-    from models.text_tokenizers import CharTokenizer
+    from tasks.text.gpt_train import step_timing
+    from tasks.text.corpus import TRAIN_FRACTION, exact_loss, load_corpus, split_text
+    from models.text.tokenizers import CharTokenizer
 
     kind, _, path = a.peer.partition("=")
     if kind != "nanogpt" or not path:

@@ -41,12 +41,12 @@ def fit_power_law(n: list[float], loss: list[float]) -> dict:
 
 
 def train_size(layers: int, width: int, tokens: int, data: dict, threads: int, seed: int) -> dict:
-    from models.gpt import GPTConfig
-    from seqcast.gpt_config import load_gpt_params
-    from tasks.gpt_train import train
-    from tasks.text_data import exact_loss, get_batch
+    from models.text.gpt import GPTConfig
+    from seqcast.config import load_params
+    from tasks.text.gpt_train import train
+    from tasks.text.corpus import exact_loss, get_batch
 
-    mp, tp = load_gpt_params().recipe("cpu")
+    mp, tp = load_params().gpt.recipe("cpu")
     heads = max(2, width // 32)
     mc = GPTConfig(**{**mp.model_dump(), "n_layer": layers, "n_embd": width, "n_head": heads,
                       "vocab_size": data["vocab_size"]})
@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     from seqcast.env import configure
 
     configure()
-    from models.text_tokenizers import CharTokenizer
-    from tasks.text_data import load_corpus, split_text
+    from models.text.tokenizers import CharTokenizer
+    from tasks.text.corpus import load_corpus, split_text
 
     ap = argparse.ArgumentParser(prog="seqcast bench scaling", description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", nargs="+", default=["2x64", "4x96", "4x128", "6x160", "6x192"],

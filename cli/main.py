@@ -84,7 +84,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from seqcast.chat import main as chat_main
+    from flows.text_chat_session import main as chat_main
 
     return int(chat_main(args.rest) or 0)
 

@@ -2,7 +2,7 @@
 
 Windows come from both clean tables (each series cut at its protocol's training end,
 the held-out series left out; tasks/gpt_forecaster_data.py) plus generated series of the
-lecture's processes; the loop is the text GPT's (tasks/gpt_train.py). The stage writes a
+lecture's processes; the loop is the text GPT's (tasks/text/gpt_train.py). The stage writes a
 self-describing checkpoint (``gpt_forecaster_train.checkpoint``): weights, architecture,
 tokenizer, the series it saw with their cut dates, the held-out series and the per-dataset
 transforms; the forecaster ``gpt_forecaster`` loads it in the backtests. One MLflow run
@@ -24,7 +24,7 @@ from seqcast import atomic
 from seqcast.config import load_params
 from seqcast.paths import project_root
 from tasks.gpt_forecaster_train import MODEL, train_forecaster
-from tasks.gpt_train import save_checkpoint
+from tasks.text.gpt_train import save_checkpoint
 
 FAMILY = "gpt"
 

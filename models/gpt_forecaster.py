@@ -1,4 +1,4 @@
-"""The GPT forecaster: the project's text GPT (models/gpt.py) reading tokenized series.
+"""The GPT forecaster: the project's text GPT (models/text/gpt.py) reading tokenized series.
 
 Trained once, across every series of both datasets plus generated ones, by the
 ``gpt_forecaster_train`` stage (flows/gpt_forecaster.py), which writes a self-describing
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from models.base import Forecast, Forecaster, Levels, ffill
-from models.gpt import GPT, GPTConfig, KVCache
+from models.text.gpt import GPT, GPTConfig, KVCache
 from models.registry import register
 from models.series_tokenizer import SeriesTokenizer
 from seqcast.model_config import GPTForecasterParams

@@ -1,17 +1,18 @@
 """The ``gpt:`` section of params.yaml (the small GPT, protocols.md P3): its schema.
 
 Read through :func:`seqcast.config.load_params` like every other section (unknown
-keys are errors); :func:`load_gpt_params` is a shortcut for ``load_params().gpt``.
+keys are errors): ``load_params().gpt``. This module imports only the schema base, so the
+configuration has no circle (config -> gpt_config, gpt_forecaster_config -> gpt_config).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from seqcast.config_base import Section
+from seqcast.errors import InvalidParam
 
 Pos = Annotated[int, Field(gt=0)]  # a count that must be at least 1
 NonNeg = Annotated[int, Field(ge=0)]
@@ -21,7 +22,7 @@ NonNegF = Annotated[float, Field(ge=0)]
 
 
 class ModelParams(Section):
-    """The architecture (``models.gpt.GPTConfig`` less the vocabulary); defaults: the P3 reference "baby"."""
+    """The architecture (``models.text.gpt.GPTConfig`` less the vocabulary); defaults: the P3 reference "baby"."""
 
     n_layer: Pos = 4
     n_head: Pos = 4
@@ -37,22 +38,10 @@ class ModelParams(Section):
     @model_validator(mode="after")
     def _heads_divide(self) -> "ModelParams":
         if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd {self.n_embd} must be a multiple of n_head {self.n_head}")
+            raise InvalidParam("n_embd", f"must be a multiple of n_head {self.n_head} (got {self.n_embd})")
         if self.rope and (self.n_embd // self.n_head) % 2:
-            raise ValueError(f"rope needs an even head size, not {self.n_embd // self.n_head}")
+            raise InvalidParam("rope", f"needs an even head size (n_embd / n_head), not {self.n_embd // self.n_head}")
         return self
-
-
-class ShortContext(Section):
-    """Sequence-length warm-up: the first ``iters`` iterations train on shorter windows (cheaper steps).
-
-    With rotary positions nothing is tied to an absolute position, so the short phase
-    learns what carries over; the model's own context follows from iteration ``iters``.
-    """
-
-    iters: Pos
-    block_size: Pos
-    batch_size: Pos
 
 
 class TrainParams(Section):
@@ -80,7 +69,6 @@ class TrainParams(Section):
     compile: bool = False  # torch.compile of each block for training (on a CPU: the inductor's C++/OpenMP kernels)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Pos | None = 2  # torch.set_num_threads on a CPU; null leaves it
-    short_context: ShortContext | None = None  # null: every iteration at the model's context
 
     def with_(self, **overrides) -> "TrainParams":
         """A validated copy with some values changed."""
@@ -124,46 +112,83 @@ class SampleParams(Section):
 
 
 class SFTParams(Section):
-    """The chat fine-tune with tools (flows/gpt_chat.py), its held-out evaluation and the temperature experiment."""
+    """The chat fine-tune with tools (flows/text_chat.py): data, tokenizer, start, schedule.
 
+    Its training reads no report of the pipeline (made-up worlds only): a new dataset needs no new fine-tune.
+    """
+
+    tokenizer: Literal["word", "char"] = "word"  # word: words + copy slots (models/text/word_tokenizer.py)
+    init: Literal["pretrained", "scratch"] = "pretrained"  # the pretrained GPT's layers, or the same network fresh
     block_size: Pos = 256
-    n_conversations: Pos = 800
-    batch_size: Pos = 8
-    max_iters: Pos = 300
-    lr: Rate = 1e-3
+    n_conversations: Pos = 6000
+    min_word_count: Pos = 3  # a piece in at least this many training conversations is a word, the rest are copied
+    n_slots: Pos = 32  # distinct copied pieces per conversation
+    batch_size: Pos = 32
+    max_iters: Pos = 600
+    lr: Rate = 2e-3
     min_lr: NonNegF = 1e-4
-    warmup_iters: NonNeg = 20
-    eval_interval: Pos = 100
+    warmup_iters: NonNeg = 30
+    eval_interval: Pos = 200
     eval_iters: Pos = 10
-    max_new_tokens: Pos = 120
-    eval_per_form: Pos = 4  # held-out questions per question form about the real reports
-    eval_worlds: NonNeg = 4  # made-up held-out worlds (one question per form each)
+    max_new_tokens: Pos = 60  # of one assistant message (a tool call or an answer)
+    eval_worlds: NonNeg = 8  # made-up held-out worlds judged after training (one question per kind each)
+    copy_ngram: NonNeg = 0  # char tokenizer only: a copy head matching the last copy_ngram tokens (0: none)
+
+    @model_validator(mode="after")
+    def _copy_head_is_for_characters(self) -> "SFTParams":
+        if self.copy_ngram and self.tokenizer != "char":
+            raise ValueError("copy_ngram is the character model's copy head; the word tokenizer copies by its slots")
+        return self
+
+
+class ChatEvalParams(Section):
+    """The chat's judgement on the pipeline's real reports (flows/text_chat_eval.py) and the temperature experiment."""
+
+    per_kind: Pos = 10  # questions per question kind, in the trained forms and in the held-out ones each
+    out_of_scope: Pos = 20  # held-out questions no tool answers
     temperatures: list[NonNegF] = [1.0, 0.0]  # the temperature experiment (the lecture's slide)
     temperature_runs: Pos = 5
-    temperature_question: str = "Is ^KS11 stationary?"
-    copy_ngram: NonNeg = 0  # > 0: the chat model gets a copy head matching the last copy_ngram tokens (0: none)
+    temperature_question: str = "Is {series} stationary?"  # {series}: the first series of the reports found
+
+    @model_validator(mode="after")
+    def _question_names_only_the_series(self) -> "ChatEvalParams":
+        try:
+            self.temperature_question.format(series="x")
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"temperature_question may hold {{series}} and nothing else in braces ({err})") from None
+        return self
 
 
 class HeadsParams(Section):
-    """GPT-1 task heads (tasks/gpt_heads.py): speaker of a line, split by speech."""
+    """GPT-1 task heads (tasks/text/heads.py): line acceptability (as written / words shuffled) or speaker."""
 
+    task: Literal["acceptability", "speaker"] = "acceptability"
     n_speakers: Annotated[int, Field(ge=2)] = 10
     test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2  # of the speeches
     max_chars: Pos = 64  # a line's first characters
     max_train_lines: Pos = 3000
     batch_size: Pos = 32
-    iters: Pos = 150  # fine-tune and scratch
+    iters: Pos = 150  # fine-tune and scratch: at most
+    epochs: Pos = 10  # passes over the labelled lines (few lines: few steps)
+    min_iters: Pos = 30
     finetune_lr: Rate = 3e-4
     scratch_lr: Rate = 1e-3
     lm_coef: NonNegF = 0.5  # GPT-1's auxiliary LM loss weight (lambda)
     linear_iters: Pos = 300
     linear_lr: Rate = 1e-2
+    curve_sizes: list[Pos] = [50, 100, 200, 500, 1000, 3000]  # labelled lines (seqcast bench gpt_heads)
+    curve_seeds: list[int] = [1, 2, 3]
 
 
 class RLHFParams(Section):
-    """Reward model, PPO and DPO on the tool-using chat model (tasks/rlhf.py, ``seqcast bench rlhf``)."""
+    """Reward model, PPO and DPO on the tool-using chat model (tasks/text/rlhf.py, ``seqcast bench rlhf``)."""
 
-    n_pairs: Pos = 400  # preference pairs for training (made-up worlds)
+    seeds: list[int] = [1, 2, 3]  # each seed: its own SFT start (sft_iters), pairs, reward model, PPO, DPO
+    sft_iters: NonNeg = 150  # the SFT model preference tuning starts from (gpt.sft's recipe, fewer steps); 0: the stage's
+    n_pairs: Pos = 400  # rule-made preference pairs for training (made-up worlds)
+    n_sampled_pairs: NonNeg = 200  # pairs from the SFT model's own right and wrong samples
+    samples_per_prompt: Pos = 4
+    sample_temperature: Rate = 1.0
     n_heldout_pairs: Pos = 100  # for the reward model's pair accuracy (other seeds)
     batch_size: Pos = 16
     rm_iters: Pos = 100
@@ -171,20 +196,22 @@ class RLHFParams(Section):
     dpo_iters: Pos = 60
     dpo_lr: Rate = 5e-5
     dpo_beta: Rate = 0.1
+    dpo_variants: list[Literal["dpo", "dpo_norm", "ipo", "rpo"]] = ["dpo", "dpo_norm", "ipo", "rpo"]
     ppo_iters: Pos = 20
     ppo_batch: Pos = 8  # rollouts per PPO iteration
     ppo_epochs: Pos = 2  # optimisation passes over each batch of rollouts
     ppo_lr: Rate = 1e-5
     ppo_temperature: Rate = 1.0
     kl_coef: NonNegF = 0.05
+    kl_estimator: Literal["k1", "k3"] = "k3"  # PPO's per-token penalty: k3 is never negative
     clip: Rate = 0.2
     clip_value: Rate = 0.2
     vf_coef: NonNegF = 0.1
     gamma: Annotated[float, Field(ge=0, le=1)] = 1.0
     lam: Annotated[float, Field(ge=0, le=1)] = 0.95
-    max_new_tokens: Pos = 120
-    eval_per_form: Pos = 4
-    eval_worlds: NonNeg = 4
+    max_new_tokens: Pos = 60
+    eval_per_kind: Pos = 3  # held-out questions per kind and phrasing family, per made-up world set
+    eval_worlds: NonNeg = 12  # made-up held-out worlds (one question per kind each, trained and unseen forms)
 
 
 class GPTPaths(Section):
@@ -229,20 +256,11 @@ class GPTParams(Section):
     ladder: LadderParams = LadderParams()
     sample: SampleParams = SampleParams()
     sft: SFTParams = SFTParams()
+    chat_eval: ChatEvalParams = ChatEvalParams()
     heads: HeadsParams = HeadsParams()
     rlhf: RLHFParams = RLHFParams()
     paths: GPTPaths = GPTPaths()
     registry: RegistryParams = RegistryParams()
-
-    @model_validator(mode="after")
-    def _short_context_is_shorter(self) -> "GPTParams":
-        for device in ("cpu", "cuda"):
-            mp, tp = self.recipe(device)
-            if tp.short_context and tp.short_context.block_size > mp.block_size:
-                where = "gpt.gpu" if device == "cuda" else "gpt"
-                raise ValueError(f"{where}: train.short_context.block_size {tp.short_context.block_size} "
-                                 f"exceeds model.block_size {mp.block_size}")
-        return self
 
     def recipe(self, device: str) -> tuple[ModelParams, TrainParams]:
         """The stage's model and training recipe on ``device`` (cpu / cuda): ``gpu`` overrides on a GPU."""
@@ -250,19 +268,3 @@ class GPTParams(Section):
             return self.model, self.train
         return (ModelParams(**{**self.model.model_dump(), **self.gpu.model}),
                 TrainParams(**{**self.train.model_dump(), **self.gpu.train}))
-
-
-def params_error_message(err: ValidationError, path: str | Path = "params.yaml") -> str:
-    """One line per broken rule, named by its params.yaml key (``gpt.train.lr: ...``): for a user, not a traceback."""
-    lines = [f"{path}: {err.error_count()} invalid value(s)"]
-    for e in err.errors():
-        key = ".".join(str(x) for x in e["loc"])
-        lines.append(f"  - {key}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
-
-
-def load_gpt_params(path: str | Path | None = None) -> GPTParams:
-    """The validated ``gpt:`` section of params.yaml."""
-    from seqcast.config import load_params
-
-    return load_params(path).gpt

@@ -14,11 +14,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from models.gpt import GPT, GPTConfig
+from models.text.gpt import GPT, GPTConfig
 from models.series_tokenizer import SeriesTokenizer
 from seqcast.config import Params
 from tasks.gpt_forecaster_data import WindowSampler, series_sources, synthetic_sources, training_datasets
-from tasks.gpt_train import train
+from tasks.text.gpt_train import train
 
 MODEL = "gpt_forecaster"
 

@@ -1,9 +1,9 @@
-"""The chat model's copy head (models/copy_head.py): a distribution, the induction it starts with, the KV cache."""
+"""The chat model's copy head (models/text/copy_head.py): a distribution, the induction it starts with, the KV cache."""
 
 import pytest
 import torch
 
-from models.gpt import GPT, GPTConfig, grow_model
+from models.text.gpt import GPT, GPTConfig, grow_model
 
 CFG = GPTConfig(block_size=48, vocab_size=20, n_layer=2, n_head=2, n_embd=32, rope=True, qk_norm=True, copy_ngram=3)
 
@@ -57,7 +57,7 @@ def test_cached_generation_gives_the_tokens_of_full_recomputation(temperature):
 
 
 def test_grow_model_adds_the_copy_head_and_the_checkpoint_rebuilds_it():
-    from models.gpt import model_from_checkpoint
+    from models.text.gpt import model_from_checkpoint
 
     torch.manual_seed(0)
     base = GPT(GPTConfig(**{**CFG.to_dict(), "copy_ngram": 0, "block_size": 16, "vocab_size": 11}))

@@ -166,7 +166,7 @@ def _closed_port() -> int:
 
 def test_unreachable_mlflow_store_fails_before_training(workspace, prefect_server, monkeypatch):
     from flows.backtest import backtest_flow
-    from flows.gpt import gpt_train_flow
+    from flows.text_gpt import gpt_train_flow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
     started = time.time()

@@ -1,11 +1,10 @@
-"""The GPT stages for real, on tiny settings: `dvc repro gpt_train` in a throw-away copy of the project
-(ladder with every rung, GPT with the pipeline's recipe, MLflow, DVC metrics), then the chat fine-tune
-on top of it and `seqcast chat --once` answering from it."""
+"""The GPT stage for real, on tiny settings: `dvc repro gpt_train` in a throw-away copy of the project
+(ladder with every rung, GPT with the pipeline's recipe, MLflow, DVC metrics, the registered pyfunc).
+The chat stages on top of it: tests/test_post_training_flow.py; the chat front door: tests/test_tool_chat.py."""
 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
 import pytest
@@ -62,9 +61,22 @@ def test_gpt_train_stage_writes_the_ladder_to_dvc_metrics_and_mlflow(stage):
         mlflow.set_tracking_uri(None)
 
 
-def test_chat_fine_tune_on_the_pipeline_gpt_and_the_chat_command(stage):
-    ws, env = stage
-    run([sys.executable, "-m", "flows.gpt_chat", "--no-register"], ws, env)
-    assert (ws / "checkpoints" / "gpt-chat" / "model.pt").is_file()
-    out = run([str(Path(sys.executable).parent / "seqcast"), "chat", "--once", "Which model won?"], ws, env).stdout
-    assert out.count("assistant>") == 1
+def test_the_registered_text_model_generates_what_the_checkpoint_generates(stage):
+    """`models:/seqcast-gpt@champion` loads and continues a prompt exactly as the stage's own checkpoint does."""
+    import torch
+
+    from models.text.gpt import model_from_checkpoint
+    from models.text.tokenizers import load_tokenizer
+
+    ws, _ = stage
+    ckpt = torch.load(ws / "checkpoints" / "gpt" / "model.pt", map_location="cpu", weights_only=True)
+    model, tok = model_from_checkpoint(ckpt).eval(), load_tokenizer(ws / "checkpoints" / "gpt" / "tokenizer.json")
+    ids = tok.encode("ROMEO:")
+    want = tok.decode(model.generate(torch.tensor([ids]), 12, 0.0, seed=0)[0, len(ids):].tolist())
+    mlflow.set_tracking_uri(f"sqlite:///{ws / 'mlflow.db'}")
+    try:
+        served = mlflow.pyfunc.load_model("models:/seqcast-gpt@champion")
+        got = served.predict(["ROMEO:"], params={"temperature": 0.0, "max_new_tokens": 12})
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert got == [want] and len(want) == 12

@@ -101,7 +101,7 @@ def test_synthetic_series_are_the_lecture_processes():
 
 
 def test_a_trained_checkpoint_loads_and_tags_held_out_series_as_zero_shot(tmp_path):
-    from models.gpt import GPT, GPTConfig
+    from models.text.gpt import GPT, GPTConfig
 
     tok = SeriesTokenizer(n_bins=32)
     cfg = GPTConfig(block_size=16, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16, rope=True)

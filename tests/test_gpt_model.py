@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from models.gpt import GPT, GPTConfig, sample_next
+from models.text.gpt import GPT, GPTConfig, sample_next
 
 TINY = GPTConfig(block_size=16, vocab_size=11, n_layer=2, n_head=2, n_embd=16)
 
@@ -84,7 +84,7 @@ def test_kv_cache_gives_the_same_tokens_as_recomputing():
 
 
 def test_kv_cache_logits_match_full_forward():
-    from models.gpt import KVCache
+    from models.text.gpt import KVCache
 
     m = tiny().eval()
     x = torch.randint(11, (1, 10))
@@ -124,7 +124,7 @@ MODERN = dict(rope=True, qk_norm=True, mlp="relu2", tie_weights=False)
 
 
 def test_default_config_is_the_reference_and_old_checkpoints_load():
-    from models.gpt import model_from_checkpoint
+    from models.text.gpt import model_from_checkpoint
 
     old_args = {"block_size": 16, "vocab_size": 11, "n_layer": 2, "n_head": 2, "n_embd": 16, "dropout": 0.0, "bias": False}
     m = GPT(GPTConfig(**old_args))  # a checkpoint written before the options existed has only these keys
@@ -160,7 +160,7 @@ def test_options_keep_causality_and_the_kv_cache_exact(opts):
 
 
 def test_rope_attention_depends_on_relative_positions_only():
-    from models.gpt import apply_rope, rope_tables
+    from models.text.gpt import apply_rope, rope_tables
 
     cos, sin = rope_tables(GPTConfig(block_size=32, n_embd=16, n_head=2))  # head size 8
     q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
@@ -174,7 +174,7 @@ def test_rope_attention_depends_on_relative_positions_only():
 
 
 def test_relu2_mlp_is_relu_squared():
-    from models.gpt import MLP
+    from models.text.gpt import MLP
 
     torch.manual_seed(0)
     mlp = MLP(GPTConfig(n_embd=8, mlp="relu2"))
@@ -184,7 +184,7 @@ def test_relu2_mlp_is_relu_squared():
 
 @pytest.mark.parametrize("opts", [{}, MODERN])
 def test_grow_model_keeps_what_the_base_knew(opts):
-    from models.gpt import grow_model
+    from models.text.gpt import grow_model
 
     base = tiny(**opts).eval()
     big = grow_model(base, vocab_size=15, block_size=40, seed=0).eval()

@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.gpt import GPT, GPTConfig, configure_optimizer
+from models.text.gpt import GPT, GPTConfig, configure_optimizer
 import yaml
 from pydantic import ValidationError
 
-from seqcast.gpt_config import GPTParams, ModelParams, TrainParams, load_gpt_params, params_error_message
-from tasks.gpt_train import CKPT, get_lr, load_checkpoint, train
+from seqcast.config import load_params
+from seqcast.errors import ParamsError
+from seqcast.gpt_config import GPTParams, ModelParams, TrainParams
+from tasks.text.gpt_train import CKPT, get_lr, load_checkpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent(
     """
     import sys, time, torch
-    from models.gpt import GPTConfig
+    from models.text.gpt import GPTConfig
     from seqcast.gpt_config import TrainParams
-    from tasks.gpt_train import train
-    from tasks.text_data import get_batch, estimate_loss
+    from tasks.text.gpt_train import train
+    from tasks.text.corpus import get_batch, estimate_loss
 
     out, delay = sys.argv[1], float(sys.argv[2])
     data = torch.arange(3000) % 13  # a learnable stream
@@ -68,7 +70,7 @@ def test_wsd_is_flat_then_a_straight_line_down():
 
 
 def test_every_group_follows_the_schedule_in_proportion():
-    from tasks.gpt_train import build_optimizers, set_lr
+    from tasks.text.gpt_train import build_optimizers, set_lr
 
     m = GPT(GPTConfig(block_size=8, vocab_size=7, n_layer=1, n_head=1, n_embd=8))
     c = TrainParams(optimizer="muon", lr=1e-3, muon_lr=0.02, min_lr=1e-4, warmup_iters=0, lr_decay_iters=10)
@@ -89,7 +91,7 @@ def test_no_weight_decay_on_norms_and_biases():
 
 
 def test_params_yaml_section_validates_and_the_schema_defaults_are_the_reference():
-    p = load_gpt_params()
+    p = load_params().gpt
     assert p.train.max_iters >= 1 and p.model.n_embd % p.model.n_head == 0
     ref_m, ref_t = ModelParams(), TrainParams()  # nanoGPT's "baby": what `bench gpt --recipe reference` trains
     assert (ref_m.n_layer, ref_m.n_head, ref_m.n_embd, ref_m.block_size) == (4, 4, 128, 64)
@@ -105,8 +107,8 @@ def test_out_of_range_gpt_values_are_rejected_with_their_key(section, bad):
     raw = {section: bad}
     with pytest.raises(ValidationError) as err:
         GPTParams(**raw)
-    msg = params_error_message(err.value)
-    assert section in msg and next(iter(bad)) in msg
+    msg = ParamsError.from_validation("params.yaml", err.value, GPTParams).render()
+    assert msg.startswith(f"params.yaml: {section}.") and next(iter(bad)) in msg
     with pytest.raises(ValidationError):
         GPTParams(tokenizer="word")
 
@@ -117,7 +119,7 @@ def test_flow_refuses_bad_params_with_a_message_not_a_traceback(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     env = {**os.environ, "SEQCAST_HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "flows.gpt", "train"], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "flows.text_gpt"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "gpt.train.lr" in proc.stderr and "> 0" in proc.stderr  # the key and the rule, one line
@@ -151,7 +153,7 @@ def test_training_reduces_loss_and_finished_run_is_a_no_op(tmp_path):
     data = torch.arange(2000) % 11
     mc = GPTConfig(block_size=16, vocab_size=11, n_layer=1, n_head=2, n_embd=16)
     tc = TrainParams(batch_size=8, max_iters=80, warmup_iters=5, lr_decay_iters=80, lr=3e-3, eval_interval=40, eval_iters=2)
-    from tasks.text_data import estimate_loss, get_batch
+    from tasks.text.corpus import estimate_loss, get_batch
 
     ev = lambda m: {"val_loss": estimate_loss(m, data, 16, 8, 2)}  # noqa: E731
     res = train(mc, tc, lambda g: get_batch(data, 8, 16, g), ev, tmp_path, progress=False)
@@ -167,7 +169,7 @@ def test_compiled_blocks_train_as_eager_and_hand_back_a_plain_model(tmp_path):
 
     from torch._dynamo.utils import counters
 
-    from tasks.text_data import estimate_loss, get_batch
+    from tasks.text.corpus import estimate_loss, get_batch
 
     torch.set_num_threads(1)
     data = torch.arange(2000) % 11
@@ -188,44 +190,11 @@ def test_compiled_blocks_train_as_eager_and_hand_back_a_plain_model(tmp_path):
     assert copy.deepcopy(model).config == mc  # a plain module again: fine-tunes copy it
 
 
-def test_short_context_warm_up_trains_on_short_windows_first_then_on_full_ones(tmp_path):
-    """`train.short_context` (sequence-length warm-up): the first iterations draw the shorter windows;
-    compiled, each length gets one static graph (no shape-generic kernels for the rest of the run)."""
-    from torch._dynamo.utils import counters
-
-    from tasks.text_data import batch_fns, estimate_loss
-
-    torch.set_num_threads(1)
-    data = torch.arange(2000) % 11
-    mc = GPTConfig(block_size=16, vocab_size=11, n_layer=2, n_head=2, n_embd=16, rope=True)
-    tc = TrainParams(batch_size=8, max_iters=10, warmup_iters=2, lr_decay_iters=10, eval_interval=5, eval_iters=2,
-                     compile=True, short_context={"iters": 6, "block_size": 8, "batch_size": 4})
-    fns, shapes = batch_fns(data, tc, 16), []
-
-    def recorded(fn):
-        def draw(g):
-            x, y = fn(g)
-            shapes.append(tuple(x.shape))
-            return x, y
-        return draw
-
-    frames = counters["stats"]["unique_graphs"]
-    res = train(mc, tc, recorded(fns["batch_fn"]), lambda m: {"val_loss": estimate_loss(m, data, 16, 8, 2)},
-                tmp_path / "a", progress=False, short_batch_fn=recorded(fns["short_batch_fn"]))
-    assert shapes == [(4, 8)] * 6 + [(8, 16)] * 4
-    assert counters["stats"]["unique_graphs"] - frames == 2  # one graph per length
-    assert res["timing"]["short_iters"] == 6 and res["history"][-1]["val_loss"] < res["history"][0]["val_loss"]
-    with pytest.raises(ValueError, match="short_batch_fn"):
-        train(mc, tc, fns["batch_fn"], lambda m: {}, tmp_path / "b", progress=False)
-    with pytest.raises(ValidationError, match="short_context.block_size 128 exceeds model.block_size 64"):
-        GPTParams(train={"short_context": {"iters": 10, "block_size": 128, "batch_size": 4}})
-
-
 def test_the_served_sampling_defaults_come_from_params():
-    from models.gpt_pyfunc import predict_params
+    from models.text.pyfunc import predict_params
     from seqcast.gpt_config import ServeParams
 
-    serve = load_gpt_params().sample.serve
+    serve = load_params().gpt.sample.serve
     d = predict_params(serve)
     assert d["temperature"] == serve.temperature and d["max_new_tokens"] == serve.max_new_tokens
     assert d["top_k"] == (serve.top_k or 0) and d["top_p"] == (serve.top_p or 1.0)  # 0 / 1.0: no cut
@@ -237,7 +206,7 @@ def test_the_served_sampling_defaults_come_from_params():
 
 def test_importing_the_gpt_code_sets_no_process_wide_setting():
     code = ("import os, torch; env = dict(os.environ); n = torch.get_num_threads(); "
-            "import flows.gpt, benchmarks.gpt, benchmarks.gpt_ablation, benchmarks.scaling, tasks.gpt_train; "
+            "import flows.text_gpt, benchmarks.gpt, benchmarks.gpt_ablation, benchmarks.scaling, tasks.text.gpt_train; "
             "changed = {k for k in set(env) | set(os.environ) if env.get(k) != os.environ.get(k)}; "
             "changed.discard('_MLFLOW_TELEMETRY_SESSION_ID'); "  # MLflow's own telemetry id, set when mlflow is imported
             "assert not changed, changed; assert torch.get_num_threads() == n")

@@ -3,7 +3,7 @@
 import pytest
 
 from seqcast.gpt_config import GPTParams, GPUParams
-from tasks import lm_ladder
+from tasks.text import lm_ladder
 
 
 def test_rows_sort_up_the_ladder_and_become_dvc_metrics():

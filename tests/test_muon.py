@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from models.gpt import GPT, GPTConfig, configure_optimizers
-from models.muon import Muon, orthogonalize
+from models.text.gpt import GPT, GPTConfig, configure_optimizers
+from models.text.muon import Muon, orthogonalize
 
 
 @pytest.mark.parametrize("shape", [(32, 32), (16, 64), (64, 16)])

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from models.ngram import AddKUnigram, KneserNey, ladder
+from models.text.ngram import AddKUnigram, KneserNey, ladder
 
 TEXT = ("the cat sat on the mat. the dog sat on the log. " * 40) + "a cat and a dog met on a mat. " * 20
 VOCAB = sorted(set(TEXT) | {"z", "Q"})

@@ -1,11 +1,11 @@
 """The post-training stages for real, on tiny settings, in a throw-away copy of the project:
-`dvc repro -s gpt_chat_sft` (tool-use SFT, held-out evaluation, temperature experiment) and
-`dvc repro -s gpt_heads` (GPT-1 heads), their DVC metrics and MLflow runs, then `seqcast chat --once`."""
+`dvc repro -s gpt_chat_sft` (tool-use SFT on made-up worlds), `dvc repro -s gpt_chat_eval` (the judgement on
+the copy's own reports: every dataset found there, trained and unseen phrasings, questions no tool answers, the
+temperature experiment), `dvc repro -s gpt_heads` (GPT-1 heads), their DVC metrics and MLflow runs."""
 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
 import pytest
@@ -19,10 +19,11 @@ TINY = {"gpt": {
     "train": {"batch_size": 4, "max_iters": 10, "warmup_iters": 2, "lr_decay_iters": 10, "eval_interval": 5,
               "eval_iters": 2, "compile": False, "threads": 1},
     "sample": {"max_new_tokens": 10, "temperatures": [0.0]},
-    "sft": {"block_size": 256, "n_conversations": 40, "batch_size": 4, "max_iters": 4, "warmup_iters": 1,
-            "eval_interval": 2, "eval_iters": 1, "max_new_tokens": 8, "eval_per_form": 1, "eval_worlds": 1,
-            "temperature_runs": 2},
-    "heads": {"max_train_lines": 64, "iters": 3, "linear_iters": 5, "batch_size": 8},
+    "sft": {"n_conversations": 40, "batch_size": 4, "max_iters": 4, "warmup_iters": 1, "eval_interval": 2,
+            "eval_iters": 1, "max_new_tokens": 8, "eval_worlds": 1},
+    "chat_eval": {"per_kind": 1, "out_of_scope": 3, "temperature_runs": 2},
+    "heads": {"max_train_lines": 64, "iters": 3, "min_iters": 2, "linear_iters": 5, "batch_size": 8,
+              "curve_sizes": [16, 64]},
 }}
 
 
@@ -37,7 +38,7 @@ def pretrained(tmp_path_factory, mirror, prefect_server):
     ws = copy_project(tmp_path_factory.mktemp("post") / "project", TINY)
     env = child_env(ws, mirror, prefect_server)
     run([sys.executable, "-m", "dvc", "repro", "-s", "ingest_text"], ws, env)  # the corpus (the heads' dependency)
-    run([sys.executable, "-m", "flows.gpt", "train", "--no-ladder", "--no-register"], ws, env)
+    run([sys.executable, "-m", "flows.text_gpt", "--no-ladder", "--no-register"], ws, env)
     for ds, series in (("market", "^KS11"), ("pm25", "us_embassy")):  # the champion's outputs (promote and
         promotion = ws / "reports" / "promotion" / f"{ds}.json"  # forecast stages), when the copy lacks them
         if not promotion.is_file():
@@ -57,36 +58,39 @@ def runs_of(ws):
         mlflow.set_tracking_uri(None)
 
 
-def test_chat_stage_evaluates_on_held_out_reports_and_runs_the_temperature_experiment(pretrained):
+def test_chat_stages_train_without_the_reports_and_judge_on_every_dataset_found(pretrained):
     ws, env = pretrained
     run([sys.executable, "-m", "dvc", "repro", "-s", "gpt_chat_sft"], ws, env)
-    metrics = json.loads((ws / "reports" / "gpt" / "chat_metrics.json").read_text())
-    for k in ("P3_chat_real_accuracy", "P3_chat_real_no_tools_accuracy", "P3_chat_synthetic_accuracy"):
-        assert 0.0 <= metrics[k] <= 1.0
+    sft = json.loads((ws / "reports" / "gpt" / "chat_metrics.json").read_text())
+    assert sft["P3_sft_train_s"] > 0 and sft["P3_sft_val_loss"] > 0
+    run([sys.executable, "-m", "dvc", "repro", "-s", "gpt_chat_eval"], ws, env)
+    metrics = json.loads((ws / "reports" / "gpt" / "chat_eval.json").read_text())
     demo = json.loads((ws / "reports" / "gpt" / "chat_demo.json").read_text())
-    ours = {s for ds in ("market", "pm25")  # the series of the copy's own (committed) backtest reports
-            for s in json.loads((ws / "reports" / "backtest" / f"{ds}.json").read_text())}
-    assert demo["real"] and any(s in r["question"] for r in demo["real"] for s in ours), demo["real"]
+    for name, rows in demo.items():  # every figure is its transcripts' count
+        assert metrics[f"P3_chat_{name}_n"] == len(rows) > 0
+        assert metrics[f"P3_chat_{name}_accuracy"] == sum(r["answer"] == r["reference"] for r in rows) / len(rows)
+    assert metrics["P3_chat_out_of_scope_invented"] == sum(bool(r["invented"]) for r in demo["out_of_scope"])
+    ours = {s for f in (ws / "reports" / "backtest").glob("*.json") if f.name.count(".") == 1
+            for s in json.loads(f.read_text())}  # the series of the copy's own reports, every dataset
+    asked = {s for r in demo["trained"] + demo["unseen"] for s in ours if s in r["question"]}
+    assert asked and asked <= ours
+    assert {r["family"] for r in demo["unseen"]} == {"heldout"} and {r["family"] for r in demo["trained"]} == {"train"}
     temp = json.loads((ws / "reports" / "gpt" / "chat_temperature.json").read_text())
     assert sorted({r["temperature"] for r in temp}) == [0.0, 1.0] and len(temp) == 4
     assert len({r["answer"] for r in temp if r["temperature"] == 0.0}) == 1  # greedy: identical answers
     runs = runs_of(ws)
-    chat = runs[runs["tags.model"] == "gpt-chat"].iloc[0]
-    assert chat["tags.family"] == "gpt" and "metrics.P3_chat_real_accuracy" in runs
-    out = run([str(Path(sys.executable).parent / "seqcast"), "chat", "--once", "Is ^KS11 stationary?"], ws, env).stdout
-    assert out.strip().splitlines()[-1].startswith("assistant> ")
-    bench = run([str(Path(sys.executable).parent / "seqcast"), "bench", "rlhf", "--quick"], ws, env).stdout
-    figures = json.loads(bench.strip().splitlines()[-1])
-    assert {"rm_pair_accuracy", "sft_accuracy", "ppo_accuracy", "dpo_accuracy", "ppo_kl", "dpo_kl"} <= set(figures)
-    steps = set(runs_of(ws)["tags.model"])
-    assert {"reward_model", "ppo", "dpo"} <= steps  # one MLflow run per step
+    steps = set(zip(runs["tags.model"], runs["tags.step"]))
+    assert {("gpt-chat", "sft"), ("gpt-chat", "eval")} <= steps
 
 
-def test_heads_stage_writes_the_four_accuracies(pretrained):
+def test_heads_stage_writes_the_four_accuracies_with_all_and_with_few_labels(pretrained):
     ws, env = pretrained
     run([sys.executable, "-m", "dvc", "repro", "-s", "gpt_heads"], ws, env)
     heads = json.loads((ws / "reports" / "gpt" / "heads.json").read_text())
-    assert {"majority", "linear", "finetune", "scratch"} <= set(heads) and len(heads["speakers"]) == 10
-    assert all(0.0 <= heads[k] <= 1.0 for k in ("majority", "linear", "finetune", "scratch"))
+    assert heads["task"] == "acceptability" and heads["classes"] == ["shuffled", "as written"]
+    assert heads["n_train"] == 64 and heads["few"]["n_train"] == 16
+    assert 0.4 <= heads["majority"] <= 0.6  # half the test lines are shuffled
     runs = runs_of(ws)
-    assert {"gpt_head_majority", "gpt_head_linear", "gpt_head_finetune", "gpt_head_scratch"} <= set(runs["tags.model"])
+    for v in ("majority", "linear", "finetune", "scratch"):
+        row = runs[runs["tags.model"] == f"gpt_head_{v}"].iloc[0]
+        assert row["metrics.P3_head_accuracy"] == heads[v] and row["metrics.P3_head_accuracy_few"] == heads["few"][v]

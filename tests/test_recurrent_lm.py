@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from models.char_rnn import RecurrentLM, RecurrentLMConfig
+from models.text.char_rnn import RecurrentLM, RecurrentLMConfig
 from seqcast.gpt_config import RecurrentLMParams
-from tasks.recurrent_lm import exact_stream_loss, streams, train_recurrent_lm, train_rungs
+from tasks.text.recurrent_lm import exact_stream_loss, streams, train_recurrent_lm, train_rungs
 
 DATA = torch.arange(3000) % 7  # a stream a recurrent net learns at once: 0 1 2 3 4 5 6 0 1 ...
 

@@ -1,8 +1,9 @@
-"""Preference pairs, reward model / DPO / PPO steps on a tiny model, and `seqcast bench rlhf` as typed."""
+"""Preference pairs, reward model / DPO (and its remedies) / PPO steps on tiny models, and `seqcast bench rlhf` as typed."""
 
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -10,81 +11,123 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.gpt import GPT, GPTConfig
-from models.gpt_pyfunc import save_slim
-from models.text_tokenizers import CHATML_SPECIALS, CharTokenizer
+from models.text.gpt import GPT, GPTConfig
 from seqcast.gpt_config import RLHFParams
-from tasks import rlhf, tool_data
+from tasks.text import chat_sft, rlhf, tool_data
+from tasks.text.phrasings import CANT_ANSWER
+from tasks.text.tools import Toolbox
 
 TINY = RLHFParams(n_pairs=8, batch_size=4, rm_iters=30, rm_lr=3e-3, dpo_iters=15, dpo_lr=3e-3, ppo_iters=1,
-                  ppo_batch=2, ppo_epochs=1, max_new_tokens=6)
+                  ppo_batch=2, ppo_epochs=1, max_new_tokens=12)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 def tiny():
-    t = CharTokenizer.train(tool_data.training_alphabet(), byte_fallback=True)
-    t.add_special_tokens(CHATML_SPECIALS)
+    convs = tool_data.training_conversations(200, seed=0)
+    t = chat_sft.word_tokenizer(convs, 3, 32)
     torch.manual_seed(0)
-    return GPT(GPTConfig(block_size=512, vocab_size=t.vocab_size, n_layer=1, n_head=2, n_embd=16, rope=True)), t
+    return GPT(GPTConfig(block_size=256, vocab_size=t.vocab_size, n_layer=1, n_head=2, n_embd=16, rope=True)), t
 
 
-def test_preference_pairs_differ_only_in_the_answer_and_say_why():
-    pairs = rlhf.preference_pairs(60, seed=0)
-    assert {p["kind"] for p in pairs} == set(rlhf.KINDS)
+def test_rule_pairs_differ_where_their_kind_says():
+    pairs = rlhf.rule_pairs(50, seed=0)
+    assert {p["kind"] for p in pairs} == set(rlhf.RULE_KINDS)
     for p in pairs:
         assert p["chosen"] != p["rejected"] and p["prompt"][0]["role"] == "system"
-        answer = p["chosen"][-1]["content"]
         if p["kind"] == "invented":
             assert len(p["rejected"]) == 1 and not p["rejected"][0]["content"].startswith("{")  # no tool call
-        if p["kind"] == "wrong_call":
-            assert "error" in json.loads(p["rejected"][1]["content"])
-        if p["kind"] in ("wrong_number", "style"):
-            assert p["rejected"][:2] == p["chosen"][:2] and p["rejected"][-1]["content"] != answer
+        if p["kind"] == "wrong_call":  # the rejected call names another thing than the chosen one
+            assert json.loads(p["rejected"][0]["content"]) != json.loads(p["chosen"][0]["content"])
+        if p["kind"] in ("wrong_value", "style"):
+            assert p["rejected"][:2] == p["chosen"][:2] and p["rejected"][-1]["content"] != p["chosen"][-1]["content"]
+        if p["kind"] == "refusal":
+            assert p["chosen"] == [{"role": "assistant", "content": CANT_ANSWER}]
+            assert any(c.isdigit() for c in p["rejected"][0]["content"])  # an invented number
+
+
+def test_sampled_pairs_reject_the_models_own_wrong_conversation():
+    model, t = tiny()
+    pairs = rlhf.sampled_pairs(model, t, 3, seed=0, samples=2, max_new_tokens=8)
+    assert len(pairs) == 3 and all(p["kind"] == "sampled" for p in pairs)
+    for p in pairs:  # an untrained model is always wrong: the chosen is the reference conversation
+        box_answer = p["chosen"][-1]["content"]
+        assert p["rejected"][-1]["content"] != box_answer and p["chosen"][0]["content"].startswith("{")
 
 
 def test_encode_batch_masks_the_assistant_tokens_of_each_row():
     _, t = tiny()
-    p = rlhf.preference_pairs(1, seed=1)[0]
-    x, lengths, m = rlhf.encode_batch([p["prompt"] + p["chosen"], p["prompt"]], t, 512)
+    p = rlhf.rule_pairs(1, seed=1)[0]
+    x, lengths, m = rlhf.encode_batch([p["prompt"] + p["chosen"], p["prompt"]], t, 256)
     assert x.shape[0] == 2 and m.shape == (2, x.shape[1] - 1)
     assert m[1].sum() == 0 and m[0].sum() > 0  # a prompt alone has no actions
     assert lengths[0] > lengths[1]
 
 
-def test_reward_model_and_dpo_learn_the_training_pairs():
+def test_reward_model_and_every_dpo_variant_learn_the_training_pairs():
     model, t = tiny()
-    pairs = rlhf.preference_pairs(8, seed=2)
-    # 90 iterations fit 6-8 of the 8 pairs depending on seed and float rounding (a clean CI fitted 4);
-    # 200 fit all 8 for seeds 0-3 here
+    pairs = rlhf.rule_pairs(8, seed=2)
     rm = rlhf.train_reward_model(model, t, pairs, TINY.model_copy(update={"rm_iters": 200}), seed=0)
     assert rlhf.pair_accuracy(rm, t, pairs)["accuracy"] >= 0.75  # it fits its own 8 pairs
-    policy, log = rlhf.train_dpo(model, t, pairs, TINY, seed=0)
-    assert log[-1]["loss"] < log[0]["loss"]
-    x, _, m = rlhf.encode_batch([pairs[0]["prompt"] + pairs[0]["chosen"]], t, 512)
+    x, _, m = rlhf.encode_batch([p["prompt"] + p["chosen"] for p in pairs] + [p["prompt"] + p["rejected"] for p in pairs],
+                                t, 256)
     with torch.no_grad():
-        assert rlhf.sequence_logprob(policy, x, m) > rlhf.sequence_logprob(model, x, m)  # chosen made likelier
+        before = rlhf.sequence_logprob(model, x, m)
+    for variant in rlhf.DPO_VARIANTS:
+        policy, log = rlhf.train_dpo(model, t, pairs, TINY, seed=0, variant=variant)
+        with torch.no_grad():
+            after = rlhf.sequence_logprob(policy, x, m)
+        margin_gain = ((after[:8] - before[:8]) - (after[8:] - before[8:])).mean()
+        assert margin_gain > 0, variant  # chosen made likelier relative to rejected than in the reference
+        assert log[-1]["margin"] > log[0]["margin"], variant
+    rpo, _ = rlhf.train_dpo(model, t, pairs, TINY, seed=0, variant="rpo")
+    dpo, _ = rlhf.train_dpo(model, t, pairs, TINY, seed=0, variant="dpo")
+    with torch.no_grad():  # the SFT term keeps the chosen answers themselves likelier than plain DPO does
+        assert rlhf.sequence_logprob(rpo, x, m)[:8].mean() > rlhf.sequence_logprob(dpo, x, m)[:8].mean()
 
 
-def test_ppo_step_runs_and_reports_kl_and_score():
+def test_ppo_first_rollouts_have_zero_kl_and_the_exact_kl_is_never_negative():
     model, t = tiny()
-    rm = rlhf.train_reward_model(model, t, rlhf.preference_pairs(4, seed=3), TINY.model_copy(update={"rm_iters": 1}), 0)
+    rm = rlhf.train_reward_model(model, t, rlhf.rule_pairs(4, seed=3), TINY.model_copy(update={"rm_iters": 1}), 0)
     policy, log = rlhf.train_ppo(model, rm, t, TINY, seed=0)
-    assert len(log) == 1 and {"score", "kl", "pg_loss", "vf_loss", "clipfrac"} <= set(log[0])
-    assert abs(log[0]["kl"]) < 1e-4  # the first rollouts come from the SFT model itself: KL 0
+    assert len(log) == 1 and log[0]["kl"] == pytest.approx(0.0, abs=1e-5)  # sampled from the SFT model itself
+    prompts = rlhf.ppo_prompts(3, random.Random(0))
+    assert rlhf.exact_kl(model, model, t, prompts, 8, seed=0) == pytest.approx(0.0, abs=1e-6)
+    noisy = rlhf.copy_gpt(model)
+    with torch.no_grad():
+        noisy.lm_head.weight.add_(torch.randn_like(noisy.lm_head.weight))
+    assert rlhf.exact_kl(noisy, model, t, prompts, 8, seed=0) > 0.01
 
 
 def test_seqcast_bench_rlhf_quick_as_typed(tmp_path):
+    """The bench on a saved chat model (--sft-iters 0): per seed the SFT row has no gain and no KL, every other
+    row's gain is its accuracy minus the SFT's, its KL is non-negative, and the summary is over both seeds."""
     model, t = tiny()
+    from models.text.pyfunc import save_slim
+
     save_slim(model, tmp_path / "model.pt")
     t.save(tmp_path / "tokenizer.json")
     (tmp_path / "reports" / "backtest").mkdir(parents=True)
     (tmp_path / "reports" / "backtest" / "market.json").write_text(json.dumps({"^KS11": {"naive": {"P2a_mae": 12.5}}}))
     seqcast = str(Path(sys.executable).parent / "seqcast")
-    proc = subprocess.run([seqcast, "bench", "rlhf", "--quick", "--no-mlflow", "--checkpoint", str(tmp_path),
-                           "--reports", str(tmp_path / "reports")], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([seqcast, "bench", "rlhf", "--quick", "--no-mlflow", "--sft-iters", "0", "--seeds", "1", "2",
+                           "--checkpoint", str(tmp_path), "--reports", str(tmp_path / "reports")],
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert {"rm_pair_accuracy", "sft_accuracy", "ppo_accuracy", "dpo_accuracy", "ppo_kl", "dpo_kl"} <= set(out)
-    assert 0 <= out["rm_pair_accuracy"] <= 1 and out["quick"] is True
+    s = out["summary"]
+    assert out["seeds"] == [1, 2] and out["quick"] is True
+    assert set(s) == {"sft", "ppo", *rlhf.DPO_VARIANTS}
+    assert s["sft"]["gain"] == 0.0 and s["sft"]["kl"] == 0.0
+    for name, row in s.items():
+        assert row["gain"] == pytest.approx(row["accuracy"] - s["sft"]["accuracy"]) and row["kl"] >= 0, name
+    assert out["dpo_accuracy"] == s[out["best_dpo"]]["accuracy"]
+
+
+def test_toolbox_of_a_pair_answers_its_call():
+    """A rule pair's chosen conversation is what its world's tools say (the pairs are judged by ground truth)."""
+    rng = random.Random(5)
+    kind, q, box, system, msgs, ans, result = rlhf._question(rng)
+    assert json.loads(box.call(msgs[2]["content"])) == result and msgs[4]["content"] == ans
+    assert isinstance(box, Toolbox)

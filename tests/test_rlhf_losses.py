@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from tasks.rlhf_losses import (dpo_loss, gae, ppo_policy_loss, ppo_rewards, ppo_value_loss, reward_model_loss,
-                               token_logprobs, whiten)
+from tasks.text.rlhf_losses import (dpo_loss, gae, kl_penalty, ppo_policy_loss, ppo_rewards, ppo_value_loss,
+                                    reward_model_loss, token_kl, token_logprobs, whiten)
 
 LOG1P_EXP_M1 = math.log1p(math.exp(-1))  # -log sigmoid(1) = 0.31326...
 
@@ -41,9 +41,36 @@ def test_gae_known_answers():
 
 def test_ppo_rewards_put_the_score_on_the_last_action_and_the_kl_on_every_action():
     logp_old = torch.tensor([[0.1, 0.2, 0.3]])
-    rewards, kl = ppo_rewards(torch.tensor([2.0]), logp_old, torch.zeros(1, 3), torch.tensor([[1.0, 1.0, 0.0]]), 0.5)
+    rewards, kl = ppo_rewards(torch.tensor([2.0]), logp_old, torch.zeros(1, 3), torch.tensor([[1.0, 1.0, 0.0]]), 0.5,
+                              estimator="k1")
     assert torch.allclose(rewards, torch.tensor([[-0.05, 1.9, 0.0]]))
     assert math.isclose(kl.item(), 0.3, rel_tol=1e-6)
+    _, kl3 = ppo_rewards(torch.tensor([2.0]), logp_old, torch.zeros(1, 3), torch.tensor([[1.0, 1.0, 0.0]]), 0.5)
+    assert math.isclose(kl3.item(), math.expm1(-0.1) + 0.1 + math.expm1(-0.2) + 0.2, rel_tol=1e-6)
+
+
+def test_k3_estimate_is_never_negative_and_k1_can_be():
+    logp, ref = torch.tensor([-2.0, -0.5, -1.0]), torch.tensor([-1.0, -1.5, -1.0])
+    k1, k3 = kl_penalty(logp, ref, "k1"), kl_penalty(logp, ref, "k3")
+    assert k1[0] < 0 and (k3 >= 0).all() and k3[2] == 0
+    assert math.isclose(k3[0].item(), math.e - 1 - 1, rel_tol=1e-6)  # r = ref/pi = e: (e - 1) - 1
+
+
+def test_ipo_loss_regresses_the_margin_to_one_over_two_beta():
+    # margin 2, beta 0.25 -> target 2: loss 0; margin 0 -> 4
+    loss, _ = dpo_loss(torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), 0.25, "ipo")
+    assert loss.item() == 0.0
+    loss, _ = dpo_loss(torch.tensor([-2.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), 0.25, "ipo")
+    assert math.isclose(loss.item(), 4.0)
+
+
+def test_token_kl_is_the_exact_divergence_of_the_distributions():
+    # one action position: p = (0.5, 0.5), q = (0.25, 0.75): KL = 0.5 ln 2 + 0.5 ln(2/3)
+    p = torch.log(torch.tensor([[[0.5, 0.5], [0.5, 0.5]]]))
+    q = torch.log(torch.tensor([[[0.25, 0.75], [0.9, 0.1]]]))
+    kl = token_kl(p, q, torch.tensor([[1.0]]))
+    assert math.isclose(kl.item(), 0.5 * math.log(2) + 0.5 * math.log(2 / 3), rel_tol=1e-5)
+    assert token_kl(p, p, torch.tensor([[1.0]])).item() == 0.0
 
 
 def test_ppo_clipped_surrogate_known_answers():

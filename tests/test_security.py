@@ -48,8 +48,8 @@ def test_the_payload_is_live(tmp_path):
 
 
 def test_gpt_checkpoint_with_a_pickle_payload_is_refused(tmp_path):
-    from seqcast.chat import load_chat_model
-    from tasks.gpt_train import load_checkpoint
+    from tasks.text.tool_chat import load_chat_model
+    from tasks.text.gpt_train import load_checkpoint
 
     marker = tmp_path / "pwned"
     ckpt = tmp_path / "checkpoints" / "gpt" / "model.pt"

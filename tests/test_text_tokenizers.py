@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from models.text_tokenizers import CHATML_SPECIALS, IM_END, IM_START, BPETokenizer, CharTokenizer, load_tokenizer
+from models.text.tokenizers import CHATML_SPECIALS, IM_END, IM_START, BPETokenizer, CharTokenizer, load_tokenizer
 
 CORPUS = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 50
 SAMPLES = [
@@ -63,3 +63,55 @@ def test_char_add_chars_keeps_existing_ids():
     before = tok.encode("cab")
     tok.add_chars("xyz0")
     assert tok.encode("cab") == before and tok.decode(tok.encode("zx0")) == "zx0"
+
+
+# ----------------------------------------------------------------- the chat's word tokenizer with copy slots
+
+from models.text.word_tokenizer import WordTokenizer, pieces, shape  # noqa: E402
+
+
+def word_tok() -> WordTokenizer:
+    return WordTokenizer.train(["What is the P1 of the model on?", "The value is", "{\"tool\":\"metric\"}"], 4,
+                               CHATML_SPECIALS)
+
+
+def test_pieces_split_words_punctuation_and_the_trailing_period():
+    assert pieces("Is ^KS11 stationary?") == [(False, "Is"), (True, "^KS11"), (True, "stationary"), (False, "?")]
+    assert pieces("It is 1.53.") == [(False, "It"), (True, "is"), (True, "1.53"), (False, ".")]
+    assert pieces('{"d":1}') == [(False, "{"), (False, '"'), (False, "d"), (False, '"'), (False, ":"), (False, "1"),
+                                 (False, "}")]
+    assert [p for _, p in pieces("arima's P2a_mase at 2015-01-01 03:00")] == ["arima", "'s", "P2a_mase", "at",
+                                                                              "2015-01-01", "03:00"]
+    assert [shape(p) for p in ("2015-01-01", "-0.35", "us_embassy", "^KS11", "Dongsi")] == ["num", "num", "low",
+                                                                                           "other", "other"]
+
+
+def test_unknown_pieces_are_copy_slots_numbered_by_first_appearance():
+    t = word_tok()
+    slots: list[str] = []
+    q = t.encode("What is the P2a_mase of arima on ^KS11?", slots=slots)
+    assert slots == ["P2a_mase", "arima", "^KS11"]
+    a = t.encode("The value is 1.53 of arima", slots=slots)
+    assert slots == ["P2a_mase", "arima", "^KS11", "1.53"]
+    assert a[-1] == q[5] and t.is_slot(a[-1])  # " arima" again: the same slot
+    assert t.decode(q + a, slots=slots) == "What is the P2a_mase of arima on ^KS11?The value is 1.53 of arima"
+    full: list[str] = []
+    ids = t.encode("The value is 9 8 7 6 5 9", slots=full)  # 4 slots: the fifth distinct number has none
+    assert full == ["9", "8", "7", "6"] and t.decode(ids, slots=full) == "The value is 9 8 7 6 <unk> 9"
+
+
+def test_numbers_are_never_words_and_known_words_keep_their_ids_in_any_case():
+    t = WordTokenizer.train(["the 2019 value", "THE end"], 8)
+    assert "2019" not in t.words and "the" in t.words
+    assert t.encode("The", slots=[]) == t.encode("the", slots=[])  # a known word in another case
+    t2 = load_tokenizer_json(t)
+    assert t2.itos == t.itos and t2.decode(t2.encode("the x y", slots=(s := [])), slots=s) == "the x y"
+
+
+def load_tokenizer_json(t):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        t.save(Path(d) / "tok.json")
+        return load_tokenizer(Path(d) / "tok.json")

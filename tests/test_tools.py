@@ -1,24 +1,30 @@
-"""The chat model's tools: validation, the safe calculator, 3-significant-digit numbers, the tool loop."""
+"""The chat model's tools: validation, the safe calculator, 3-significant-digit numbers, the reports they read."""
 
 from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 
-from tasks import tool_data
-from tasks.tools import Reports, ToolError, Toolbox, calculate, fmt3, parse_call
+from tasks.text import tool_data
+from tasks.text.phrasings import CANT_ANSWER, CORES
+from tasks.text.tools import Reports, ToolError, Toolbox, best_direction, calculate, fmt3, parse_call
 
-BACKTEST = {"^KS11": {"arima": {"P2a_mae": 14.812636, "P2a_mase": 1.295918},
-                      "naive": {"P2a_mae": 12.5, "P2a_mase": 1.0}}}
+BACKTEST = {"^KS11": {"arima": {"P2a_mae": 14.812636, "P2a_mase": 1.295918, "P2a_cov80": 0.70, "P2a_dir_acc": 0.52,
+                                "P2a_dm_pvalue": 0.3},
+                      "naive": {"P2a_mae": 12.5, "P2a_mase": 1.0, "P2a_cov80": 0.95, "P2a_dir_acc": 0.48,
+                                "P2a_dm_pvalue": None}}}
 STATIONARITY = {"^KS11": {"verdict": "difference-stationary", "d": 1}}
+FORECASTS = {"^KS11": {"model": "naive", "dataset": "market",
+                       "rows": [{"ds": "2018-06-21", "mean": 2357.123}, {"ds": "2018-06-22", "mean": 2360.4}]}}
+CHAMPIONS = {"market": {"model": "naive", "series": "^KS11"}}
 
 
 @pytest.fixture
 def box() -> Toolbox:
-    return Toolbox(Reports(BACKTEST, STATIONARITY, {"market": {"model": "naive", "series": "^KS11",
-                                                              "rows": [{"ds": "2018-06-21", "mean": 2357.123}]}}))
+    return Toolbox(Reports(BACKTEST, STATIONARITY, FORECASTS, CHAMPIONS, {"^KS11": "market"}))
 
 
 @pytest.mark.parametrize("v, s", [(14.812636, "14.8"), (0.169558, "0.170"), (1234.5, "1230"), (2.318801, "2.32"),
@@ -40,16 +46,35 @@ def test_calculator_refuses_everything_but_arithmetic(expr):
         calculate(expr)
 
 
-def test_leaderboard_returns_the_report_value_and_the_lowest(box):
-    one = json.loads(box.call('{"tool":"leaderboard","series":"^KS11","metric":"P2a_mae","model":"arima"}'))
-    assert one == {"model": "arima", "value": "14.8"}
-    best = json.loads(box.call('{"tool":"leaderboard","series":"^KS11","metric":"P2a_mae"}'))
-    assert best == {"model": "naive", "value": "12.5"}
+def test_metric_and_rank_return_the_report_values(box):
+    one = json.loads(box.call('{"tool":"metric","series":"^KS11","metric":"P2a_mae","model":"arima"}'))
+    assert one == {"value": "14.8"}
+    rank = lambda metric, order: json.loads(box.call(json.dumps(  # noqa: E731
+        {"tool": "rank", "series": "^KS11", "metric": metric, "order": order})))
+    assert rank("P2a_mae", "best") == rank("P2a_mae", "lowest") == {"model": "naive", "value": "12.5"}
+    assert rank("P2a_mae", "highest") == {"model": "arima", "value": "14.8"}
+    assert rank("P2a_dir_acc", "best") == {"model": "arima", "value": "0.520"}  # accuracies: higher is better
+    assert rank("P2a_cov80", "best") == {"model": "arima", "value": "0.700"}  # |0.70 - 0.80| < |0.95 - 0.80|
+    assert "no best value" in rank("P2a_dm_pvalue", "best")["error"]
+    assert rank("P2a_dm_pvalue", "lowest") == {"model": "arima", "value": "0.300"}  # naive's null is no value
 
 
-def test_stationarity_forecast_and_calculator_tools(box):
+@pytest.mark.parametrize("metric, how", [("P2a_mase", ("lower", None)), ("fit_seconds", ("lower", None)),
+                                         ("P1b_cov95_raw", ("nearest", 0.95)), ("P2b_dir_acc", ("higher", None))])
+def test_best_direction_from_the_metric_name(metric, how):
+    assert best_direction(metric) == how
+
+
+def test_stationarity_forecast_champion_and_calculator_tools(box):
     assert json.loads(box.call('{"tool":"stationarity","series":"^KS11"}')) == {"verdict": "difference-stationary", "d": 1}
-    assert json.loads(box.call('{"tool":"forecast","dataset":"market"}'))["mean"] == "2360"
+    nxt = json.loads(box.call('{"tool":"forecast","series":"^KS11"}'))
+    assert nxt == {"model": "naive", "ds": "2018-06-21", "mean": "2360"}
+    at = json.loads(box.call('{"tool":"forecast","series":"^KS11","date":"2018-06-22"}'))
+    assert at["mean"] == "2360" and at["ds"] == "2018-06-22"
+    assert json.loads(box.call('{"tool":"forecast","series":"market","date":"2018-06-22 00:00"}')) == at  # a dataset
+    missing = json.loads(box.call('{"tool":"forecast","series":"^KS11","date":"2030-01-01"}'))
+    assert "2018-06-21 .. 2018-06-22" in missing["error"]
+    assert json.loads(box.call('{"tool":"champion","dataset":"market"}')) == {"model": "naive", "series": "^KS11"}
     assert json.loads(box.call('{"tool":"calculator","expression":"14.8 * 2"}')) == {"value": "29.6"}
 
 
@@ -57,13 +82,15 @@ def test_stationarity_forecast_and_calculator_tools(box):
     ("not json", "not valid JSON"),
     ("[1, 2]", '"tool" key'),
     ('{"tool":"shell","cmd":"rm -rf /"}', "unknown tool"),
-    ('{"tool":"leaderboard","series":"^KS11"}', "missing"),
-    ('{"tool":"leaderboard","series":"^KS11","metric":"P2a_mae","x":"1"}', "unknown"),
-    ('{"tool":"leaderboard","series":3,"metric":"P2a_mae"}', "string"),
-    ('{"tool":"leaderboard","series":"^XX","metric":"P2a_mae"}', "unknown series"),
-    ('{"tool":"leaderboard","series":"^KS11","metric":"P9_x"}', "no metric"),
+    ('{"tool":"metric","series":"^KS11","metric":"P2a_mae"}', "missing"),
+    ('{"tool":"stationarity","series":"^KS11","x":"1"}', "unknown"),
+    ('{"tool":"rank","series":3,"metric":"P2a_mae","order":"best"}', "string"),
+    ('{"tool":"metric","series":"^XX","metric":"P2a_mae","model":"naive"}', "unknown series"),
+    ('{"tool":"metric","series":"^KS11","metric":"P9_x","model":"naive"}', "no metric"),
+    ('{"tool":"rank","series":"^KS11","metric":"P2a_mae","order":"median"}', "order is one of"),
     ('{"tool":"calculator","expression":"open(1)"}', "not allowed"),
-    ('{"tool":"forecast","dataset":"pm25"}', "no forecast"),
+    ('{"tool":"forecast","series":"Dongsi"}', "no forecast"),
+    ('{"tool":"champion","dataset":"weather"}', "datasets: market"),
 ])
 def test_bad_calls_get_an_error_message_never_an_exception(box, call, fragment):
     out = json.loads(box.call(call))
@@ -80,47 +107,70 @@ def test_parse_call_accepts_a_valid_call():
 
 
 def test_training_conversations_copy_names_and_results_and_hold_out_the_real_reports():
-    convs = tool_data.training_conversations(300, seed=0)
+    convs = tool_data.training_conversations(400, seed=0)
     text = json.dumps(convs)
     assert "^KS11" not in text and "arima" not in text  # the real names never appear in training
-    calls = [c for c in convs if len(c) == 5]
-    assert len(calls) > 250
-    for c in calls[:50]:
-        call, result, ans = c[2]["content"], json.loads(c[3]["content"]), c[4]["content"]
-        assert c[3]["role"] == "tool" and json.loads(call)["tool"] in ("leaderboard", "stationarity", "forecast",
-                                                                        "calculator")
+    calls = [c for c in convs if len(c) >= 5]
+    refusals = [c for c in convs if len(c) == 3 and c[2]["content"] == CANT_ANSWER]
+    assert len(calls) > 300 and len(refusals) > 20
+    for c in calls[:80]:
+        call, result, ans = json.loads(c[-3]["content"]), json.loads(c[-2]["content"]), c[-1]["content"]
+        assert c[-2]["role"] == "tool" and call["tool"] in ("metric", "rank", "stationarity", "forecast", "champion",
+                                                            "calculator")
         if "error" in result:
-            assert ans == tool_data.ERROR_ANSWER
-        else:  # the answer is written from the result: its value is copied
+            assert ans == CANT_ANSWER
+        else:  # the answer is written from the result: its value is copied, every argument is in the question
             assert any(str(v) in ans for v in result.values())
+            assert all(v in c[-4]["content"] for k, v in call.items() if k not in ("tool", "order"))
+
+
+def test_no_training_question_uses_a_held_out_form():
+    """The evaluation's unseen phrasings never appear in the fine-tuning data (their fixed words, as written)."""
+    convs = tool_data.training_conversations(1500, seed=1)
+    users = [m["content"] for c in convs for m in c if m["role"] == "user"]
+    for kind, forms in CORES.items():
+        for form in forms["heldout"]:  # the form as a pattern: its words as written, any name in its slots
+            pattern = re.compile(re.sub(r"\\\{\w+\\\}", ".+", re.escape(form.rstrip("?.!"))), re.IGNORECASE)
+            assert not any(pattern.search(u) for u in users), (kind, form)
 
 
 def test_heldout_questions_reference_the_report_values(box):
     qs = tool_data.heldout_questions(box.reports, 3, seed=0)
-    forms = {q["form"] for q in qs}
-    assert {"metric", "lowest", "stationary", "differences", "forecast", "calculator"} <= forms
+    assert set(tool_data.KINDS) <= {q["kind"] for q in qs}
     for q in qs:
-        if q["form"] == "metric" and q["system"] == tool_data.SYSTEM_FULL:
-            model, metric = q["question"].split(" of ")[1].split(" on ")[0], q["question"].split("the ")[1].split(" of")[0]
-            assert q["reference"] == f"The {metric} of {model} on ^KS11 is {fmt3(BACKTEST['^KS11'][model][metric])}."
-    d = next(q for q in qs if q["form"] == "differences")
-    assert d["reference"] in ("1", "^KS11 needs 1 differences.")
+        result = json.loads(box.call(q["call"]))
+        assert "error" not in result, q
+        if q["kind"] == "metric" and q["system"] == tool_data.SYSTEM_FULL:
+            call = json.loads(q["call"])
+            value = fmt3(BACKTEST["^KS11"][call["model"]][call["metric"]])
+            assert q["reference"] == f"The {call['metric']} of {call['model']} on ^KS11 is {value}."
+        if q["kind"] == "differences":
+            assert q["reference"] in ("1", "The order of differencing of ^KS11 is 1.")
+        if q["kind"] == "champion":
+            assert q["reference"] in ("naive", "The champion of market is naive on ^KS11.")
 
 
 def test_random_worlds_are_reproducible():
     a, b = tool_data.random_reports(random.Random(3)), tool_data.random_reports(random.Random(3))
-    assert a.backtest == b.backtest and a.forecasts == b.forecasts
+    assert a.backtest == b.backtest and a.forecasts == b.forecasts and a.champions == b.champions
 
 
-def test_reports_load_reads_the_pipeline_layout(tmp_path):
-    (tmp_path / "backtest").mkdir()
-    (tmp_path / "stationarity").mkdir()
-    (tmp_path / "forecast").mkdir()
-    (tmp_path / "promotion").mkdir()
-    (tmp_path / "backtest" / "market.json").write_text(json.dumps(BACKTEST))
-    (tmp_path / "stationarity" / "market.json").write_text(json.dumps(STATIONARITY))
-    (tmp_path / "forecast" / "market.csv").write_text("unique_id,ds,mean,lo-80,hi-80\n^KS11,2018-06-21,2357.1,2300,2400\n")
-    (tmp_path / "promotion" / "market.json").write_text(json.dumps({"best": {"model": "naive", "series": "^KS11"}}))
+def test_reports_load_discovers_any_dataset_from_its_files(tmp_path):
+    """No dataset name in the code: a dataset is the stem of its report files, a new one is found as it is."""
+    for kind in ("backtest", "stationarity", "forecast", "promotion"):
+        (tmp_path / kind).mkdir()
+    for name, series in (("market", "^KS11"), ("my_sales", "store_7")):
+        (tmp_path / "backtest" / f"{name}.json").write_text(json.dumps({series: BACKTEST["^KS11"]}))
+        (tmp_path / "stationarity" / f"{name}.json").write_text(json.dumps({series: STATIONARITY["^KS11"]}))
+        (tmp_path / "forecast" / f"{name}.csv").write_text(
+            f"unique_id,ds,step,mean,lo-80\n{series},2018-06-21 00:00:00+09:00,1,2357.1,2300\n"
+            f"{series},2018-06-21 01:00:00+09:00,2,2358.2,2300\n")
+        (tmp_path / "promotion" / f"{name}.json").write_text(json.dumps(
+            {"best": {"model": "drift", "series": series}, "champion": {"model": "naive", "series": series}}))
+    (tmp_path / "backtest" / "market.summary.json").write_text("{}")
     r = Reports.load(tmp_path)
-    assert r.backtest == BACKTEST and r.stationarity == STATIONARITY
-    assert r.forecasts["market"]["model"] == "naive" and r.forecasts["market"]["rows"][0]["mean"] == 2357.1
+    assert set(r.backtest) == {"^KS11", "store_7"} and r.datasets == {"^KS11": "market", "store_7": "my_sales"}
+    assert r.champions["my_sales"] == {"model": "naive", "series": "store_7"}  # the champion, not the latest best
+    assert r.forecasts["store_7"]["rows"] == [{"ds": "2018-06-21", "mean": 2357.1}, {"ds": "2018-06-21 01:00", "mean": 2358.2}]
+    box = Toolbox(r)
+    assert json.loads(box.call('{"tool":"forecast","series":"my_sales","date":"2018-06-21 01:00"}'))["mean"] == "2360"

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from models.word_lm import WordBigram, WordUnigram, histories, tokenize, words
-from tasks.text_data import load_corpus, split_text
+from models.text.word_lm import WordBigram, WordUnigram, histories, tokenize, words
+from tasks.text.corpus import load_corpus, split_text
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ classes, the project's GPT is its own ``nn.Module``. The formulas follow TRL's
 
 - reward model (Ouyang et al. 2022, eq. 1): ``-log sigmoid(r(x, y_w) - r(x, y_l))``;
 - DPO (Rafailov et al. 2023, eq. 7): ``-log sigmoid(beta * [(log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))])``;
-- PPO (Schulman et al. 2017): per-token reward ``-kl_coef * (log pi_old - log ref)`` plus the reward model's score
+  IPO (Azar et al. 2023): the squared distance of that margin to ``1 / (2 beta)``;
+- PPO (Schulman et al. 2017): per-token reward ``-kl_coef * KL estimate`` (k1 or k3) plus the reward model's score
   on the last token; advantages by GAE; the clipped surrogate ``max(-A r, -A clip(r, 1-eps, 1+eps))`` and the
   clipped value loss ``0.5 * max((V - R)^2, (clip(V, V_old +- eps_v) - R)^2)``.
 
@@ -40,19 +41,50 @@ def reward_model_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch
 
 
 def dpo_loss(pi_chosen: torch.Tensor, pi_rejected: torch.Tensor, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor,
-             beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """DPO's loss and its implicit reward margin; inputs: summed log-probs (B,) of the answers under policy / reference."""
+             beta: float, kind: str = "sigmoid") -> tuple[torch.Tensor, torch.Tensor]:
+    """DPO's loss and its implicit reward margin; inputs: log-probs (B,) of the answers under policy / reference
+    (summed, or per token for a length-normalised variant).
+
+    ``kind="ipo"``: IPO (Azar et al. 2023, eq. 17), ``(margin - 1 / (2 beta))^2``: it regresses the margin to a
+    finite target instead of pushing it to infinity, the over-fitting of DPO on deterministic preferences.
+    """
     margin = (pi_chosen - ref_chosen) - (pi_rejected - ref_rejected)  # (B,)
+    if kind == "ipo":
+        return ((margin - 1 / (2 * beta)) ** 2).mean(), beta * margin.detach()
     return -F.logsigmoid(beta * margin).mean(), beta * margin.detach()
 
 
-def ppo_rewards(score: torch.Tensor, logp_old: torch.Tensor, logp_ref: torch.Tensor, mask: torch.Tensor,
-                kl_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token rewards (B, T): -kl_coef * (log pi_old - log ref) on every action, + score on each row's last action.
+def token_kl(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Exact KL(pi || ref) of the next-token distributions at every action, summed per row: (B,), never negative.
 
-    Returns (rewards, kl per row (B,) = sum over actions of log pi_old - log ref).
+    logits (B, T, V) of a forward on ids (B, T); ``mask`` (B, T-1) marks the actions as in :func:`token_logprobs`.
+    Summing over the vocabulary at each position (instead of the sampled token's log-ratio, which can go
+    negative) gives the divergence of the whole distributions along the sampled conversations.
     """
-    kl = (logp_old - logp_ref) * mask  # (B, T)
+    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
+    logq = F.log_softmax(ref_logits[:, :-1].float(), dim=-1)
+    kl = (logp.exp() * (logp - logq)).sum(-1).clamp_min(0.0)  # (B, T-1); clamp: float rounding only
+    return masked_sum(kl, mask)
+
+
+def kl_penalty(logp: torch.Tensor, logp_ref: torch.Tensor, estimator: str = "k3") -> torch.Tensor:
+    """Per-token estimate of KL(pi || ref) from the sampled token's log-probs (Schulman 2020, "Approximating KL
+    divergence"): ``k1 = log pi - log ref`` (unbiased, can be negative), ``k3 = (r - 1) - log r`` with
+    ``r = ref / pi`` (unbiased, never negative; TRL's ``kl_estimator="k3"``)."""
+    k1 = logp - logp_ref
+    if estimator == "k1":
+        return k1
+    return torch.expm1(-k1) + k1
+
+
+def ppo_rewards(score: torch.Tensor, logp_old: torch.Tensor, logp_ref: torch.Tensor, mask: torch.Tensor,
+                kl_coef: float, estimator: str = "k3") -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rewards (B, T): -kl_coef * KL estimate (:func:`kl_penalty`) on every action, + score on each row's
+    last action.
+
+    Returns (rewards, kl per row (B,) = the sum over actions of the estimate).
+    """
+    kl = kl_penalty(logp_old, logp_ref, estimator) * mask  # (B, T)
     rewards = -kl_coef * kl
     last = mask.size(1) - 1 - mask.flip(-1).float().argmax(-1)  # (B,) index of each row's last action
     rewards[torch.arange(mask.size(0)), last] += score

@@ -9,7 +9,7 @@ ones. Five steps of a quintic Newton–Schulz iteration approximate the
 orthogonalisation with matrix products only.
 
 Only for 2-D hidden matrices: embeddings, the output head and gains stay with
-AdamW (the caller builds both; see ``models.gpt.configure_optimizers``).
+AdamW (the caller builds both; see ``models.text.gpt.configure_optimizers``).
 
 Two things make it cheap on a CPU: matrices of the same shape are orthogonalised
 in one batched product (a 4-layer GPT has two shapes), and a fused q|k|v matrix

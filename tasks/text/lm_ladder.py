@@ -1,8 +1,8 @@
 """The lecture's ladder of language models on the P3 split, one table in nats per character.
 
-Rungs: character unigram and bigram, the Kneser–Ney n-gram (``models/ngram.py``),
-word unigram and bigram (``models/word_lm.py``), the recurrent RNN and LSTM LMs
-(``tasks/recurrent_lm.py``) and the GPT. Every row carries its training time
+Rungs: character unigram and bigram, the Kneser–Ney n-gram (``models/text/ngram.py``),
+word unigram and bigram (``models/text/word_lm.py``), the recurrent RNN and LSTM LMs
+(``tasks/text/recurrent_lm.py``) and the GPT. Every row carries its training time
 (``train_s``: counting / fitting / the training loop, not the scoring), so the table
 says what each step up the ladder costs as well as what it buys.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import time
 
-from models.ngram import ladder as char_ngram_rungs
-from models.word_lm import WordBigram, WordUnigram
+from models.text.ngram import ladder as char_ngram_rungs
+from models.text.word_lm import WordBigram, WordUnigram
 
 
 def word_rungs(train: str, val: str) -> list[dict]:

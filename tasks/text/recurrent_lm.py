@@ -19,7 +19,7 @@ from multiprocessing import get_context
 
 import torch
 
-from models.char_rnn import RecurrentLM, RecurrentLMConfig, detach_state
+from models.text.char_rnn import RecurrentLM, RecurrentLMConfig, detach_state
 from seqcast.gpt_config import RecurrentLMParams
 
 

@@ -4,7 +4,7 @@ GPT-1 (Radford et al. 2018) fine-tunes with the last token's hidden state h_T of
 decoder fed to one linear layer, W_y h_T, and optionally keeps the language-model
 loss as an auxiliary objective (L = L_task + lambda * L_LM). The reward model of
 InstructGPT is the same thing with one output (a scalar score of a whole text); PPO's
-critic is one output per position. The heads read :meth:`models.gpt.GPT.hidden`.
+critic is one output per position. The heads read :meth:`models.text.gpt.GPT.hidden`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from models.gpt import GPT
+from models.text.gpt import GPT
 
 
 def last_hidden(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

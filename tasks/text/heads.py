@@ -1,22 +1,28 @@
-"""GPT-1 fine-tuning with a task head: who of the 10 most frequent speakers of Tiny Shakespeare says a line.
+"""GPT-1 fine-tuning with a task head, on two tasks of Tiny Shakespeare, and what pretraining buys.
 
-The task: every line of a speech of one of the ``n_speakers`` most frequent speakers,
-labelled with its speaker. Held out **by speech**: whole speeches go to train or
-test (a seeded shuffle), so no test line has a neighbour line of its speech in
-training. Three variants on the same split (:func:`run_variants`):
+Tasks (``gpt.heads.task``):
 
-- ``linear``: the pretrained decoder frozen, a linear head on the last token's hidden
-  state (what the lecture describes): features computed once, the head trained on them;
-- ``finetune``: the whole network fine-tuned, task loss + ``lm_coef`` x the language-model
-  loss on the same lines (what the GPT-1 paper does, lambda = 0.5);
-- ``scratch``: the same network and recipe from a random initialisation;
+- ``acceptability`` (GPT-1's CoLA, made from the corpus): is a line as written, or are its
+  words shuffled? Train lines come from the P3 train part, test lines from the P3
+  validation part, which the pretrained decoder never read; half of each are shuffled
+  (a seeded choice per line, never both versions of one line);
+- ``speaker``: who of the ``n_speakers`` most frequent speakers says a line, held out **by
+  speech** (whole speeches go to train or test), so no test line has a neighbour line of
+  its speech in training. The pretrained decoder read most test lines' text (never labels).
 
-and the majority class. Note: the pretrained decoder read the first 90% of the
-corpus (P3 train part), so it has seen most test lines' *text* (never their labels).
+Variants on one split (:func:`run_variants`): the majority class; ``linear``, the
+pretrained decoder frozen and a linear head on the last token's hidden state (features
+computed once); ``finetune``, the whole network fine-tuned, task loss + ``lm_coef`` x the
+language-model loss on the same lines (GPT-1, lambda = 0.5); ``scratch``, the same
+network and recipe from a random initialisation. :func:`learning_curve` repeats them over
+numbers of labelled examples and seeds (the paper's claim: pretraining matters most when
+labels are few); iterations follow the data (``epochs`` passes, at least ``min_iters``, at
+most ``iters``).
 """
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections import Counter
@@ -24,8 +30,8 @@ from collections import Counter
 import torch
 import torch.nn.functional as F
 
-from models.gpt import GPT, GPTConfig
-from models.gpt_heads import SequenceHead, last_hidden
+from models.text.gpt import GPT, GPTConfig
+from models.text.heads import SequenceHead, last_hidden
 
 SPEAKER = re.compile(r"^([A-Z][A-Za-z' ]+):$")
 
@@ -130,28 +136,80 @@ def head_accuracy(model: SequenceHead, x: torch.Tensor, lengths: torch.Tensor, y
     return (pred == y).float().mean().item()
 
 
-def run_variants(base: GPT, tok, text: str, hp, seed: int) -> dict:
-    """Accuracies of majority / linear / finetune / scratch on one speech-level split (``hp``: gpt.heads params)."""
-    task = speaker_task(text, hp.n_speakers, hp.test_fraction, seed)
+def acceptability_task(text: str, seed: int, min_words: int = 4) -> dict:
+    """{classes, train, test}: lines of the P3 train part / validation part, half of them with shuffled words."""
+    from tasks.text.corpus import split_text
+
     rng = random.Random(seed)
-    train_pairs = task["train"] if len(task["train"]) <= hp.max_train_lines else rng.sample(task["train"], hp.max_train_lines)
+    out = {"classes": ["shuffled", "as written"], "train": [], "test": []}
+    for part, chunk in zip(("train", "test"), split_text(text)):
+        for line in chunk.split("\n"):
+            words = line.split()
+            if len(words) < min_words or SPEAKER.match(line.strip()):
+                continue
+            if rng.random() < 0.5:
+                out[part].append((line.strip(), 1))
+            else:
+                mixed = words[:]
+                while mixed == words:
+                    rng.shuffle(mixed)
+                out[part].append((" ".join(mixed), 0))
+    return out
+
+
+def make_task(text: str, hp, seed: int) -> dict:
+    """The task of ``hp.task`` (a ``gpt.heads`` section) as {classes, train, test}."""
+    if hp.task == "acceptability":
+        return acceptability_task(text, seed)
+    t = speaker_task(text, hp.n_speakers, hp.test_fraction, seed)
+    return {"classes": t["speakers"], "train": t["train"], "test": t["test"]}
+
+
+def iterations(n_train: int, hp) -> int:
+    """``epochs`` passes over the labelled lines, at least ``min_iters`` and at most ``iters`` steps."""
+    return max(hp.min_iters, min(hp.iters, math.ceil(hp.epochs * n_train / hp.batch_size)))
+
+
+def run_variants(base: GPT, tok, task: dict, hp, seed: int, n_train: int | None = None,
+                 variants: tuple[str, ...] = ("linear", "finetune", "scratch")) -> dict:
+    """Accuracies of the majority class and of ``variants`` with ``n_train`` labelled lines (default
+    ``hp.max_train_lines``, drawn with ``seed``) on the task's test lines."""
+    rng = random.Random(seed)
+    n = min(n_train or hp.max_train_lines, len(task["train"]))
+    train_pairs = rng.sample(task["train"], n)
     max_len = min(hp.max_chars, base.config.block_size)  # a line's start must fit the decoder's context
     tr = encode_lines(train_pairs, tok, max_len)
     te = encode_lines(task["test"], tok, max_len)
-    K = len(task["speakers"])
-    out = {"speakers": task["speakers"], "n_train": len(train_pairs), "n_test": len(task["test"]),
+    K = len(task["classes"])
+    iters = iterations(n, hp)
+    out = {"classes": task["classes"], "n_train": n, "n_test": len(task["test"]), "iters": iters,
            "majority": majority_accuracy(tr[2], te[2])}
-    torch.manual_seed(seed)
-    frozen = GPT(base.config)
-    frozen.load_state_dict(base.state_dict())
-    head = train_linear(features(frozen, tr[0], tr[1]), tr[2], K, hp.linear_iters, hp.linear_lr, seed)
-    out["linear"] = (head(features(frozen, te[0], te[1])).argmax(-1) == te[2]).float().mean().item()
-    tuned = GPT(base.config)
-    tuned.load_state_dict(base.state_dict())
-    m = train_head(SequenceHead(tuned, K), tr, hp.iters, hp.batch_size, hp.finetune_lr, hp.lm_coef, seed)
-    out["finetune"] = head_accuracy(m, *te)
-    torch.manual_seed(seed)
-    scratch = GPT(GPTConfig(**base.config.to_dict()))
-    m = train_head(SequenceHead(scratch, K), tr, hp.iters, hp.batch_size, hp.scratch_lr, hp.lm_coef, seed)
-    out["scratch"] = head_accuracy(m, *te)
+    if "linear" in variants:
+        torch.manual_seed(seed)
+        frozen = GPT(base.config)
+        frozen.load_state_dict(base.state_dict())
+        head = train_linear(features(frozen, tr[0], tr[1]), tr[2], K, hp.linear_iters, hp.linear_lr, seed)
+        out["linear"] = (head(features(frozen, te[0], te[1])).argmax(-1) == te[2]).float().mean().item()
+    if "finetune" in variants:
+        torch.manual_seed(seed)
+        tuned = GPT(base.config)
+        tuned.load_state_dict(base.state_dict())
+        m = train_head(SequenceHead(tuned, K), tr, iters, hp.batch_size, hp.finetune_lr, hp.lm_coef, seed)
+        out["finetune"] = head_accuracy(m, *te)
+    if "scratch" in variants:
+        torch.manual_seed(seed)
+        scratch = GPT(GPTConfig(**base.config.to_dict()))
+        m = train_head(SequenceHead(scratch, K), tr, iters, hp.batch_size, hp.scratch_lr, hp.lm_coef, seed)
+        out["scratch"] = head_accuracy(m, *te)
     return out
+
+
+def learning_curve(base: GPT, tok, text: str, hp, sizes: list[int], seeds: list[int],
+                   variants: tuple[str, ...] = ("linear", "finetune", "scratch")) -> list[dict]:
+    """One row per (size, seed): :func:`run_variants` with that many labelled lines (the task's split per seed)."""
+    rows = []
+    for seed in seeds:
+        task = make_task(text, hp, seed)
+        for n in sizes:
+            rows.append({"seed": seed, **run_variants(base, tok, task, hp, seed, n, variants)})
+    return rows

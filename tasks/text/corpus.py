@@ -48,12 +48,9 @@ def get_batch(
     return chunk[:, :-1], chunk[:, 1:]
 
 
-def batch_fns(data: torch.Tensor, tp, block_size: int) -> dict:
-    """The trainer's batches of ``data`` for the recipe ``tp`` (a ``TrainParams``): ``batch_fn`` draws
-    full-length windows, ``short_batch_fn`` the shorter ones of ``tp.short_context`` (None without one)."""
-    sc = tp.short_context
-    return {"batch_fn": lambda g: get_batch(data, tp.batch_size, block_size, g),
-            "short_batch_fn": (lambda g: get_batch(data, sc.batch_size, sc.block_size, g)) if sc else None}
+def batch_fn(data: torch.Tensor, tp, block_size: int):
+    """The trainer's batches of ``data`` for the recipe ``tp`` (a ``TrainParams``): random windows of the context."""
+    return lambda g: get_batch(data, tp.batch_size, block_size, g)
 
 
 @torch.no_grad()

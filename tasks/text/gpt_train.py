@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from models.gpt import GPT, GPTConfig, configure_optimizers
+from models.text.gpt import GPT, GPTConfig, configure_optimizers
 from seqcast.gpt_config import TrainParams
 
 CKPT = "ckpt.pt"
@@ -119,22 +119,14 @@ def train(
     progress: bool = True,
     stop_after: int | None = None,
     stop_when: Callable[[dict], bool] | None = None,
-    short_batch_fn: BatchFn | None = None,
 ) -> dict:
     """Train (or resume) and return {model, history, timing, iter_num, train_s, device}.
 
     The checkpoint is ``out_dir/ckpt.pt``. ``init_state``: weights to start from
     (fine-tuning). ``stop_after``: leave the loop after that many iterations of this
     call (tests of resume without a kill). ``stop_when(metrics)``: leave after an
-    evaluation that satisfies it (time to a target loss). ``short_batch_fn``: the batches
-    of the sequence-length warm-up (``cfg.short_context``: its first iterations draw
-    shorter windows from it; the figures of ``timing`` are those of the full-length steps).
+    evaluation that satisfies it (time to a target loss).
     """
-    short = cfg.short_context
-    if short and short_batch_fn is None:
-        raise ValueError("train.short_context needs the batches of its shorter windows (short_batch_fn)")
-    if short and short.block_size > model_cfg.block_size:
-        raise ValueError(f"train.short_context.block_size {short.block_size} > model block_size {model_cfg.block_size}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / CKPT
@@ -184,9 +176,8 @@ def train(
         return metrics
 
     def step() -> torch.Tensor:
-        batches = short_batch_fn if short and iter_num < short.iters else batch_fn
         for _ in range(cfg.grad_accum):
-            x, y, *mask = (t.to(device) for t in batches(gen))
+            x, y, *mask = (t.to(device) for t in batch_fn(gen))
             with ctx:
                 _, loss = model(x, y, loss_mask=mask[0] if mask else None)
             (loss / cfg.grad_accum).backward()  # accumulate: the mean over micro-batches
@@ -226,11 +217,8 @@ def train(
     bar.close()
     model.drop_compiled_blocks()  # the model handed back is plain (copies, fine-tunes, serving)
     tokens = cfg.batch_size * cfg.grad_accum * model_cfg.block_size
-    n_short = min(short.iters, len(step_times)) if short else 0
-    if n_short == len(step_times) and n_short:  # stopped (a target reached) before the full-length steps
-        tokens = short.batch_size * cfg.grad_accum * short.block_size
-    timing = step_timing(step_times[n_short:] or step_times, tokens)
-    return {"model": model, "history": history, "timing": timing | {"dtype": used_dtype, "short_iters": n_short},
+    timing = step_timing(step_times, tokens)
+    return {"model": model, "history": history, "timing": timing | {"dtype": used_dtype},
             "iter_num": iter_num, "train_s": sum(step_times), "device": device}
 
 

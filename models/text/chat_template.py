@@ -8,7 +8,7 @@ exactly as it was fine-tuned, without the pipeline's code.
 
 from __future__ import annotations
 
-from models.text_tokenizers import IM_END, IM_START
+from models.text.tokenizers import IM_END, IM_START
 
 SYSTEM_TERSE = "Answer with the value only."
 SYSTEM_FULL = "Answer in one full sentence."

@@ -15,6 +15,8 @@ import json
 import re
 from pathlib import Path
 
+from models.text.word_tokenizer import WordTokenizer
+
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 CHATML_SPECIALS = [IM_START, IM_END]
 
@@ -185,11 +187,11 @@ class BPETokenizer:
         Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
 
 
-Tokenizer = CharTokenizer | BPETokenizer
+Tokenizer = CharTokenizer | BPETokenizer | WordTokenizer
 
 
 def tokenizer_from_dict(d: dict) -> Tokenizer:
-    return {"char": CharTokenizer, "bpe": BPETokenizer}[d["kind"]].from_dict(d)
+    return {"char": CharTokenizer, "bpe": BPETokenizer, "word": WordTokenizer}[d["kind"]].from_dict(d)
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.copy_head import CopyHead
+from models.text.copy_head import CopyHead
 
 
 @dataclass
@@ -39,7 +39,7 @@ class GPTConfig:
     qk_norm: bool = False  # RMS-normalise q and k per head: bounded attention logits, larger stable lr
     mlp: str = "gelu"  # gelu (GPT-2) | relu2 (ReLU squared, Primer / modded-nanogpt)
     tie_weights: bool = True  # lm_head shares the token embedding; False gives the head its own matrix
-    copy_ngram: int = 0  # > 0: a copy head (models/copy_head.py) matching the last copy_ngram tokens; the chat model
+    copy_ngram: int = 0  # > 0: a copy head (models/text/copy_head.py) matching the last copy_ngram tokens; the chat model
     copy_dim: int = 32
 
     def __post_init__(self):
@@ -196,8 +196,8 @@ class GPT(nn.Module):
         a few seconds of compilation on a CPU instead of the whole model's tens. Only
         forwards that build a graph for backward and use no KV cache go through them;
         evaluation, generation and the cache stay eager (no recompilation per length).
-        Static shapes: a sequence-length warm-up compiles one graph per length instead of
-        switching every later step to slower shape-generic kernels.
+        Static shapes: the training windows have one length, one graph (shape-generic
+        kernels were slower).
         """
         self._compiled_blocks = [torch.compile(b, dynamic=False) for b in self.h]
 
@@ -394,7 +394,7 @@ def configure_optimizers(
     """
     if muon_lr is None:
         return [configure_optimizer(model, weight_decay, lr, betas, fused)]
-    from models.muon import Muon
+    from models.text.muon import Muon
 
     hidden = {id(p) for p in model.h.parameters() if p.dim() == 2}
     qkv = [b.attn.c_attn.weight for b in model.h]
@@ -410,7 +410,7 @@ def grow_model(base: GPT, vocab_size: int, block_size: int, seed: int, copy_ngra
     Used by the chat fine-tune (new special tokens, a longer context). Token rows (and an
     untied head's rows) and learned positions copy over row for row; with rotary
     positions there is no table to grow, the rotations extend to any length. A copy head
-    (``copy_ngram`` > 0, :mod:`models.copy_head`) is new and starts from its own init.
+    (``copy_ngram`` > 0, :mod:`models.text.copy_head`) is new and starts from its own init.
     """
     torch.manual_seed(seed)
     model = GPT(GPTConfig(**{**base.config.to_dict(), "vocab_size": vocab_size, "block_size": block_size,
@@ -421,6 +421,27 @@ def grow_model(base: GPT, vocab_size: int, block_size: int, seed: int, copy_ngra
             sd[k][: v.size(0)] = v
         else:
             sd[k] = v
+    model.load_state_dict(sd)
+    return model
+
+
+def transfer_body(base: GPT, vocab_size: int, block_size: int, seed: int) -> GPT:
+    """A GPT with a new vocabulary on the layers of ``base``: its blocks, final norm and (learned) positions
+    copy over; token embeddings and the output head start as GPT-2 init (N(0, 0.02)).
+
+    Used by the word-level chat model: the pretrained character vocabulary does not carry over, the
+    layers that read and write the residual stream do.
+    """
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(**{**base.config.to_dict(), "vocab_size": vocab_size, "block_size": block_size,
+                             "copy_ngram": 0}))
+    sd = model.state_dict()
+    for k, v in base.state_dict().items():
+        if k.startswith(("h.", "ln_f.")):
+            sd[k] = v
+        elif k == "wpe.weight":
+            n = min(v.size(0), sd[k].size(0))
+            sd[k][:n] = v[:n]
     model.load_state_dict(sd)
     return model
 

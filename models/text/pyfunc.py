@@ -1,11 +1,11 @@
 """The GPT and its tokenizer as an MLflow pyfunc that generates text.
 
-Logged "from code" (``models/gpt_pyfunc_entry.py``): nothing is pickled; the
+Logged "from code" (``models/text/pyfunc_entry.py``): nothing is pickled; the
 artifacts are the slim checkpoint (``torch.save`` of state dict + model_args) and
 the tokenizer JSON. ``predict`` takes prompts and returns the continuations.
 Chat models (tokenizer with ChatML tokens) get prompts rendered as a chat turn and
 return the model's next assistant message. That message may be a tool call (a JSON
-object, ``tasks/tools.py``): the pyfunc does not run tools — they read the pipeline's
+object, ``tasks/text/tools.py``): the pyfunc does not run tools — they read the pipeline's
 reports on the machine that ran ``dvc repro``; ``seqcast chat`` runs the tool loop.
 """
 
@@ -41,8 +41,8 @@ def save_slim(model, path: str | Path, extra: dict | None = None) -> Path:
 
 class GPTTextModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        from models.gpt import model_from_checkpoint
-        from models.text_tokenizers import IM_END, load_tokenizer
+        from models.text.gpt import model_from_checkpoint
+        from models.text.tokenizers import IM_END, load_tokenizer
 
         ckpt = torch.load(context.artifacts["checkpoint"], map_location="cpu", weights_only=True)
         self.model = model_from_checkpoint(ckpt).eval()
@@ -55,7 +55,7 @@ class GPTTextModel(mlflow.pyfunc.PythonModel):
     # MLflow prefers a type-hint signature, which has no params (temperature, top_k, ... per call).
     def predict(self, context, model_input, params=None):
         """Prompts (list of str, a str, or a one-column DataFrame) -> list of generated continuations."""
-        from models.chat_template import DEFAULT_SYSTEM, render
+        from models.text.chat_template import DEFAULT_SYSTEM, render
 
         p = {**self.defaults, **(params or {})}
         if isinstance(model_input, str):
@@ -67,11 +67,12 @@ class GPTTextModel(mlflow.pyfunc.PythonModel):
             if self.chat:
                 prompt = render([{"role": "system", "content": DEFAULT_SYSTEM}, {"role": "user", "content": prompt}],
                                 add_generation_prompt=True)
-            ids = self.tok.encode(prompt)[-self.model.config.block_size :] or [0]
+            copies = {"slots": []} if getattr(self.tok, "copies_words", False) else {}  # the prompt's copied words
+            ids = self.tok.encode(prompt, **copies)[-self.model.config.block_size :] or [0]
             idx = torch.tensor([ids])  # (1, T)
             y = self.model.generate(
                 idx, int(p["max_new_tokens"]), float(p["temperature"]), int(p["top_k"]), float(p["top_p"]),
                 seed=int(p["seed"]), stop_token=self.stop,
             )
-            out.append(self.tok.decode(y[0, len(ids) :].tolist(), skip_special=True))
+            out.append(self.tok.decode(y[0, len(ids) :].tolist(), skip_special=True, **copies))
         return out

@@ -5,10 +5,9 @@ Kneser–Ney n-gram; word unigram and bigram), the recurrent RNN and LSTM LMs (t
 side by side, one core each), the GPT trained with the pipeline's recipe (resumes
 from its checkpoint), samples, all logged to MLflow (experiment ``seqcast-text``) and
 to DVC metrics; the model + tokenizer are registered as the pyfunc ``seqcast-gpt``.
-The chat fine-tune on top of it is ``flows/gpt_chat.py``.
+The chat fine-tune on top of it is ``flows/text_chat.py``.
 
-    python -m flows.gpt train [--max-iters N] [--no-resume] [--no-register]
-    python -m flows.gpt sft   [...]     (the same as python -m flows.gpt_chat)
+    python -m flows.text_gpt [--max-iters N] [--no-resume] [--no-register] [--no-ladder]
 """
 
 from __future__ import annotations
@@ -21,46 +20,16 @@ from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import ValidationError
 
-from models.gpt import GPT
-from models.gpt_pyfunc import PIP_REQUIREMENTS, predict_params
+from models.text.gpt import GPT
+from seqcast.config import load_params
 from seqcast.errors import ParamsError
-from seqcast.gpt_config import GPTParams, load_gpt_params, params_error_message
+from seqcast.gpt_config import GPTParams
 from seqcast.paths import project_root
-from tasks import lm_ladder
-from tasks.gpt_pretrain import prepare_text, pretrain, samples
-from tasks.recurrent_lm import train_rungs
-
-DATASET, FAMILY = "text", "gpt"
-
-
-def log_pyfunc(ckpt_dir: Path, registered_name: str, alias: str, register: bool, params: dict | None = None) -> str:
-    """Log the slim checkpoint + tokenizer as a models-from-code pyfunc; register it and set the alias.
-
-    ``params``: sampling defaults (keys of ``gpt.sample.serve``); the rest come from that schema.
-    """
-    import mlflow
-    from mlflow.models import infer_signature
-
-    import models
-
-    code = Path(models.__file__).parent  # the code this process runs, wherever the project's data live
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=str(code / "gpt_pyfunc_entry.py"),
-        artifacts={"checkpoint": str(ckpt_dir / "model.pt"), "tokenizer": str(ckpt_dir / "tokenizer.json")},
-        code_paths=[str(code)],  # the pyfunc needs the model code only (models/ imports no tasks/)
-        pip_requirements=PIP_REQUIREMENTS,
-        signature=infer_signature(["ROMEO:"], ["text"], params=predict_params(params)),  # sampling settings per call
-        registered_model_name=registered_name if register else None,
-    )
-    if register:
-        mv = info.registered_model_version
-        mlflow.MlflowClient().set_registered_model_alias(registered_name, alias, mv)
-        print(f"registered {registered_name} v{mv} @{alias}")
-    return info.model_uri
-
+from tasks.text import lm_ladder
+from tasks.text.pretrain import prepare_text, pretrain, samples
+from tasks.text.recurrent_lm import train_rungs
+from tasks.text.tracking import DATASET, FAMILY, log_pyfunc
 
 # ---------------------------------------------------------------- Prefect tasks
 
@@ -123,7 +92,7 @@ def gpt_train_flow(resume: bool = True, max_iters: int | None = None, register_m
 
     check_store()  # an unreachable MLflow store fails here, before any training
 
-    p = load_gpt_params()
+    p = load_params().gpt
     root = project_root()
     ckpt_dir, rep_dir = root / p.paths.checkpoints, root / p.paths.reports
     rep_dir.mkdir(parents=True, exist_ok=True)
@@ -186,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     from seqcast.env import configure
 
     configure()
-    ap = argparse.ArgumentParser(prog="python -m flows.gpt", description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["train", "sft"])
+    ap = argparse.ArgumentParser(prog="python -m flows.text_gpt", description=__doc__.split("\n")[0])
     ap.add_argument("--max-iters", type=int, default=None, help="override params.yaml (quick runs)")
     ap.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
     ap.add_argument("--no-register", action="store_true", help="log the model without registering it")
@@ -195,21 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.max_iters is not None and a.max_iters < 1:
         ap.error(f"--max-iters must be at least 1, not {a.max_iters}")
-    try:  # a bad params.yaml: say which key and why, before any work starts
-        load_gpt_params()
-    except ValidationError as err:
-        print(params_error_message(err), file=sys.stderr)
-        return 2
-    except ParamsError as err:  # the whole file is checked first: one line per problem, named by its key
+    try:  # a bad params.yaml: every broken rule, named by its key, before any work starts
+        load_params()
+    except ParamsError as err:
         print(err, file=sys.stderr)
         return 2
-    if a.what == "sft":
-        from flows.gpt_chat import gpt_chat_sft_flow
-
-        gpt_chat_sft_flow(resume=not a.no_resume, max_iters=a.max_iters, register_model=not a.no_register)
-    else:
-        gpt_train_flow(resume=not a.no_resume, max_iters=a.max_iters, register_model=not a.no_register,
-                       ladder=not a.no_ladder)
+    gpt_train_flow(resume=not a.no_resume, max_iters=a.max_iters, register_model=not a.no_register,
+                   ladder=not a.no_ladder)
     return 0
 
 

@@ -1,6 +1,6 @@
 """``seqcast chat``: talk to the ChatML fine-tuned GPT; the conversation is kept, the system message honoured.
 
-The model may answer with a tool call (a JSON object, ``tasks/tools.py``): the call is
+The model may answer with a tool call (a JSON object, ``tasks/text/tools.py``): the call is
 validated and run on the pipeline's reports (``paths.reports`` of params.yaml, as the
 last ``dvc repro`` left them), printed as ``tool> ...`` with its result, and the model
 writes the answer from it; the answer is the last line, ``assistant> ...``.
@@ -15,30 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
-
-def load_chat_model(folder: str | Path | None = None, model_uri: str | None = None):
-    """(model, tokenizer) from a checkpoint folder or from the artifacts of a logged pyfunc."""
-    import torch
-
-    from models.gpt import model_from_checkpoint
-    from models.text_tokenizers import load_tokenizer
-
-    if model_uri:
-        import mlflow
-
-        from seqcast.tracking import use_store
-
-        use_store()
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
-        ckpt_path = next(local.rglob("model.pt"))
-        tok_path = next(local.rglob("tokenizer.json"))
-    else:
-        folder = Path(folder)
-        ckpt_path, tok_path = folder / "model.pt", folder / "tokenizer.json"
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    return model_from_checkpoint(ckpt).eval(), load_tokenizer(tok_path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,9 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     configure()
     from seqcast.config import load_params
     from seqcast.paths import project_root
-    from tasks.chatml import DEFAULT_SYSTEM
-    from tasks.tool_chat import chat_turn
-    from tasks.tools import Reports, Toolbox
+    from tasks.text.chatml import DEFAULT_SYSTEM
+    from tasks.text.tool_chat import chat_turn, load_chat_model
+    from tasks.text.tools import Reports, Toolbox
 
     params = load_params()
     p = params.gpt
@@ -69,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, tok = load_chat_model(a.checkpoint, a.model_uri)
     except (FileNotFoundError, StopIteration) as e:
-        print(f"no chat model ({e}); run `python -m flows.gpt sft` first", file=sys.stderr)
+        print(f"no chat model ({e}); run `dvc repro gpt_chat_sft` (or `python -m flows.text_chat`) first",
+              file=sys.stderr)
         return 1
     messages = [{"role": "system", "content": a.system}]
     toolbox = Toolbox(Reports.load(a.reports), enabled=not a.no_tools)

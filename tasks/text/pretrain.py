@@ -1,6 +1,6 @@
 """Pretraining the GPT on Tiny Shakespeare (P3): the text, the recipe for the device, the run, samples.
 
-Pure functions; ``flows/gpt.py`` wraps them in Prefect tasks and logs what they return.
+Pure functions; ``flows/text_gpt.py`` wraps them in Prefect tasks and logs what they return.
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 
-from models.gpt import GPT, GPTConfig
-from models.gpt_pyfunc import save_slim
-from models.text_tokenizers import BPETokenizer, CharTokenizer
+from models.text.gpt import GPT, GPTConfig
+from models.text.pyfunc import save_slim
+from models.text.tokenizers import BPETokenizer, CharTokenizer
 from seqcast.gpt_config import GPTParams
-from tasks.gpt_train import fp32_peak_flops, pick_device, train
-from tasks.text_data import batch_fns, estimate_loss, exact_loss, load_corpus, split_text
+from tasks.text.gpt_train import fp32_peak_flops, pick_device, train
+from tasks.text.corpus import batch_fn, estimate_loss, exact_loss, load_corpus, split_text
 
 
 def prepare_text(p: GPTParams, out_dir: Path) -> dict:
@@ -47,7 +47,7 @@ def prepare_text(p: GPTParams, out_dir: Path) -> dict:
 def pretrain(p: GPTParams, data: dict, out_dir: Path, resume: bool = True, max_iters: int | None = None) -> dict:
     """Train the stage's recipe (the ``gpu`` one on a GPU); exact validation loss; slim checkpoint.
 
-    Returns the result of :func:`tasks.gpt_train.train` plus ``val_loss`` (nats/char),
+    Returns the result of :func:`tasks.text.gpt_train.train` plus ``val_loss`` (nats/char),
     ``mfu`` (share of the FP32 peak on a CPU), the recipe used and the device.
     """
     device = pick_device(p.train.device)
@@ -63,9 +63,7 @@ def pretrain(p: GPTParams, data: dict, out_dir: Path, resume: bool = True, max_i
             "val_loss": estimate_loss(m, data["val"], T, tp.batch_size, tp.eval_iters, seed=2),
         }
 
-    batches = batch_fns(data["train"], tp, T)
-    res = train(mc, tp, batches["batch_fn"], eval_fn, out_dir, seed=p.seed, resume=resume,
-                short_batch_fn=batches["short_batch_fn"])
+    res = train(mc, tp, batch_fn(data["train"], tp, T), eval_fn, out_dir, seed=p.seed, resume=resume)
     res["val_loss"] = exact_loss(res["model"], data["val"], T) * data["tokens_per_char"]  # nats/char, whole val text
     model = res["model"] = res["model"].cpu().eval()
     threads = tp.threads or torch.get_num_threads()

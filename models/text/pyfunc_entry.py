@@ -2,6 +2,6 @@
 
 import mlflow
 
-from models.gpt_pyfunc import GPTTextModel
+from models.text.pyfunc import GPTTextModel
 
 mlflow.models.set_model(GPTTextModel())

@@ -20,7 +20,7 @@ score adds two parts:
 Nothing here knows names, tools or JSON: which text to copy, when, and when to stop is
 learnt from the fine-tuning data. The output is a log-probability (B, T, V) that stands
 where the logits were (``log_softmax`` of it is itself: losses, sampling and log-probs of
-sequences are unchanged). With a :class:`models.gpt.KVCache`, the keys and the tokens of
+sequences are unchanged). With a :class:`models.text.gpt.KVCache`, the keys and the tokens of
 earlier positions are kept in the cache, so generation feeds one token per step.
 """
 

@@ -1,0 +1,141 @@
+"""GPT-1's claim measured: accuracy against the number of labelled examples, pretrained + fine-tuned vs from scratch.
+
+    seqcast bench gpt_heads [--sizes 50 100 ...] [--seeds 1 2 3] [--task acceptability|speaker]
+                            [--checkpoint checkpoints/gpt] [--no-mlflow] [--quick]
+
+The pretrained decoder of the ``gpt_train`` stage, the task of ``gpt.heads`` (tasks/text/heads.py):
+for each number of labelled lines and seed, the majority class, the frozen decoder + linear head,
+the whole network fine-tuned with the auxiliary LM loss, and the same network and recipe from
+scratch. Prints the table (mean and spread over seeds); MLflow: one run (tags family=gpt,
+model=gpt_heads_curve) with the table and the plot ``heads_curve.png``. The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+VARIANTS = ("majority", "linear", "finetune", "scratch")
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """Mean, standard deviation, min and max over seeds of every variant, per number of labelled lines."""
+    out = []
+    for n in sorted({r["n_train"] for r in rows}):
+        at = [r for r in rows if r["n_train"] == n]
+        row = {"n_train": n, "seeds": len(at)}
+        for v in VARIANTS:
+            vals = [r[v] for r in at if v in r]
+            if vals:
+                row[v] = statistics.fmean(vals)
+                row[f"{v}_sd"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                row[f"{v}_min"], row[f"{v}_max"] = min(vals), max(vals)
+        if "finetune" in row and "scratch" in row:
+            row["gain"] = row["finetune"] - row["scratch"]
+        out.append(row)
+    return out
+
+
+def markdown(agg: list[dict]) -> str:
+    head = "| labelled lines | majority | frozen + linear | fine-tuned (pretrained) | from scratch | pretrained - scratch |"
+    lines = [head, "|---|---|---|---|---|---|"]
+    for r in agg:
+        cells = [f"{r[v]:.3f} ± {r[f'{v}_sd']:.3f}" if v in r else "-" for v in VARIANTS]
+        lines.append(f"| {r['n_train']} | " + " | ".join(cells) + f" | {r.get('gain', float('nan')):+.3f} |")
+    return "\n".join(lines)
+
+
+def plot(agg: list[dict], path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = [r["n_train"] for r in agg]
+    for v, label in (("finetune", "pretrained + fine-tuned"), ("scratch", "from scratch"),
+                     ("linear", "frozen + linear head"), ("majority", "majority class")):
+        if v in agg[0]:
+            ys, sd = [r[v] for r in agg], [r[f"{v}_sd"] for r in agg]
+            ax.errorbar(xs, ys, yerr=sd, marker="o", capsize=3, label=label, linestyle="--" if v == "majority" else "-")
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled lines")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from seqcast.env import configure
+
+    configure()
+    import torch
+
+    from seqcast.config import load_params
+    from seqcast.paths import project_root
+
+    p = load_params().gpt
+    ap = argparse.ArgumentParser(prog="seqcast bench gpt_heads", description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", default=str(project_root() / p.paths.checkpoints))
+    ap.add_argument("--sizes", type=int, nargs="+", default=p.heads.curve_sizes)
+    ap.add_argument("--seeds", type=int, nargs="+", default=p.heads.curve_seeds)
+    ap.add_argument("--task", choices=["acceptability", "speaker"], default=p.heads.task)
+    ap.add_argument("--quick", action="store_true", help="tiny settings (tests)")
+    ap.add_argument("--no-mlflow", action="store_true")
+    ap.add_argument("--out", default=str(project_root() / p.paths.reports / "heads_curve.png"))
+    a = ap.parse_args(argv)
+
+    from pathlib import Path
+
+    from models.text.gpt import model_from_checkpoint
+    from models.text.tokenizers import load_tokenizer
+    from tasks.text.corpus import load_corpus
+    from tasks.text.gpt_train import load_checkpoint
+    from tasks.text.heads import learning_curve
+
+    hp = p.heads.model_copy(update={"task": a.task})
+    if a.quick:
+        hp = hp.model_copy(update={"iters": 2, "min_iters": 1, "linear_iters": 3, "max_chars": 16})
+    torch.set_num_threads(p.train.threads or torch.get_num_threads())
+    base = model_from_checkpoint(load_checkpoint(Path(a.checkpoint) / "model.pt"))
+    tok = load_tokenizer(Path(a.checkpoint) / "tokenizer.json")
+    load, t0, c0 = os.getloadavg()[0], time.perf_counter(), time.process_time()
+    rows = learning_curve(base, tok, load_corpus(), hp, a.sizes, a.seeds)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    agg = aggregate(rows)
+    md = markdown(agg)
+    print(f"task {a.task}: {rows[0]['n_test']} test lines, classes {rows[0]['classes']}; seeds {a.seeds}")
+    print(md)
+    print(f"{seconds:.0f} s ({cpu:.0f} s of CPU), loadavg at start {load:.2f}")
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot(agg, out, f"GPT-1 heads: {a.task} ({len(a.seeds)} seeds)")
+    if not a.no_mlflow:
+        import mlflow
+
+        from seqcast.tracking import model_run, use_store
+        from tasks.text.tracking import DATASET, FAMILY
+
+        use_store()
+        with model_run(DATASET, "gpt_heads_curve", FAMILY, tags={"protocol": "P3", "task": a.task}):
+            mlflow.log_params({f"heads.{k}": v for k, v in hp.model_dump().items()} | {"seeds": str(a.seeds)})
+            for r in agg:
+                mlflow.log_metrics({f"P3_head_{v}_accuracy": r[v] for v in VARIANTS if v in r}, step=r["n_train"])
+            mlflow.log_text(md, "heads_curve.md")
+            mlflow.log_artifact(str(out))
+            mlflow.log_dict({"rows": rows, "aggregate": agg}, "heads_curve.json")
+    print(json.dumps({"task": a.task, "seeds": a.seeds, "curve": agg, "seconds": seconds, "cpu_s": cpu,
+                      "loadavg": load, "plot": str(out)}))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,81 @@
+"""Prefect flow of the GPT-1 task heads (tasks/text/heads.py) on the pretrained model of ``flows/text_gpt.py``.
+
+The task of ``gpt.heads.task`` (default: is a line as written or are its words shuffled,
+test lines from the text the pretraining never read): majority class, frozen decoder +
+linear head, full fine-tune with the auxiliary LM loss, the same network from scratch —
+with every labelled line (``max_train_lines``) and with the fewest of ``curve_sizes``
+(what pretraining buys when labels are few; the whole curve over sizes and seeds is
+``seqcast bench gpt_heads``). One MLflow run per variant (tags family=gpt,
+model=gpt_head_<variant>); ``reports/gpt/heads.json`` for DVC.
+
+    python -m flows.text_heads
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from prefect import flow
+
+from models.text.gpt import model_from_checkpoint
+from models.text.tokenizers import load_tokenizer
+from seqcast.config import load_params
+from seqcast.paths import project_root
+from tasks.text.heads import make_task, run_variants
+from tasks.text.gpt_train import load_checkpoint
+from tasks.text.corpus import load_corpus
+from tasks.text.tracking import DATASET, FAMILY
+
+VARIANTS = ("majority", "linear", "finetune", "scratch")
+
+
+@flow(name="gpt-heads", log_prints=True)
+def gpt_heads_flow() -> dict:
+    import mlflow
+    import torch
+
+    from seqcast.tracking import model_run
+
+    p = load_params().gpt
+    root = project_root()
+    torch.set_num_threads(p.train.threads or torch.get_num_threads())
+    base_dir = root / p.paths.checkpoints
+    base = model_from_checkpoint(load_checkpoint(base_dir / "model.pt"))
+    tok = load_tokenizer(base_dir / "tokenizer.json")
+    t0 = time.perf_counter()
+    hp = p.heads
+    task = make_task(load_corpus(), hp, p.seed)
+    res = run_variants(base, tok, task, hp, p.seed)
+    few = run_variants(base, tok, task, hp, p.seed, min(hp.curve_sizes))
+    res["few"] = {k: few[k] for k in ("n_train", "iters", "majority", *VARIANTS[1:])}
+    res["task"], res["seconds"] = hp.task, time.perf_counter() - t0
+    for v in VARIANTS:
+        print(f"{hp.task} head {v}: accuracy {res[v]:.3f} with {res['n_train']} labelled lines, "
+              f"{few[v]:.3f} with {few['n_train']}")
+    rep = root / p.paths.reports
+    rep.mkdir(parents=True, exist_ok=True)
+    (rep / "heads.json").write_text(json.dumps(res, indent=2))
+    for v in VARIANTS:
+        with model_run(DATASET, f"gpt_head_{v}", FAMILY, tags={"protocol": "P3", "task": hp.task}):
+            mlflow.log_params({f"heads.{k}": val for k, val in hp.model_dump().items()})
+            mlflow.log_params({"n_train": res["n_train"], "n_test": res["n_test"], "n_train_few": few["n_train"]})
+            mlflow.log_metrics({"P3_head_accuracy": res[v], "P3_head_accuracy_few": few[v]})
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    from seqcast.env import configure
+
+    configure()
+    ap = argparse.ArgumentParser(prog="python -m flows.text_heads", description=__doc__.split("\n")[0])
+    ap.parse_args(argv)
+    gpt_heads_flow()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
