@@ -12,10 +12,12 @@ categorical distribution of the next token *is* the forecast: the median and the
 ends are its quantiles (interpolated inside a bin). For ``h`` steps, ``n_samples``
 continuations are sampled: every origin's context is run once (prefill), its KV cache is
 copied to its samples, and all origins x samples then advance one token per forward pass.
-The median of the sampled paths is the point forecast, their empirical quantiles the
-intervals. The random numbers of an origin come from ``(seed, origin position)``, so a
-forecast does not depend on which other origins share its batch: the batched path equals
-the one-origin-at-a-time walk (the contract test).
+The median of the sampled paths is the point forecast (``point: mean``: their mean), their
+empirical quantiles the intervals. A horizon longer than the block slides: the last
+``context`` tokens are read again and sampling goes on. The random numbers of an origin
+come from ``(seed, origin position)``, so a forecast does not depend on which other
+origins share its batch: the batched path equals the one-origin-at-a-time walk (the
+contract test).
 """
 
 from __future__ import annotations
@@ -93,12 +95,10 @@ class GPTForecaster(Forecaster):
             return super().forecast_origins(y, origins, h, levels, X)
         return self._forecast(np.asarray(y, dtype=float), origins, int(h), tuple(levels))
 
-    def _contexts(self, y: np.ndarray, origins: np.ndarray, h: int) -> tuple[np.ndarray, ...]:
+    def _contexts(self, y: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, ...]:
         """Token ids (n, C) of each origin's last C model inputs, their loc, scale (n,) and the
         level (n,) the forecasts continue from (``log_return``: the log of the last value)."""
-        C = min(self.config.context, self.model.config.block_size - h)
-        if C < 1:
-            raise ValueError(f"{self.name}: h={h} leaves no context in a block of {self.model.config.block_size}")
+        C = min(self.config.context, self.model.config.block_size - 1)  # past the block, sampling slides
         z, level = model_inputs(ffill(y), self.config.transform)
         padded = np.concatenate([np.full(C, np.nan), z])  # origins earlier than C see missing tokens
         idx = origins[:, None] + 1 + np.arange(C)[None, :]  # (n, C) positions in `padded`
@@ -107,16 +107,23 @@ class GPTForecaster(Forecaster):
         return self.tok.encode(ctx, loc, scale), loc, scale, level[origins]
 
     def _forecast(self, y: np.ndarray, origins: np.ndarray, h: int, levels: Levels) -> Forecast:
-        ids, loc, scale, last = self._contexts(y, origins, h)
+        ids, loc, scale, last = self._contexts(y, origins)
         qs = quantile_levels(levels)
+        tf = self.config.transform
         with torch_threads(self.config.threads), torch.inference_mode():
             if h == 1:  # quantiles of the input, mapped through a monotone inverse: quantiles of y
-                z = self._one_step_quantiles(ids, qs) * scale[:, None] + loc[:, None]  # (n, q)
-                vals = inverse(z[:, :, None], last[:, None, None], self.config.transform)  # (n, q, 1)
+                probs = self._next_bin_probs(ids)  # (n, K)
+                z = categorical_quantiles(probs, qs, self.tok.low, self.tok.width) * scale[:, None] + loc[:, None]
+                vals = inverse(z[:, :, None], last[:, None, None], tf)  # (n, q, 1)
+                if self.config.point == "mean":  # E[y]: every bin's centre back to y, weighted
+                    zc = self.tok.centers[None, :] * scale[:, None] + loc[:, None]  # (n, K)
+                    vals[:, 0, 0] = (probs * inverse(zc[:, :, None], last[:, None, None], tf)[:, :, 0]).sum(axis=1)
             else:  # whole paths back to y first (returns accumulate), then their quantiles
                 z = self.tok.decode(self._sample_paths(ids, origins, h), loc, scale)  # (n, S, h)
-                paths = inverse(z, last[:, None, None], self.config.transform)
+                paths = inverse(z, last[:, None, None], tf)
                 vals = np.moveaxis(np.quantile(paths, qs, axis=1), 0, 1)  # (n, q, h)
+                if self.config.point == "mean":
+                    vals[:, 0] = paths.mean(axis=1)
         mean = vals[:, 0]
         lower = {lv: vals[:, 1 + 2 * i] for i, lv in enumerate(levels)}
         upper = {lv: vals[:, 2 + 2 * i] for i, lv in enumerate(levels)}
@@ -133,39 +140,51 @@ class GPTForecaster(Forecaster):
         per_row = 2 * c.n_layer * length * c.n_embd * 4  # bytes of keys + values of one row
         return max(1, int(self.config.memory_mb * 2**20 // (per_row * rows_per_origin)))
 
-    def _one_step_quantiles(self, ids: np.ndarray, qs: np.ndarray) -> np.ndarray:
-        """Quantiles (n, q) of the next value, scaled, from the categorical distribution of the next bin."""
+    def _next_bin_probs(self, ids: np.ndarray) -> np.ndarray:
+        """The categorical distribution (n, K) of the next bin of every context."""
         out = []
         step = self._chunk(1, ids.shape[1])
         for i in range(0, len(ids), step):
-            probs = self._logits(torch.from_numpy(ids[i : i + step]), None).softmax(-1).double().numpy()  # (b, K)
-            out.append(categorical_quantiles(probs, qs, self.tok.low, self.tok.width))
-        return np.vstack(out)
+            out.append(self._logits(torch.from_numpy(ids[i : i + step]), None).softmax(-1).double().numpy())  # (b, K)
+        probs = np.vstack(out)
+        return probs / probs.sum(axis=1, keepdims=True)
 
     def _sample_paths(self, ids: np.ndarray, origins: np.ndarray, h: int) -> np.ndarray:
-        """Sampled bin ids (n, S, h): prefill each context once, then all origins x samples step together."""
+        """Sampled bin ids (n, S, h): prefill each context once, then all origins x samples step together.
+
+        A horizon longer than the block leaves room for slides: once the block is full, the
+        last C tokens (context and samples so far, on the origin's scale) are read again
+        and sampling goes on from there (the oldest values drop out, as in Chronos).
+        """
         S, C = self.config.n_samples, ids.shape[1]
-        cfg = replace(self.model.config, block_size=C + h)  # the cache needs C + h positions, not the block
+        seg = min(h, self.model.config.block_size - C)  # steps sampled per pass through the block
+        cfg = replace(self.model.config, block_size=C + seg)  # the cache needs C + seg positions, not the block
         out = np.empty((len(ids), S, h), dtype=np.int64)
-        step = self._chunk(S, C + h)
+        step = self._chunk(S, C + seg)
         for i in range(0, len(ids), step):
             part = torch.from_numpy(ids[i : i + step])  # (b, C)
             b = part.size(0)
             u = np.stack([np.random.default_rng([self.config.seed, int(o)]).random((S, h))
                           for o in origins[i : i + step]])  # (b, S, h): the origin's own draws
+            uu = torch.from_numpy(u.reshape(b * S, h))
             pre = KVCache(cfg, b)
             logits = self._logits(part, pre).repeat_interleave(S, dim=0)  # (b*S, K)
             cache = KVCache(cfg, b * S)
             cache.k[:, :, :, :C], cache.v[:, :, :, :C] = (t[:, :, :, :C].repeat_interleave(S, dim=1)
                                                           for t in (pre.k, pre.v))
             cache.pos = C
-            uu = torch.from_numpy(u.reshape(b * S, h))
+            drawn = torch.empty(b * S, h, dtype=torch.long)
             for j in range(h):
+                if j and j % seg == 0:  # the block is full: read the last C tokens again
+                    seq = torch.cat([part.repeat_interleave(S, dim=0), drawn[:, :j]], dim=1)[:, -C:]
+                    cache = KVCache(cfg, b * S)
+                    logits = self._logits(seq, cache)
                 cdf = logits.softmax(-1).double().cumsum(-1)  # (b*S, K)
                 nxt = torch.searchsorted(cdf, uu[:, j : j + 1] * cdf[:, -1:]).clamp(max=self.tok.n_bins - 1)
-                out[i : i + b, :, j] = nxt.view(b, S).numpy()
-                if j + 1 < h:
+                drawn[:, j : j + 1] = nxt
+                if (j + 1) % seg and j + 1 < h:
                     logits = self._logits(nxt, cache)
+            out[i : i + b] = drawn.view(b, S, h).numpy()
         return out
 
     # -- persistence: the weights travel with the saved model (no checkpoint file needed) ----

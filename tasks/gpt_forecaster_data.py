@@ -1,18 +1,25 @@
 """Training windows for the GPT forecaster: every series' training part, plus generated series.
 
-The series come from the pipeline's clean tables (one data path), each cut by its own
-protocol (:func:`tasks.series.protocol_for`: ``y_train`` is exactly the training part,
-gap-filled as every model sees it), so no value of any test period is read. The
-held-out series (``gpt_forecaster_train.held_out``) are kept apart: training never sees
-them, their training parts only measure the zero-shot loss.
+The series come from the pipeline's clean tables (one data path: :func:`clean_tables` is
+the only place that reads them), each cut by its own protocol (:func:`tasks.series.protocol_for`:
+``y_train`` is exactly the training part, gap-filled as every model sees it), so no value
+of any test period is read. With ``validation`` the protocols move back into their own
+training parts (:func:`tasks.backtest.holdout_protocol`): the series are cut before the
+validation slice the lever benchmark scores. The held-out series
+(``gpt_forecaster_train.held_out``) are kept apart: training never sees them, their
+training parts only measure the zero-shot loss.
 
-A window is ``block_size + 1`` consecutive values. Its scale comes from its first
-``context`` values only (what the forecaster has at an origin); the remaining
-``horizon`` values are tokenized with that scale, as forecasts will be decoded.
+Generated series (the ``synthetic`` group): the lecture's processes and KernelSynth draws
+(tasks/kernel_synth.py, Chronos). A window is ``block_size + 1`` consecutive values. Its
+scale comes from its first ``context`` values only (what the forecaster has at an origin);
+the remaining ``horizon`` values are tokenized with that scale, as forecasts will be
+decoded. TSMixup (Chronos): a share of the real-series windows are replaced by convex
+combinations of ``k ~ U{1..max_k}`` standardised windows with Dirichlet weights.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,38 +31,65 @@ from models.gpt_forecaster import model_inputs
 from models.series_tokenizer import SeriesTokenizer
 from seqcast.config import Params
 from seqcast.contract import DATASETS
-from seqcast.gpt_forecaster_config import SyntheticParams
+from seqcast.gpt_forecaster_config import SyntheticParams, TSMixupParams
+from tasks.backtest import Protocol, holdout_protocol
+from tasks.kernel_synth import describe, kernel_synth
 from tasks.series import protocol_for, split_table
+
+MODEL = "gpt_forecaster"
+SYNTHETIC = "synthetic"
 
 
 @dataclass(frozen=True)
 class Source:
     uid: str
-    dataset: str  # market | pm25 | synthetic
+    group: str  # the dataset it comes from, or "synthetic"
     values: np.ndarray  # transformed, forward-filled, no leading NaN
     train_end: str
     centered: bool = True  # scaled around the context mean (False: around 0, for returns)
 
 
-def series_sources(params: Params, tables: dict[str, pd.DataFrame]) -> tuple[list[Source], list[Source]]:
-    """(training sources, held-out sources) from the clean tables, each cut at its protocol's training end."""
-    held = params.gpt_forecaster_train.held_out
-    train, out = [], []
-    for dataset in DATASETS:
-        kind = params.models.config_for("gpt_forecaster", dataset).get("transform", "none")
-        parts = split_table(tables[dataset], params, dataset)
+def clean_tables(params: Params) -> dict[str, pd.DataFrame]:
+    """The pipeline's clean tables, by dataset: every series the forecaster trains or is scored on."""
+    return {d: pd.read_parquet(params.path("clean", f"{d}.parquet")) for d in DATASETS}
+
+
+def dataset_protocols(params: Params, tables: dict[str, pd.DataFrame],
+                      validation: float | None = None) -> Iterator[tuple[str, Protocol]]:
+    """(dataset, protocol) of every series of the tables, in params.yaml order; with ``validation``
+    the protocol of the slice at the end of the training part (that share of it)."""
+    for dataset, table in tables.items():
+        parts = split_table(table, params, dataset)
         for uid in parts:
             proto = protocol_for(uid, parts, dataset, params, panel=False)
-            y = ffill(proto.y_train)
-            y = model_inputs(y[np.flatnonzero(~np.isnan(y))[0]:], kind)[0]  # what the forecaster reads
-            y = y[np.flatnonzero(~np.isnan(y))[0]:]  # log returns start one point later
-            src = Source(uid, dataset, y, str(proto.train_end), centered=kind != "log_return")
-            (out if uid == held.get(dataset) else train).append(src)
+            yield dataset, (holdout_protocol(proto, validation) if validation else proto)
+
+
+def series_sources(params: Params, protocols: list[tuple[str, Protocol]]) -> tuple[list[Source], list[Source]]:
+    """(training sources, held-out sources): each series' training part, read as the forecaster reads it.
+
+    ``gpt_forecaster_train.train_series``: ``all`` (every series but the held-out ones) or
+    ``reference`` (the first series of each dataset only: the lever "all stations, all indices").
+    """
+    p = params.gpt_forecaster_train
+    train, out, first = [], [], {}
+    for dataset, proto in protocols:
+        first.setdefault(dataset, proto.unique_id)
+        kind = params.models.params_for(MODEL, dataset).transform
+        y = ffill(proto.y_train)
+        y = model_inputs(y[np.flatnonzero(~np.isnan(y))[0]:], kind)[0]  # what the forecaster reads
+        y = y[np.flatnonzero(~np.isnan(y))[0]:]  # log returns start one point later
+        src = Source(proto.unique_id, dataset, y, str(proto.train_end), centered=kind != "log_return")
+        if proto.unique_id == p.held_out.get(dataset):
+            out.append(src)
+        elif p.train_series == "all" or proto.unique_id == first[dataset]:
+            train.append(src)
     return train, out
 
 
 def synthetic_sources(p: SyntheticParams) -> list[Source]:
-    """The lecture's processes, ``n_series`` in turn: white noise, random walk, AR(1), seasonal sinusoid, GBM."""
+    """The lecture's processes (``n_series`` in turn: white noise, random walk, AR(1), seasonal sinusoid,
+    GBM), then ``kernel_synth.n_series`` KernelSynth draws."""
     rng = np.random.default_rng(p.seed)
     n, out = p.length, []
     for i in range(p.n_series):
@@ -78,42 +112,72 @@ def synthetic_sources(p: SyntheticParams) -> list[Source]:
                  + rng.uniform(0.05, 1.5) * e + np.cumsum(rng.uniform(0, 0.3) * rng.normal(size=n)))
         else:  # GBM: log price a random walk with drift
             y = rng.uniform(10, 3000) * np.exp(np.cumsum(rng.uniform(-2e-4, 5e-4) + rng.uniform(0.003, 0.03) * e))
-        out.append(Source(f"synthetic_{kind}_{i}", "synthetic", y.astype(float), ""))
+        out.append(Source(f"{SYNTHETIC}_{kind}_{i}", SYNTHETIC, y.astype(float), ""))
+    ks = p.kernel_synth
+    for i, (spec, y) in enumerate(kernel_synth(ks.n_series, ks.length, p.seed + 1, ks.max_kernels)):
+        out.append(Source(f"kernel_synth_{i}: {describe(spec)}", SYNTHETIC, y, ""))
     return out
+
+
+def dirichlet_weights(rng: np.random.Generator, k: int, alpha: float) -> np.ndarray:
+    """k convex weights (they sum to 1) ~ Dirichlet(alpha, ..., alpha)."""
+    return rng.dirichlet(np.full(k, alpha))
 
 
 class WindowSampler:
     """Random windows, tokenized: ``batch(gen, B)`` -> (x, y) token ids (B, block_size) each.
 
-    A window's source is drawn with the ``mix`` share of its group (market / pm25 /
-    synthetic), in proportion to its length within the group; missing targets are -1.
+    A window's source is drawn with the ``mix`` share of its group (a dataset, or synthetic),
+    in proportion to its length within the group; missing targets are -1.
     """
 
     def __init__(self, sources: list[Source], tok: SeriesTokenizer, block_size: int, context: int,
-                 mix: dict[str, float]):
+                 mix: dict[str, float], tsmixup: TSMixupParams | None = None):
         L = block_size + 1
         self.sources = [s for s in sources if len(s.values) >= L]
         if not self.sources:
             raise ValueError(f"no series has {L} points for a training window")
-        self.tok, self.L, self.context = tok, L, context
-        groups = {s.dataset for s in self.sources}
+        self.tok, self.L, self.context, self.tsmixup = tok, L, context, tsmixup
+        groups = {s.group for s in self.sources}
         share = {g: mix.get(g, 0.0) for g in groups}
         total = sum(share.values()) or 1.0
         weights = []
         for s in self.sources:
-            group_len = sum(len(o.values) - L + 1 for o in self.sources if o.dataset == s.dataset)
-            weights.append(share[s.dataset] / total * (len(s.values) - L + 1) / group_len)
+            group_len = sum(len(o.values) - L + 1 for o in self.sources if o.group == s.group)
+            weights.append(share[s.group] / total * (len(s.values) - L + 1) / group_len)
         self.weights = torch.tensor(weights, dtype=torch.float64)
+        real = torch.tensor([s.group != SYNTHETIC for s in self.sources], dtype=torch.float64)
+        self.real_weights = self.weights * real if float((self.weights * real).sum()) > 0 else None
 
-    def windows(self, gen: torch.Generator, B: int) -> tuple[np.ndarray, np.ndarray]:
-        """Windows (B, L) and whether each is centred (B,)."""
-        src = torch.multinomial(self.weights, B, replacement=True, generator=gen).tolist()
+    def _draw(self, gen: torch.Generator, weights: torch.Tensor, B: int) -> tuple[np.ndarray, np.ndarray]:
+        src = torch.multinomial(weights, B, replacement=True, generator=gen).tolist()
         rows = []
         for i in src:
             v = self.sources[i].values
             start = int(torch.randint(len(v) - self.L + 1, (1,), generator=gen))
             rows.append(v[start : start + self.L])
         return np.stack(rows), np.array([self.sources[i].centered for i in src])
+
+    def windows(self, gen: torch.Generator, B: int) -> tuple[np.ndarray, np.ndarray]:
+        """Windows (B, L) and whether each is centred (B,); with TSMixup, some real ones mixed."""
+        w, centered = self._draw(gen, self.weights, B)
+        mx = self.tsmixup
+        if mx is None or mx.prob <= 0 or self.real_weights is None:
+            return w, centered
+        rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))
+        for b in np.flatnonzero(rng.random(B) < mx.prob):
+            k = int(rng.integers(1, mx.max_k + 1))
+            parts, flags = self._draw(gen, self.real_weights, k)
+            w[b], centered[b] = self.mix(parts, flags, dirichlet_weights(rng, k, mx.alpha))
+        return w, centered
+
+    def mix(self, parts: np.ndarray, centered: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, bool]:
+        """TSMixup of windows (k, L): each standardised by its own context, then weighted (weights sum to 1)."""
+        loc, scale = self.tok.stats(parts[:, : self.context])
+        loc0, scale0 = self.tok.stats(parts[:, : self.context], centered=False)
+        loc, scale = np.where(centered, loc, loc0), np.where(centered, scale, scale0)
+        z = (parts - loc[:, None]) / scale[:, None]
+        return weights @ z, bool(centered.any())
 
     def tokenize(self, w: np.ndarray, centered: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         loc, scale = self.tok.stats(w[:, : self.context])
@@ -129,5 +193,6 @@ class WindowSampler:
         return self.tokenize(*self.windows(gen, B))
 
     def fixed(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The same n windows every call (evaluation)."""
-        return self.batch(torch.Generator().manual_seed(seed), n)
+        """The same n windows every call (evaluation; never mixed)."""
+        gen = torch.Generator().manual_seed(seed)
+        return self.tokenize(*self._draw(gen, self.weights, n))

@@ -11,7 +11,7 @@ import torch
 from models import registry
 from models.gpt_forecaster import GPTForecaster, categorical_quantiles, quantile_levels
 from models.series_tokenizer import SeriesTokenizer
-from tasks.gpt_forecaster_data import Source, WindowSampler, synthetic_sources
+from tasks.gpt_forecaster_data import Source, WindowSampler
 
 
 @pytest.mark.parametrize("scaling", ["standard", "mean"])
@@ -90,14 +90,6 @@ def test_training_windows_come_only_from_the_sources_and_scale_by_the_context():
     assert x.shape == y.shape == (5, 16) and (x[:, 1:] == y[:, :-1]).all()
     # a linear ramp standardised over its first 12 values: the last targets run past the range's top
     assert int(y[0, -1]) > int(y[0, 10])
-
-
-def test_synthetic_series_are_the_lecture_processes():
-    src = synthetic_sources(type("P", (), {"n_series": 5, "length": 300, "seed": 0})())
-    assert [s.uid.split("_", 1)[1].rsplit("_", 1)[0] for s in src] == [
-        "white_noise", "random_walk", "ar1", "seasonal", "gbm"]
-    assert all(len(s.values) == 300 and np.isfinite(s.values).all() for s in src)
-    assert (src[4].values > 0).all()  # GBM stays positive
 
 
 def test_a_trained_checkpoint_loads_and_tags_held_out_series_as_zero_shot(tmp_path):
