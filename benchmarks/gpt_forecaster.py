@@ -3,8 +3,9 @@
 ``seqcast bench gpt_forecaster [ablation] [--variants NAME ...] [--seeds 0 1 2] [--iters N]``:
 every variant trains the model from scratch, once per seed, on each series cut *before* a
 validation slice at the end of its training part (:func:`tasks.backtest.holdout_protocol`,
-``--validation`` of it: 20 % by default), then forecasts those slices through the harness
-beside the naive baseline: in domain (the tasks of ``--tasks`` on every trained series), zero
+``--validation`` of it: 10 % by default), then forecasts those slices through the harness
+beside the naive baseline: in domain (the tasks of ``--tasks`` on the first ``--max-series``
+series of each dataset; all of them train), zero
 shot on the held-out series (``gpt_forecaster_train.held_out``), and zero shot on the
 packaged series of other frequencies (tasks/packaged_series.py: P4 inside their own training
 parts, against seasonal naive). No test period is read, so a lever chosen here is not tuned
@@ -28,30 +29,44 @@ import time
 
 import numpy as np
 
-# overrides of params.yaml; "recipe" rows change training, the others inference only
+# overrides of params.yaml (any other: --set KEY.PATH=VALUE)
 BEFORE = {"gpt_forecaster_train": {"mix": {"market": 0.3, "pm25": 0.5, "synthetic": 0.2},
-                                   "synthetic": {"kernel_synth": {"n_series": 0}}, "tsmixup": {"prob": 0.0}}}
+                                   "synthetic": {"kernel_synth": {"n_series": 0}}, "tsmixup": {"prob": 0.0},
+                                   "train": {"max_iters": 400, "lr_decay_iters": 400}},
+          "models": {"gpt_forecaster": {"quantiles": "samples"}}}
 VARIANTS: dict[str, dict] = {
     "default": {},
-    "before": BEFORE,  # the recipe before KernelSynth, TSMixup and the new mix
+    "before": BEFORE,  # the recipe before KernelSynth, TSMixup, the new mix, 800 iterations and mixture quantiles
     "no_kernel_synth": {"gpt_forecaster_train": {"synthetic": {"kernel_synth": {"n_series": 0}}}},
     "no_tsmixup": {"gpt_forecaster_train": {"tsmixup": {"prob": 0.0}}},
     "reference_series_only": {"gpt_forecaster_train": {"train_series": "reference"}},
     "mean_scaling": {"gpt_forecaster_train": {"tokenizer": {"scaling": "mean", "low": -15.0, "high": 15.0}}},
+    "iters_400": {"gpt_forecaster_train": {"train": {"max_iters": 400, "lr_decay_iters": 400}}},
     "bins_256": {"gpt_forecaster_train": {"tokenizer": {"n_bins": 256}}},
     "bins_1024": {"gpt_forecaster_train": {"tokenizer": {"n_bins": 1024}}},
     "no_log1p": {"models": {"gpt_forecaster": {"by_dataset": {"pm25": {"transform": "none"}}}}},
     "context_48": {"models": {"gpt_forecaster": {"context": 48}}},
-    "market_levels": {"models": {"gpt_forecaster": {"by_dataset": {"market": {"transform": "none"}}}}},
-    "iters_800": {"gpt_forecaster_train": {"train": {"max_iters": 800, "lr_decay_iters": 800}}},
-    "point_mean": {"models": {"gpt_forecaster": {"point": "mean"}}},
+    "history_scaling": {"models": {"gpt_forecaster": {"scale_by": "history"}}},
     "samples_128": {"models": {"gpt_forecaster": {"n_samples": 128}}},
-    "samples_256": {"models": {"gpt_forecaster": {"n_samples": 256}}},
+    "sampled_quantiles": {"models": {"gpt_forecaster": {"quantiles": "samples"}}},
 }
-DEFAULT_VARIANTS = ["default", "before", "no_kernel_synth", "no_tsmixup", "reference_series_only", "mean_scaling",
-                    "samples_128"]
+DEFAULT_VARIANTS = ["default", "no_kernel_synth", "no_tsmixup", "reference_series_only", "mean_scaling", "iters_400",
+                    "samples_128", "sampled_quantiles"]
 COLUMNS = ["P1b_rel", "P1b_wins", "P2a_rel", "P2a_worse", "held_P1b_rel", "held_P2a_rel", "P4a_rel", "P4b_rel",
            "P4_worse", "train_s"]
+
+
+def set_variant(item: str) -> dict:
+    """``a.b.c=VALUE`` (a dotted params.yaml key, the value read as YAML) as an override of params.yaml."""
+    import yaml
+
+    key, eq, value = item.partition("=")
+    if not eq or not key or any(not part for part in key.split(".")):
+        raise SystemExit(f"--set takes KEY.PATH=VALUE (a params.yaml key), not {item!r}")
+    patch: dict = yaml.safe_load(value)
+    for part in reversed(key.split(".")):
+        patch = {part: patch}
+    return patch
 
 
 def merge(base: dict, patch: dict) -> dict:
@@ -60,13 +75,13 @@ def merge(base: dict, patch: dict) -> dict:
     return base
 
 
-def variant_params(params, name: str, seed: int, checkpoint: str | None = None):
+def variant_params(params, patch: dict, seed: int, checkpoint: str | None = None):
     """params.yaml with the variant's overrides, the seed (training and sampling) and the checkpoint to score."""
     from seqcast.config import Params
 
     # the values params.yaml set, as set: a dump of every field would fill each by_dataset
     # override with None for the keys it leaves alone (and fail validation)
-    raw = merge(params.model_dump(mode="json", exclude_unset=True), json.loads(json.dumps(VARIANTS[name])))
+    raw = merge(params.model_dump(mode="json", exclude_unset=True), json.loads(json.dumps(patch)))
     raw = merge(raw, {"gpt_forecaster_train": {"seed": params.gpt_forecaster_train.seed + seed},
                       "models": {"gpt_forecaster": {"seed": seed}}})
     if checkpoint:
@@ -78,7 +93,7 @@ def training_key(vp, datasets: list[str]) -> str:
     """What training reads: equal keys, equal models (inference-only variants share one)."""
     m = {d: vp.models.params_for("gpt_forecaster", d) for d in datasets}
     return json.dumps([vp.gpt_forecaster_train.model_dump(mode="json"),
-                       {d: [c.context, c.transform] for d, c in m.items()}], sort_keys=True)
+                       {d: [c.context, c.transform, c.scale_by] for d, c in m.items()}], sort_keys=True)
 
 
 def score(model, reference, proto) -> dict:
@@ -103,7 +118,7 @@ def packaged_forecasters(vp, series, checkpoint: str):
     from models.gpt_forecaster import GPTForecaster
 
     config = {**vp.models.config_for("gpt_forecaster"), "checkpoint": checkpoint, "transform": series.transform,
-              "series": series.name}
+              "scale_by": series.scale_by, "series": series.name}
     gpt = GPTForecaster(GPTForecaster.Params.model_validate(config), season=series.season)
     return gpt, registry.create("seasonal_naive", season=series.season), registry.create("naive", season=series.season)
 
@@ -113,7 +128,7 @@ def geo_mean(x: list[float]) -> float:
     return float(np.exp(np.mean(np.log(x)))) if x else float("nan")
 
 
-def run_seed(name: str, seed: int, params, protocols, packaged, tasks: list[str], iters: int | None,
+def run_seed(name: str, patch: dict, seed: int, params, protocols, packaged, tasks: list[str], iters: int | None,
              trained: dict, tmp: str) -> dict:
     """One variant at one seed: train (or reuse the seed's model of the same training), score everything."""
     from tasks.gpt_forecaster_train import train_forecaster
@@ -121,7 +136,7 @@ def run_seed(name: str, seed: int, params, protocols, packaged, tasks: list[str]
 
     import torch
 
-    vp = variant_params(params, name, seed)
+    vp = variant_params(params, patch, seed)
     datasets = list(dict.fromkeys(d for d, _ in protocols))
     key = (seed, training_key(vp, datasets))
     row: dict = {"variant": name, "seed": seed}
@@ -134,7 +149,7 @@ def run_seed(name: str, seed: int, params, protocols, packaged, tasks: list[str]
                         {k: round(v, 4) for k, v in ckpt["train"].items() if k.endswith("loss")})
     path, row["train_s"], losses = trained[key]
     row.update(losses)
-    vp = variant_params(params, name, seed, checkpoint=path)
+    vp = variant_params(params, patch, seed, checkpoint=path)
     held = vp.gpt_forecaster_train.held_out
     rel: dict[str, list] = {}
     t0 = time.perf_counter()
@@ -196,23 +211,55 @@ def markdown(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def ablation(params, a) -> dict:
-    from tasks.gpt_forecaster_data import clean_tables, dataset_protocols
+def scored_protocols(params, tables, validation: float, max_series: int | None) -> list:
+    """The validation protocols of every series (training reads them all); the first ``max_series``
+    of each dataset and its held-out series keep their tasks (scored), the others none."""
+    from tasks.gpt_forecaster_data import dataset_protocols
+
+    held, seen, out = params.gpt_forecaster_train.held_out, {}, []
+    for dataset, proto in dataset_protocols(params, tables, validation):
+        if proto.unique_id != held.get(dataset):
+            seen[dataset] = seen.get(dataset, 0) + 1
+            if max_series is not None and seen[dataset] > max_series:
+                proto.tasks[:] = []
+        out.append((dataset, proto))
+    return out
+
+
+def seed_rows(params, seed: int, a) -> list[dict]:
+    """Every variant at one seed (a process of its own with ``--jobs``)."""
+    from tasks.gpt_forecaster_data import clean_tables
     from tasks.packaged_series import PACKAGED, packaged_protocol
 
+    if a.jobs > 1:  # one thread each: the jobs share the cores
+        params = type(params).model_validate(merge(params.model_dump(mode="json", exclude_unset=True),
+                                                   {"gpt_forecaster_train": {"train": {"threads": 1}}}))
     tables = clean_tables(params)
     levels = tuple(params.backtest.levels)
     rows, trained = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in a.seeds:
-            for name in a.variants:
-                protocols = list(dataset_protocols(params, tables, a.validation))
-                packaged = [(s, packaged_protocol(s, validation=True, levels=levels)) for s in PACKAGED] if a.packaged else []
-                rows.append(run_seed(name, seed, params, protocols, packaged, a.tasks, a.iters, trained, tmp))
+        for name in a.variants:
+            protocols = scored_protocols(params, tables, a.validation, a.max_series)
+            packaged = [(s, packaged_protocol(s, validation=True, levels=levels)) for s in PACKAGED] if a.packaged else []
+            rows.append(run_seed(name, a.patches[name], seed, params, protocols, packaged, a.tasks, a.iters,
+                                 trained, tmp))
+    return rows
+
+
+def ablation(params, a) -> dict:
+    if a.jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = list(pool.map(seed_rows, [params] * len(a.seeds), a.seeds, [a] * len(a.seeds)))
+    else:
+        parts = [seed_rows(params, seed, a) for seed in a.seeds]
+    rows = [r for part in parts for r in part]
     summary = summarize(rows)
     print(markdown(summary))
-    return {"split": "validation inside the training periods", "validation": a.validation, "rows": rows,
-            "summary": summary}
+    return {"split": "validation inside the training periods", "validation": a.validation,
+            "max_series": a.max_series, "rows": rows, "summary": summary}
 
 
 def zero_shot(params, a) -> dict:
@@ -246,13 +293,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="seqcast bench gpt_forecaster", description=__doc__.split("\n")[0])
     ap.add_argument("mode", nargs="?", choices=["ablation", "zero_shot"], default="ablation")
     ap.add_argument("--variants", nargs="*", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                    help="one more variant per --set, named by it: params.yaml with that value changed")
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2], help="added to gpt_forecaster_train.seed")
     ap.add_argument("--iters", type=int, default=None, help="training iterations (default: params.yaml)")
     ap.add_argument("--tasks", nargs="*", default=["P1b", "P2a"], help="the pipeline's tasks scored in domain")
-    ap.add_argument("--validation", type=float, default=0.2, help="share of each training part held out")
+    ap.add_argument("--validation", type=float, default=0.1, help="share of each training part held out")
+    ap.add_argument("--max-series", type=int, default=2,
+                    help="series scored in domain per dataset, the first ones (all train; 0: none)")
+    ap.add_argument("--jobs", type=int, default=1, help="seeds run side by side in processes (one thread each)")
     ap.add_argument("--no-packaged", dest="packaged", action="store_false", help="skip the packaged series")
     ap.add_argument("--checkpoint", default=None, help="zero_shot: the model file (default: the pipeline's)")
     a = ap.parse_args(argv)
+    a.patches = {**{v: VARIANTS[v] for v in a.variants}, **{item: set_variant(item) for item in a.set}}
+    a.variants = [*a.variants, *a.set]
     params = load_params()
     load0, t0 = os.getloadavg(), time.perf_counter()
     result = ablation(params, a) if a.mode == "ablation" else zero_shot(params, a)

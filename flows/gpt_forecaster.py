@@ -76,24 +76,23 @@ COLUMNS = ["P1b_mase", "P1b_cov80", "P1b_cov95", "P1b_dm_pvalue", "P2a_mase", "P
 
 
 def comparison_rows(boards: dict[str, dict], references: dict[str, str], held_out: dict[str, str | None]) -> list[dict]:
-    """One row per model: P1b on the PM2.5 reference series, P2a on the market one (None where a model did
-    not run); then the zero-shot block: every model that ran on a held-out series, on that series."""
-    def cells(metrics: dict, prefix: str) -> dict:
-        return {c: metrics.get(c) for c in COLUMNS if c.startswith(prefix)}
+    """One row per model: its ``COLUMNS`` on each dataset's reference series (None where a model did not
+    run or a dataset has no such task); then the zero-shot block: every model that ran on a held-out
+    series, on that series."""
+    def cells(metrics: dict) -> dict:
+        return {c: metrics.get(c) for c in COLUMNS}
 
     rows = []
+    main = " / ".join(references[d] for d in boards)
     for model in COMPARED:
-        p1 = boards["pm25"].get(references["pm25"], {}).get(model, {})
-        p2 = boards["market"].get(references["market"], {}).get(model, {})
-        if p1 or p2:
-            rows.append({"model": model, "series": f"{references['pm25']} / {references['market']}",
-                         "zero_shot": False, **{c: None for c in COLUMNS}, **cells(p1, "P1b"), **cells(p2, "P2a")})
+        ran = [boards[d].get(references[d], {}).get(model, {}) for d in boards]
+        if any(ran):
+            merged = {k: v for metrics in ran for k, v in cells(metrics).items() if v is not None}
+            rows.append({"model": model, "series": main, "zero_shot": False, **cells(merged)})
     for dataset, uid in held_out.items():
-        prefix = "P1b" if dataset == "pm25" else "P2a"
         ran = boards[dataset].get(uid or "", {})
         for model, metrics in sorted(ran.items(), key=lambda kv: (kv[0] != "naive", kv[0] == MODEL)):
-            rows.append({"model": model, "series": uid, "zero_shot": model == MODEL,
-                         **{c: None for c in COLUMNS}, **cells(metrics, prefix)})
+            rows.append({"model": model, "series": uid, "zero_shot": model == MODEL, **cells(metrics)})
     return rows
 
 

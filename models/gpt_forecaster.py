@@ -7,13 +7,16 @@ the series it held out. ``fit`` loads that file (``torch.load(weights_only=True)
 reads nothing else; the history it is handed only feeds the contexts.
 
 At an origin the last ``context`` values (forward-filled, transformed) are scaled by their
-own statistics and tokenized (models/series_tokenizer.py). For one step ahead the
+own statistics (``scale_by: history``: by those of the fitted history, as training scaled
+that series) and tokenized (models/series_tokenizer.py). For one step ahead the
 categorical distribution of the next token *is* the forecast: the median and the interval
 ends are its quantiles (interpolated inside a bin). For ``h`` steps, ``n_samples``
 continuations are sampled: every origin's context is run once (prefill), its KV cache is
 copied to its samples, and all origins x samples then advance one token per forward pass.
-The median of the sampled paths is the point forecast (``point: mean``: their mean), their
-empirical quantiles the intervals. A horizon longer than the block slides: the last
+The median of the sampled paths is the point forecast, their empirical quantiles the
+intervals; ``quantiles: mixture`` takes them instead from the mixture,
+over the sampled prefixes, of the model's distribution at each step (no sampling noise in
+the quantiles: the Rao-Blackwell estimate of the same marginal). A horizon longer than the block slides: the last
 ``context`` tokens are read again and sampling goes on. The random numbers of an origin
 come from ``(seed, origin position)``, so a forecast does not depend on which other
 origins share its batch: the batched path equals the one-origin-at-a-time walk (the
@@ -54,8 +57,14 @@ class GPTForecaster(Forecaster):
 
     # -- fitting: load the trained model ------------------------------------------------
     def _fit(self, y: np.ndarray, X: np.ndarray | None) -> None:
-        if self.model is not None:  # a reloaded model keeps its weights
-            return
+        if self.model is None:  # a reloaded model keeps its weights
+            self._load()
+        # ``scale_by: history``: every context is scaled by the statistics of the fitted history
+        # (the training part), as training scaled the series; they keep the series' level in the tokens
+        z = model_inputs(ffill(y), self.config.transform)[0]
+        self.history_stats_ = self.tok.stats(z[None, :], centered=self.config.transform != "log_return")
+
+    def _load(self) -> None:
         c = self.config
         if c.checkpoint is None:
             torch.manual_seed(c.seed)
@@ -103,7 +112,10 @@ class GPTForecaster(Forecaster):
         padded = np.concatenate([np.full(C, np.nan), z])  # origins earlier than C see missing tokens
         idx = origins[:, None] + 1 + np.arange(C)[None, :]  # (n, C) positions in `padded`
         ctx = padded[idx]
-        loc, scale = self.tok.stats(ctx, centered=self.config.transform != "log_return")
+        if self.config.scale_by == "history":
+            loc, scale = (np.repeat(v, len(ctx)) for v in self.history_stats_)
+        else:
+            loc, scale = self.tok.stats(ctx, centered=self.config.transform != "log_return")
         return self.tok.encode(ctx, loc, scale), loc, scale, level[origins]
 
     def _forecast(self, y: np.ndarray, origins: np.ndarray, h: int, levels: Levels) -> Forecast:
@@ -115,15 +127,17 @@ class GPTForecaster(Forecaster):
                 probs = self._next_bin_probs(ids)  # (n, K)
                 z = categorical_quantiles(probs, qs, self.tok.low, self.tok.width) * scale[:, None] + loc[:, None]
                 vals = inverse(z[:, :, None], last[:, None, None], tf)  # (n, q, 1)
-                if self.config.point == "mean":  # E[y]: every bin's centre back to y, weighted
-                    zc = self.tok.centers[None, :] * scale[:, None] + loc[:, None]  # (n, K)
-                    vals[:, 0, 0] = (probs * inverse(zc[:, :, None], last[:, None, None], tf)[:, :, 0]).sum(axis=1)
+            elif self.config.quantiles == "mixture":  # each step's distribution given each sampled prefix
+                vals = np.empty((len(ids), len(qs), h))
+
+                def on_step(rows: slice, j: int, probs: np.ndarray, drawn: np.ndarray) -> None:
+                    vals[rows, :, j] = self._mixture_step(probs, drawn, loc[rows], scale[rows], last[rows], qs)
+
+                self._sample_paths(ids, origins, h, on_step)
             else:  # whole paths back to y first (returns accumulate), then their quantiles
                 z = self.tok.decode(self._sample_paths(ids, origins, h), loc, scale)  # (n, S, h)
                 paths = inverse(z, last[:, None, None], tf)
                 vals = np.moveaxis(np.quantile(paths, qs, axis=1), 0, 1)  # (n, q, h)
-                if self.config.point == "mean":
-                    vals[:, 0] = paths.mean(axis=1)
         mean = vals[:, 0]
         lower = {lv: vals[:, 1 + 2 * i] for i, lv in enumerate(levels)}
         upper = {lv: vals[:, 2 + 2 * i] for i, lv in enumerate(levels)}
@@ -149,12 +163,37 @@ class GPTForecaster(Forecaster):
         probs = np.vstack(out)
         return probs / probs.sum(axis=1, keepdims=True)
 
-    def _sample_paths(self, ids: np.ndarray, origins: np.ndarray, h: int) -> np.ndarray:
+    def _mixture_step(self, probs: np.ndarray, drawn: np.ndarray, loc: np.ndarray, scale: np.ndarray,
+                      last: np.ndarray, qs: np.ndarray) -> np.ndarray:
+        """Values (b, q) at one step: the quantiles of the mixture over the S sampled prefixes of
+        the model's distribution for that step, probs (b, S, K); drawn (b, S, j): the prefixes' bins.
+
+        The sampled bins themselves are one draw from each of these distributions: their
+        empirical quantiles carry the sampling noise of S draws, the mixture's do not (the
+        Rao-Blackwell estimate of the same marginal)."""
+        tf = self.config.transform
+        if tf != "log_return":  # y of a step depends on that step's bin alone
+            mix = probs.mean(axis=1)  # (b, K)
+            z = categorical_quantiles(mix, qs, self.tok.low, self.tok.width) * scale[:, None] + loc[:, None]
+            return inverse(z[:, :, None], last[:, None, None], tf)[:, :, 0]  # (b, q)
+        # returns accumulate: a prefix's past bins shift where its next bin lands
+        zc = self.tok.centers[None, :] * scale[:, None] + loc[:, None]  # (b, K) every bin's value, scaled back
+        prefix = self.tok.decode(drawn, loc, scale).sum(axis=2) if drawn.shape[2] else np.zeros(drawn.shape[:2])
+        atoms = np.exp(last[:, None, None] + prefix[:, :, None] + zc[:, None, :]).reshape(len(probs), -1)  # (b, S*K)
+        w = probs.reshape(len(probs), -1) / probs.shape[1]
+        order = np.argsort(atoms, axis=1)
+        v, cw = np.take_along_axis(atoms, order, 1), np.take_along_axis(w, order, 1).cumsum(axis=1)
+        pos = np.stack([(cw < q * cw[:, -1:]).sum(axis=1) for q in qs], axis=1).clip(max=v.shape[1] - 1)
+        return np.take_along_axis(v, pos, 1)
+
+    def _sample_paths(self, ids: np.ndarray, origins: np.ndarray, h: int, on_step=None) -> np.ndarray:
         """Sampled bin ids (n, S, h): prefill each context once, then all origins x samples step together.
 
         A horizon longer than the block leaves room for slides: once the block is full, the
         last C tokens (context and samples so far, on the origin's scale) are read again
         and sampling goes on from there (the oldest values drop out, as in Chronos).
+        ``on_step(rows, j, probs (b, S, K), drawn (b, S, j))``: called at every step with the
+        distribution each sample draws its next bin from.
         """
         S, C = self.config.n_samples, ids.shape[1]
         seg = min(h, self.model.config.block_size - C)  # steps sampled per pass through the block
@@ -179,7 +218,10 @@ class GPTForecaster(Forecaster):
                     seq = torch.cat([part.repeat_interleave(S, dim=0), drawn[:, :j]], dim=1)[:, -C:]
                     cache = KVCache(cfg, b * S)
                     logits = self._logits(seq, cache)
-                cdf = logits.softmax(-1).double().cumsum(-1)  # (b*S, K)
+                probs = logits.softmax(-1).double()  # (b*S, K)
+                if on_step is not None:
+                    on_step(slice(i, i + b), j, probs.view(b, S, -1).numpy(), drawn[:, :j].reshape(b, S, j).numpy())
+                cdf = probs.cumsum(-1)
                 nxt = torch.searchsorted(cdf, uu[:, j : j + 1] * cdf[:, -1:]).clamp(max=self.tok.n_bins - 1)
                 drawn[:, j : j + 1] = nxt
                 if (j + 1) % seg and j + 1 < h:

@@ -13,8 +13,8 @@ Generated series (the ``synthetic`` group): the lecture's processes and KernelSy
 (tasks/kernel_synth.py, Chronos). A window is ``block_size + 1`` consecutive values. Its
 scale comes from its first ``context`` values only (what the forecaster has at an origin);
 the remaining ``horizon`` values are tokenized with that scale, as forecasts will be
-decoded. TSMixup (Chronos): a share of the real-series windows are replaced by convex
-combinations of ``k ~ U{1..max_k}`` standardised windows with Dirichlet weights.
+decoded. TSMixup (Chronos): a ``tsmixup.prob`` share of the windows are replaced by convex
+combinations of ``k ~ U{1..max_k}`` standardised real-series windows with Dirichlet weights.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class Source:
     values: np.ndarray  # transformed, forward-filled, no leading NaN
     train_end: str
     centered: bool = True  # scaled around the context mean (False: around 0, for returns)
+    whole: bool = False  # scaled by the statistics of the whole series (its training part), not the context
 
 
 def clean_tables(params: Params) -> dict[str, pd.DataFrame]:
@@ -68,18 +69,34 @@ def dataset_protocols(params: Params, tables: dict[str, pd.DataFrame],
 def series_sources(params: Params, protocols: list[tuple[str, Protocol]]) -> tuple[list[Source], list[Source]]:
     """(training sources, held-out sources): each series' training part, read as the forecaster reads it.
 
+    Every series of a dataset is cut at the earliest training end among them, in calendar
+    time (the rule of the harness's panel, :func:`tasks.backtest.panel_until`): one checkpoint
+    forecasts all of them, and the stations of one city move together, so a station's
+    training years must not cover another's test year (PM2.5: the multi-site stations' 2014
+    beside the US embassy's test year 2014).
     ``gpt_forecaster_train.train_series``: ``all`` (every series but the held-out ones) or
     ``reference`` (the first series of each dataset only: the lever "all stations, all indices").
     """
     p = params.gpt_forecaster_train
+    cut = {}  # one checkpoint forecasts every series: none may read another's test period
+    for dataset, proto in protocols:
+        cut[dataset] = min(cut.get(dataset, proto.train_end), proto.train_end)
     train, out, first = [], [], {}
     for dataset, proto in protocols:
         first.setdefault(dataset, proto.unique_id)
-        kind = params.models.params_for(MODEL, dataset).transform
-        y = ffill(proto.y_train)
+        config = params.models.params_for(MODEL, dataset)
+        kind = config.transform
+        keep = np.asarray(proto.ds[: proto.n_train] <= cut[dataset])
+        if keep.sum() < 2:
+            continue  # a series that starts after the cut has no training part before it
+        y = ffill(proto.y_train[keep])
+        if np.isnan(y).all():
+            continue
         y = model_inputs(y[np.flatnonzero(~np.isnan(y))[0]:], kind)[0]  # what the forecaster reads
         y = y[np.flatnonzero(~np.isnan(y))[0]:]  # log returns start one point later
-        src = Source(proto.unique_id, dataset, y, str(proto.train_end), centered=kind != "log_return")
+        end = proto.ds[: proto.n_train][keep][-1]
+        src = Source(proto.unique_id, dataset, y, str(end), centered=kind != "log_return",
+                     whole=config.scale_by == "history")
         if proto.unique_id == p.held_out.get(dataset):
             out.append(src)
         elif p.train_series == "all" or proto.unique_id == first[dataset]:
@@ -141,49 +158,69 @@ class WindowSampler:
         groups = {s.group for s in self.sources}
         share = {g: mix.get(g, 0.0) for g in groups}
         total = sum(share.values()) or 1.0
-        weights = []
-        for s in self.sources:
-            group_len = sum(len(o.values) - L + 1 for o in self.sources if o.group == s.group)
-            weights.append(share[s.group] / total * (len(s.values) - L + 1) / group_len)
-        self.weights = torch.tensor(weights, dtype=torch.float64)
+        starts = [len(s.values) - L + 1 for s in self.sources]  # windows of each source
+        group_len = {g: sum(n for s, n in zip(self.sources, starts) if s.group == g) for g in groups}
+        self.weights = torch.tensor([share[s.group] / total * n / group_len[s.group]
+                                     for s, n in zip(self.sources, starts)], dtype=torch.float64)
         real = torch.tensor([s.group != SYNTHETIC for s in self.sources], dtype=torch.float64)
         self.real_weights = self.weights * real if float((self.weights * real).sum()) > 0 else None
+        self._whole_stats: dict[int, tuple[float, float]] = {}
 
     def _draw(self, gen: torch.Generator, weights: torch.Tensor, B: int) -> tuple[np.ndarray, np.ndarray]:
-        src = torch.multinomial(weights, B, replacement=True, generator=gen).tolist()
+        """Windows (B, L) and the index of each one's source (B,)."""
+        src = torch.multinomial(weights, B, replacement=True, generator=gen).numpy()
         rows = []
         for i in src:
             v = self.sources[i].values
             start = int(torch.randint(len(v) - self.L + 1, (1,), generator=gen))
             rows.append(v[start : start + self.L])
-        return np.stack(rows), np.array([self.sources[i].centered for i in src])
+        return np.stack(rows), src
 
-    def windows(self, gen: torch.Generator, B: int) -> tuple[np.ndarray, np.ndarray]:
-        """Windows (B, L) and whether each is centred (B,); with TSMixup, some real ones mixed."""
-        w, centered = self._draw(gen, self.weights, B)
+    def stats(self, w: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """loc, scale (B,) of windows: their context's (around 0 for returns), or their whole series'."""
+        ctx = w[:, : self.context]
+        centered = np.array([self.sources[i].centered for i in src])
+        loc, scale = self.tok.stats(ctx)
+        if not centered.all():
+            loc0, scale0 = self.tok.stats(ctx, centered=False)
+            loc, scale = np.where(centered, loc, loc0), np.where(centered, scale, scale0)
+        for b, i in enumerate(src):
+            if self.sources[i].whole:
+                loc[b], scale[b] = self._whole(i)
+        return loc, scale
+
+    def _whole(self, i: int) -> tuple[float, float]:
+        if i not in self._whole_stats:
+            s = self.sources[i]
+            loc, scale = self.tok.stats(s.values[None, :], centered=s.centered)
+            self._whole_stats[i] = (float(loc[0]), float(scale[0]))
+        return self._whole_stats[i]
+
+    def windows(self, gen: torch.Generator, B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Windows (B, L) and the loc, scale (B,) each is tokenized with; with TSMixup, some mixed."""
+        w, src = self._draw(gen, self.weights, B)
+        loc, scale = self.stats(w, src)
         mx = self.tsmixup
         if mx is None or mx.prob <= 0 or self.real_weights is None:
-            return w, centered
+            return w, loc, scale
         rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))
         for b in np.flatnonzero(rng.random(B) < mx.prob):
             k = int(rng.integers(1, mx.max_k + 1))
-            parts, flags = self._draw(gen, self.real_weights, k)
-            w[b], centered[b] = self.mix(parts, flags, dirichlet_weights(rng, k, mx.alpha))
-        return w, centered
+            parts, idx = self._draw(gen, self.real_weights, k)
+            w[b] = self.mix(parts, *self.stats(parts, idx), dirichlet_weights(rng, k, mx.alpha))
+            loc[b], scale[b] = 0.0, 1.0  # already standardised, component by component
+        return w, loc, scale
 
-    def mix(self, parts: np.ndarray, centered: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, bool]:
-        """TSMixup of windows (k, L): each standardised by its own context, then weighted (weights sum to 1)."""
-        loc, scale = self.tok.stats(parts[:, : self.context])
-        loc0, scale0 = self.tok.stats(parts[:, : self.context], centered=False)
-        loc, scale = np.where(centered, loc, loc0), np.where(centered, scale, scale0)
-        z = (parts - loc[:, None]) / scale[:, None]
-        return weights @ z, bool(centered.any())
+    @staticmethod
+    def mix(parts: np.ndarray, loc: np.ndarray, scale: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """TSMixup of windows (k, L): each standardised by its own loc, scale, then weighted (weights sum to 1)."""
+        return weights @ ((parts - loc[:, None]) / scale[:, None])
 
-    def tokenize(self, w: np.ndarray, centered: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        loc, scale = self.tok.stats(w[:, : self.context])
-        if centered is not None and not centered.all():
-            loc0, scale0 = self.tok.stats(w[:, : self.context], centered=False)
-            loc, scale = np.where(centered, loc, loc0), np.where(centered, scale, scale0)
+    def tokenize(self, w: np.ndarray, loc: np.ndarray | None = None,
+                 scale: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, y) token ids (B, L - 1) of windows scaled by loc, scale (default: their contexts')."""
+        if loc is None:
+            loc, scale = self.tok.stats(w[:, : self.context])
         ids = self.tok.encode(w, loc, scale)  # (B, L)
         x = torch.from_numpy(ids[:, :-1])
         y = torch.from_numpy(np.where(ids[:, 1:] == self.tok.missing_id, -1, ids[:, 1:]))
@@ -194,5 +231,5 @@ class WindowSampler:
 
     def fixed(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The same n windows every call (evaluation; never mixed)."""
-        gen = torch.Generator().manual_seed(seed)
-        return self.tokenize(*self._draw(gen, self.weights, n))
+        w, src = self._draw(torch.Generator().manual_seed(seed), self.weights, n)
+        return self.tokenize(w, *self.stats(w, src))

@@ -41,6 +41,7 @@ class PackagedSeries:
     frequency: str
     load: Callable[[], pd.Series]  # values indexed by timestamp, in time order (NaN where missing)
     transform: str = "none"  # what the GPT forecaster reads (models.gpt_forecaster.transform)
+    scale_by: str = "context"  # each context scaled by its own statistics (zero shot: no level to learn)
 
     @property
     def season(self) -> int:

@@ -67,10 +67,9 @@ def test_tsmixup_weights_are_convex_and_the_mix_is_standardised():
     ramp = np.arange(40.0)
     s = WindowSampler([Source("a", "demo", ramp, "t")], tok, 16, 12, {"demo": 1.0})
     one = np.stack([ramp[:17], 5 * ramp[:17] + 100])  # the same shape at another level and scale
-    mixed, centered = s.mix(one, np.array([True, True]), np.array([0.3, 0.7]))
+    mixed = s.mix(one, *s.stats(one, np.array([0, 0])), np.array([0.3, 0.7]))
     z = (ramp[:17] - ramp[:12].mean()) / ramp[:12].std()
     np.testing.assert_allclose(mixed, z)  # both standardise to the same window: any convex mix is it
-    assert centered
 
 
 def test_tsmixup_replaces_that_share_of_windows_with_mixes_of_real_series():
@@ -81,10 +80,10 @@ def test_tsmixup_replaces_that_share_of_windows_with_mixes_of_real_series():
     never = WindowSampler([real, synth], tok, 16, 12, {"demo": 0.5, "synthetic": 0.5})
     always = WindowSampler([real, synth], tok, 16, 12, {"demo": 0.5, "synthetic": 0.5},
                            TSMixupParams(prob=1.0, max_k=2))
-    w0, _ = never.windows(gen, 64)
-    w1, _ = always.windows(gen, 64)
+    w0, _, _ = never.windows(gen, 64)
+    w1, loc, scale = always.windows(gen, 64)
     assert (w0 > 100).any()  # raw levels
-    assert np.abs(w1).max() < 10  # every window a mix of standardised real windows
+    assert np.abs(w1).max() < 10 and (loc == 0).all() and (scale == 1).all()  # mixes of standardised windows
     assert not np.isclose(np.diff(w1, axis=1), np.diff(w1, axis=1)[:, :1]).all(axis=1).any()  # no synthetic ramp
 
 
@@ -153,3 +152,38 @@ def test_the_lever_table_is_the_mean_and_spread_over_seeds():
     assert b["P1b_rel"] == [0.8, 0.0] and "P2a_rel" not in b
     assert "| a | 3 | 1.000 ± 0.100 |" in markdown([a, b])
     assert geo_mean([0.5, 2.0]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("transform", ["none", "log_return"])
+def test_mixture_quantiles_are_those_of_each_steps_distribution_over_the_prefixes(transform):
+    """Two sampled prefixes, each sure of its next bin: the mixture puts half the mass on each."""
+    from models import registry
+
+    model = registry.create("gpt_forecaster", season=1, transform=transform).fit(np.arange(1.0, 60.0))
+    tok = model.tok
+    K = tok.n_bins
+    probs = np.zeros((1, 2, K))
+    probs[0, 0, 10], probs[0, 1, 20] = 1.0, 1.0
+    loc, scale, last = np.array([0.0]), np.array([1.0]), np.array([0.5])
+    qs = np.array([0.5, 0.25, 0.75])
+    if transform == "none":
+        got = model._mixture_step(probs, np.zeros((1, 2, 0), dtype=int), loc, scale, last, qs)[0]
+        assert tok.low + 10 * tok.width <= got[1] <= tok.low + 11 * tok.width
+        assert tok.low + 20 * tok.width <= got[2] <= tok.low + 21 * tok.width
+    else:  # log returns: each prefix's past bins shift its next value (y = exp(level + sum of returns))
+        drawn = np.array([[[30], [40]]])
+        got = model._mixture_step(probs, drawn, loc, scale, last, qs)[0]
+        c = tok.centers
+        np.testing.assert_allclose(got[1:], [np.exp(0.5 + c[30] + c[10]), np.exp(0.5 + c[40] + c[20])])
+
+
+def test_mixture_forecasts_depend_only_on_the_origin():
+    from models import registry
+
+    y = 50 + 10 * np.sin(np.arange(400) * 2 * np.pi / 24)
+    model = registry.create("gpt_forecaster", season=24, n_samples=8, context=24, quantiles="mixture").fit(y[:300])
+    origins = np.array([299, 320, 350])
+    fc = model.forecast_origins(y, origins, 6)
+    one = model.forecast_origins(y, origins[1:2], 6)
+    np.testing.assert_allclose(fc.mean[1:2], one.mean, rtol=1e-6)
+    assert (fc.lower[95] <= fc.lower[80]).all() and (fc.lower[80] <= fc.mean).all() and (fc.mean <= fc.upper[80]).all()
