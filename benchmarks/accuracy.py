@@ -44,14 +44,14 @@ def run(dataset: str, series: str | None, variants: list[str]) -> dict:
 
     from models import registry
     from seqcast.config import load_params
-    from tasks.backtest import evaluate
+    from tasks.backtest import calibration_for, evaluate
     from tasks.series import model_config, protocol_for, split_table
 
     params = load_params()
     path = params.path("clean", f"{dataset}.parquet")
     if not path.is_file():
         raise SystemExit(f"seqcast bench: no clean table {path}; run `dvc repro validate@{dataset}` first")
-    parts = split_table(pd.read_parquet(path), params, dataset)
+    parts = split_table(pd.read_parquet(path))
     uid = series or next(iter(parts))
     proto = protocol_for(uid, parts, dataset, params)
     verdicts_path = params.path("reports", "stationarity", f"{dataset}.json")
@@ -63,7 +63,7 @@ def run(dataset: str, series: str | None, variants: list[str]) -> dict:
         config = {**model_config(model, proto, params, verdict), **overrides}
         forecaster = cls(cls.Params.model_validate(config), season=proto.season)
         t0 = time.perf_counter()
-        result = evaluate(forecaster, proto, params.backtest.calibration)
+        result = evaluate(forecaster, proto, calibration_for(params, dataset))
         row = {k: round(float(result.metrics[k]), 4) for k in KEYS if k in result.metrics}
         row["wall_seconds"] = round(time.perf_counter() - t0, 1)
         row["loadavg"] = [round(v, 2) for v in os.getloadavg()]
@@ -75,7 +75,7 @@ def run(dataset: str, series: str | None, variants: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="seqcast bench accuracy", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="pm25", choices=["pm25", "market"])
+    parser.add_argument("--dataset", default="pm25", help="a dataset of params.yaml (default: pm25)")
     parser.add_argument("--series", default=None, help="a series of the clean table (default: the reference series)")
     parser.add_argument("--variant", action="append", default=None,
                         help='NAME=MODEL[:JSON overrides], e.g. lgb_rec=lightgbm:{"strategy": "recursive"}')

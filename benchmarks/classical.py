@@ -38,12 +38,12 @@ def clean_table(dataset: str, params):
 def _protocol(name: str):
     """The protocol of the dataset's reference series, with the other series as its panel."""
     from seqcast.config import load_params
-    from tasks.series import protocol_for, series_ids, split_table
+    from tasks.series import protocol_for, split_table
 
     params = load_params()
     dataset = "pm25" if name == "P1" else "market"
-    parts = split_table(clean_table(dataset, params), params, dataset)
-    return protocol_for(series_ids(params, dataset)[0], parts, dataset, params), params
+    parts = split_table(clean_table(dataset, params))
+    return protocol_for(next(iter(parts)), parts, dataset, params), params
 
 
 def _one(protocol_name: str, model: str) -> dict:
@@ -58,7 +58,7 @@ def _one(protocol_name: str, model: str) -> dict:
     cls = registry.get(model)
     verdict = None
     if cls.uses_differencing_order:
-        verdict = stationarity.analyse(proto.y_train, is_price=protocol_name == "P2",
+        verdict = stationarity.analyse(proto.y_train, is_price=proto.domain == "positive",
                                        max_points=params.stationarity.max_points)
     res = evaluate(build_forecaster(model, proto, params, verdict), proto)
     m = res.metrics
@@ -83,7 +83,7 @@ def _market_series(models: list[str], workers: int) -> dict:
     from tasks.series import protocol_for, split_table
 
     params = load_params()
-    parts = split_table(clean_table("market", params), params, "market")
+    parts = split_table(clean_table("market", params))
     verdicts_path = params.path("reports", "stationarity", "market.json")
     verdicts = json.loads(verdicts_path.read_text()) if verdicts_path.is_file() else {}
     jobs = [Job(protocol_for(uid, parts, "market", params), m, verdicts.get(uid)) for uid in parts for m in models]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from models import registry
-from models.neural.base import n_params, pick_device
+from models.neural.training import n_params, pick_device
 
 MODELS = ["simple_rnn", "rnn", "lstm", "cnn_lstm", "seq2seq_attn", "transformer", "deepar"]
 

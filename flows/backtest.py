@@ -1,15 +1,16 @@
 """Backtest flow: every configured forecaster on every series of a dataset, logged to MLflow.
 
-One backtest, two leaderboards: ``models.run.<dataset>`` runs on the reference series
-(the first of ``market.tickers`` / ``pm25.stations``) and ``backtest.every_series.<dataset>``
-on every series of the clean table (the multi-series leaderboard: per-series metrics and
-mean MASE per model). Each (series, model) job is fitted and scored on the series'
-protocol (P1 or P2; global models get the other series, cut at the training end, as
-their panel), in ``backtest.workers`` processes; this process compares each with the
-naive baseline of its series by a Diebold–Mariano test and logs one MLflow run per job
-(params, metrics, forecasts, forecast-vs-actual plot, the model as a pyfunc) under a
-parent ``backtest`` run that holds both leaderboards, then writes the DVC metrics and
-plots files. ``python -m flows.backtest --dataset pm25`` is the DVC stage's command.
+One backtest, two leaderboards: ``datasets.<name>.models.run`` runs on the reference series
+(the first series of the clean table) and ``models.every_series`` on every series (the
+multi-series leaderboard: per-series metrics and mean MASE per model). Each (series, model)
+job is fitted and scored on the series' protocol (the dataset's ``protocol``; global models
+get the other series, cut at the training end, as their panel), in ``backtest.workers``
+processes; this process compares each with the baseline of its series (the protocol's
+``baseline``: naive, seasonal naive) by a Diebold–Mariano test and logs one MLflow run per job (params, metrics, forecasts,
+forecast-vs-actual plot, the model as a pyfunc) under a parent ``backtest`` run that holds
+both leaderboards, then writes the DVC metrics and plots files. A model that does not apply
+to a series, or fails on it, is a row of the leaderboard saying why (``unscored``), not a
+lost run. ``python -m flows.backtest --dataset <name>`` is the DVC stage's command.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from models.pyfunc import log_forecaster
 from seqcast import atomic, tracking
 from seqcast.config import load_params
 from tasks import report
-from tasks.backtest import BacktestResult, dm_against
+from tasks.backtest import BacktestResult, BaselineFirst, ProtocolError, Unscored
 from tasks.jobs import Job, run_jobs
 from tasks.series import models_for, protocol_for, safe_name, split_table
 
@@ -78,25 +79,46 @@ def _log_model_extras(model: Forecaster, name: str) -> None:
         tracking.log_figure(fig, f"plots/{Path(file_name).stem}_{name}{Path(file_name).suffix or '.png'}")
 
 
-def plan(dataset: str, clean: pd.DataFrame, verdicts: dict, params, models: list[str] | None = None) -> list[Job]:
-    """The jobs of a backtest: per series (params.yaml order) the models that run on it, naive
-    first. ``models`` (a quick run): only these, on the reference series only."""
-    parts = split_table(clean, params, dataset)
+def log_unscored(result: Unscored, dataset: str, table: Path, clean: pd.DataFrame) -> None:
+    """A run that says why a model has no scores on a series (skipped, or the error it raised)."""
+    proto = result.protocol
+    with tracking.model_run(dataset, result.model, "unscored", run_name=f"{result.model} · {proto.unique_id}",
+                            tags={"series": proto.unique_id, "protocol": proto.name, "unscored": result.kind,
+                                  "unscored_reason": result.reason[:5000]}):
+        tracking.log_data_version(clean, table, name=f"{dataset}-clean")
+        mlflow.log_params(proto.describe())
+
+
+def plan(dataset: str, clean: pd.DataFrame, verdicts: dict, params,
+         models: list[str] | None = None) -> tuple[list[Job], dict[str, str]]:
+    """The jobs of a backtest: per series (the table's order) the models that run on it, naive
+    first, and the series the protocol cannot judge with the reason. ``models`` (a quick run):
+    only these, on the reference series only."""
+    parts = split_table(clean)
     if models is not None:
         parts = dict(list(parts.items())[:1])
-    jobs = []
+    reference = next(iter(parts))
+    jobs, unjudged = [], {}
     for uid in parts:
-        names = models_for(uid, dataset, params) if models is None else sorted(models, key=lambda n: n != "naive")
+        baseline = params.dataset(dataset).protocol.baseline
+        names = models_for(uid, reference, dataset, params) if models is None else \
+            sorted(models, key=lambda n: n != baseline)
         if not names:
             continue
-        proto = protocol_for(uid, parts, dataset, params)
-        calibrate = uid == next(iter(parts))  # the reference series: the calibration table
+        try:
+            proto = protocol_for(uid, parts, dataset, params)
+        except ProtocolError as err:
+            if uid == reference:
+                raise  # the reference series is the leaderboard: nothing to judge without it
+            unjudged[uid] = str(err)
+            continue
+        calibrate = uid == reference  # the reference series: the calibration table
         jobs += [Job(proto, name, verdicts.get(uid), calibrate) for name in names]
-    return jobs
+    return jobs, unjudged
 
 
 @flow(name="backtest", log_prints=True)
-def backtest_flow(dataset: str = "market", models: list[str] | None = None) -> dict:
+def backtest_flow(dataset: str, models: list[str] | None = None) -> dict:
     """Backtest every series of ``dataset`` (``models`` overrides both model lists, for quick runs)."""
     tracking.check_store()  # an unreachable MLflow store fails here, before any model is trained
     logger = get_run_logger()
@@ -107,16 +129,20 @@ def backtest_flow(dataset: str = "market", models: list[str] | None = None) -> d
     sources = json.loads(params.path("tidy", f"{dataset}.sources.json").read_text())
     plot_dir = params.path("reports", "plots", dataset)
     plot_dir.mkdir(parents=True, exist_ok=True)
-    jobs = plan(dataset, clean, verdicts, params, models)
+    jobs, unjudged = plan(dataset, clean, verdicts, params, models)
+    for uid, why in unjudged.items():
+        logger.warning("%s/%s: not backtested: %s", dataset, uid, why)
     reference = jobs[0].protocol.unique_id
     results: dict[str, dict[str, dict[str, float]]] = {}
-    naive: dict[str, BacktestResult] = {}
-    waiting: list[BacktestResult] = []  # scored before their series' naive baseline: DM test pending
+    unscored: dict[str, dict[str, dict[str, str]]] = {}
 
-    def record(result: BacktestResult) -> None:
+    def record(result: BacktestResult | Unscored) -> None:
         proto = result.protocol
-        if result.model != "naive" and proto.unique_id in naive:
-            result.metrics.update(dm_against(result, naive[proto.unique_id]))
+        if isinstance(result, Unscored):
+            log_unscored(result, dataset, table, clean)
+            unscored.setdefault(proto.unique_id, {})[result.model] = {"kind": result.kind, "reason": result.reason}
+            logger.warning("%s/%s %-15s %s: %s", dataset, proto.unique_id, result.model, result.kind, result.reason)
+            return
         log_result(result, dataset, table, clean, sources)
         results.setdefault(proto.unique_id, {})[result.model] = result.metrics
         if proto.unique_id == reference:  # forecast-vs-actual plots of the reference series (dvc plots)
@@ -134,23 +160,17 @@ def backtest_flow(dataset: str = "market", models: list[str] | None = None) -> d
                            "models": ",".join(dict.fromkeys(j.model for j in jobs))})
         logger.info("%s: %d jobs over %d series in %d processes", dataset, len(jobs),
                     len({j.protocol.unique_id for j in jobs}), params.backtest.workers)
-        for job, result in run_jobs(jobs, params, params.backtest.workers):
-            if job.model == "naive":
-                naive[job.protocol.unique_id] = result
-                record(result)
-                for other in [r for r in waiting if r.protocol.unique_id == job.protocol.unique_id]:
-                    waiting.remove(other)
-                    record(other)
-            elif any(j.model == "naive" and j.protocol.unique_id == job.protocol.unique_id for j in jobs) \
-                    and job.protocol.unique_id not in naive:
-                waiting.append(result)
-            else:
-                record(result)
-        for result in waiting:  # no naive job for the series (a --models override without it)
-            record(result)
+        order = BaselineFirst(jobs)  # each model's DM test is against its series' baseline
+        for _, result in run_jobs(jobs, params, params.backtest.workers):
+            for ready in order.add(result):
+                record(ready)
+        for ready in order.rest():
+            record(ready)
         tasks = [t.name for t in jobs[0].protocol.tasks]
-        board = report.leaderboard(results)
+        board = report.leaderboard(results, unscored)
         summary = report.series_summary(results, tasks)
+        summary["series"] = [u for u in dict.fromkeys(j.protocol.unique_id for j in jobs) if u in results]
+        summary.update(reference=reference, unscored=unscored, unjudged=unjudged)
         mlflow.log_table(board, "leaderboard.json")
         mlflow.log_dict(summary, "multiseries.json")
         calib = report.calibration_table(results.get(reference, {}), tasks, list(params.backtest.levels))
@@ -159,7 +179,13 @@ def backtest_flow(dataset: str = "market", models: list[str] | None = None) -> d
             logger.info("%s calibration (validation slice -> test):\n%s", dataset, calib.to_string(index=False))
         mlflow.log_metrics({f"mean_{t}.{m}": v for m, row in summary["mean"].items() for t, v in row.items()
                             if t.endswith("_mase") and v is not None})
-        tracking.log_figure(report.leaderboard_figure(board[board["series"] == reference], tasks), "leaderboard.png")
+        scored = board[board["series"] == reference]
+        if "note" in scored:
+            scored = scored[scored["note"].isna()]
+        tracking.log_figure(report.leaderboard_figure(scored, tasks), "leaderboard.png")
+    if reference not in results:
+        raise RuntimeError(f"{dataset}: no model has scores on the reference series {reference}: "
+                           f"{unscored.get(reference)}")
     report.write_metrics(params.path("reports", "backtest", f"{dataset}.json"),
                          params.path("reports", "metrics", dataset), results)
     report.write_summary(params.path("reports", "backtest", f"{dataset}.summary.json"), summary)

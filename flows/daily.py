@@ -1,4 +1,4 @@
-"""The daily flows: ingest -> validate -> version -> forecast with the champion.
+"""The daily flow of a dataset: ingest -> validate -> version -> forecast with the champion.
 
 One code path for the stages: they run as the DVC stages of ``dvc.yaml`` (``dvc repro``
 in the project root, each stage its own Prefect flow run), so a daily run is recorded
@@ -7,30 +7,27 @@ change is skipped. Ingest is forced (the upstream may have new rows) and retried
 backoff; "version" pushes the DVC-tracked outputs to the default remote when one is
 configured (``.dvc/config``); the forecast is the ``forecast@<dataset>`` stage run alone
 (``-s``): the current champion on the day's data, no retraining (that is the weekly
-retrain's job, :mod:`flows.retrain`).
+retrain's job, :mod:`flows.retrain`). ``seqcast deploy`` schedules it per dataset
+(``datasets.<name>.schedule.forecast``).
 
-    python -m flows.daily --dataset market
+    python -m flows.daily --dataset <name>
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from seqcast.env import child_env
 from seqcast.paths import project_root
 
 
 def _dvc(args: list[str], timeout: float) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")  # dvc.yaml's `python`
-    env.setdefault("DVC_NO_ANALYTICS", "1")
-    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project_root(), env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project_root(), env=child_env(),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @task(name="dvc-repro", cache_policy=NO_CACHE, timeout_seconds=3600)
@@ -91,16 +88,11 @@ def run_daily(dataset: str, push: bool) -> dict:
             "promotion": json.loads(load_params().path("reports", "promotion", f"{dataset}.json").read_text())}
 
 
-@flow(name="market-daily", log_prints=True, timeout_seconds=4 * 3600)
-def market_daily_flow(push: bool = True) -> dict:
-    """After the close: every configured ticker in, validated, versioned; the champion's forecast."""
-    return run_daily("market", push)
-
-
-@flow(name="pm25-daily", log_prints=True, timeout_seconds=4 * 3600)
-def pm25_daily_flow(push: bool = True) -> dict:
-    """PM2.5 in, validated, versioned; the champion's 24-hour forecast (``backtest.p1.horizon``)."""
-    return run_daily("pm25", push)
+@flow(name="daily", log_prints=True, timeout_seconds=4 * 3600)
+def daily_flow(dataset: str, push: bool = True) -> dict:
+    """The day's data of ``dataset`` in, validated, versioned; the champion's forecast of the next
+    horizon."""
+    return run_daily(dataset, push)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,8 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = flow_parser(__doc__)
     parser.add_argument("--no-push", action="store_true")
     args = parser.parse_args(argv)
-    fn = market_daily_flow if args.dataset == "market" else pm25_daily_flow
-    print(fn(not args.no_push))
+    print(daily_flow(args.dataset, not args.no_push))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 The champion (see :mod:`tasks.promotion`) was fitted on its protocol's training part;
 the observations after that (``train_end``, a tag of the model version) are passed as
 new data (the pyfunc updates the state without refitting), and the next ``h`` steps are
-forecast from the latest observation: ``backtest.p2.horizon`` trading days for market,
-``backtest.p1.horizon`` hours for PM2.5. The table (``reports/forecast/<dataset>.csv``)
+forecast from the latest observation — the longest horizon of the dataset's protocol, at
+timestamps that continue the series' own calendar (``data.frequency``: trading days skip
+weekends, hours run on). The table (``reports/forecast/<dataset>.csv``)
 and the fan chart (``.png``, dates on the axis) are written and logged to MLflow
 (experiment ``seqcast-<dataset>-forecast``). It is the last stage of ``dvc repro``
 (``forecast@<dataset>``, after ``promote@<dataset>``), and the daily deployments run it on
@@ -12,7 +13,7 @@ the day's data. The forecast itself is cached by its inputs (model version, data
 h), its result persisted as JSON (never pickle): a re-run on the same data skips the
 computation.
 
-    python -m flows.forecast --dataset market [--h 5] [--alias champion]
+    python -m flows.forecast --dataset <name> [--h 5] [--alias champion]
 """
 
 from __future__ import annotations
@@ -24,20 +25,13 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS
 
-from seqcast import atomic
+from seqcast import atomic, frequency
 from seqcast.config import load_params
 from seqcast.contract import DS, UNIQUE_ID, Y, local_time
 
 
 class NoChampion(RuntimeError):
     """There is no registered model under the alias asked for: nothing to forecast with."""
-
-
-def future_index(last: pd.Timestamp, h: int, dataset: str) -> pd.DatetimeIndex:
-    """The next ``h`` timestamps: trading weekdays for market, hours for PM2.5."""
-    if dataset == "market":
-        return pd.bdate_range(last + pd.Timedelta(days=1), periods=h, tz=last.tz)
-    return pd.date_range(last + pd.Timedelta(hours=1), periods=h, freq="h", tz=last.tz)
 
 
 def new_observations(series: pd.DataFrame, train_end: str) -> pd.DataFrame:
@@ -56,7 +50,7 @@ def new_observations(series: pd.DataFrame, train_end: str) -> pd.DataFrame:
 @task(name="champion-forecast", cache_policy=INPUTS, persist_result=True, result_serializer="json",
       cache_expiration=timedelta(days=7), timeout_seconds=1800)
 def champion_forecast(model_uri: str, table: str, data_md5: str, series_id: str, train_end: str, h: int,
-                      dataset: str) -> dict[str, list]:
+                      freq: str) -> dict[str, list]:
     """Forecast ``h`` steps after the last observation; cached on (model version, data md5, h).
 
     Returns plain columns (``{column: values}``, timestamps as ISO strings) so the persisted
@@ -72,7 +66,7 @@ def champion_forecast(model_uri: str, table: str, data_md5: str, series_id: str,
     model = mlflow.pyfunc.load_model(model_uri)
     out = model.predict(pd.DataFrame({Y: new[Y].to_numpy(dtype=float)}), params={"h": int(h)})
     last = pd.Timestamp(series[DS].iloc[-1])
-    out.insert(0, DS, [ts.isoformat() for ts in future_index(last, h, dataset)])
+    out.insert(0, DS, [ts.isoformat() for ts in frequency.future_index(last, h, freq)])
     out.insert(0, UNIQUE_ID, series_id)
     return {col: [v.item() if hasattr(v, "item") else v for v in out[col]] for col in out.columns}
 
@@ -98,7 +92,7 @@ def fan_chart(history: pd.DataFrame, fc: pd.DataFrame, title: str):
 
 
 @flow(name="forecast", log_prints=True)
-def forecast_flow(dataset: str = "market", h: int | None = None, alias: str = "champion") -> dict:
+def forecast_flow(dataset: str, h: int | None = None, alias: str = "champion") -> dict:
     """Load ``models:/seqcast-<dataset>@<alias>``, forecast, write and log the table and the fan chart."""
     import mlflow
     from mlflow import MlflowClient
@@ -115,15 +109,16 @@ def forecast_flow(dataset: str = "market", h: int | None = None, alias: str = "c
     except mlflow.exceptions.MlflowException as err:
         raise NoChampion(f"no model {name}@{alias} in the MLflow store {tracking.tracking_uri()}: run the "
                          f"pipeline first (`seqcast run`, or `dvc repro promote@{dataset}`)") from err
-    h = int(h or (params.backtest.p2.horizon if dataset == "market" else params.backtest.p1.horizon))
+    entry = params.dataset(dataset)
+    h = int(h or max(t.horizon for t in entry.task_specs()))
     table = params.path("clean", f"{dataset}.parquet")
     md5 = tracking.file_md5(table)
     series_id = mv.tags["series"]
     fc = pd.DataFrame(champion_forecast(f"models:/{name}/{mv.version}", str(table), md5, series_id,
-                                        mv.tags["train_end"], h, dataset))
+                                        mv.tags["train_end"], h, entry.data.frequency))
     fc[DS] = pd.to_datetime(fc[DS].map(pd.Timestamp))
     clean = pd.read_parquet(table)
-    history = local_time(clean.loc[clean[UNIQUE_ID] == series_id])[[DS, Y]].tail(10 * h if dataset == "pm25" else 120)
+    history = local_time(clean.loc[clean[UNIQUE_ID] == series_id])[[DS, Y]].tail(max(120, 10 * h))
     out_dir = params.path("reports", "forecast")
     out_dir.mkdir(parents=True, exist_ok=True)
     csv, png = out_dir / f"{dataset}.csv", out_dir / f"{dataset}.png"

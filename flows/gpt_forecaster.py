@@ -21,7 +21,6 @@ from prefect import flow
 
 from seqcast import atomic
 from seqcast.config import load_params
-from seqcast.contract import DATASETS
 from seqcast.paths import project_root
 from tasks.gpt_forecaster_data import clean_tables, dataset_protocols
 from tasks.gpt_forecaster_train import MODEL, train_forecaster
@@ -71,57 +70,69 @@ def log_training(p, ckpt: dict, history: list[dict], summary: dict) -> None:
 
 COMPARED = ["naive", "arima", "sarima", "prophet", "rnn", "lstm", "cnn_lstm", "seq2seq_attn", "transformer",
             "deepar", MODEL]
-COLUMNS = ["P1b_mase", "P1b_cov80", "P1b_cov95", "P1b_dm_pvalue", "P2a_mase", "P2a_cov80", "P2a_cov95",
-           "P2a_dm_pvalue"]
+METRICS = ("mase", "cov80", "cov95", "dm_pvalue")
 
 
-def comparison_rows(boards: dict[str, dict], references: dict[str, str], held_out: dict[str, str | None]) -> list[dict]:
-    """One row per model: its ``COLUMNS`` on each dataset's reference series (None where a model did not
-    run or a dataset has no such task); then the zero-shot block: every model that ran on a held-out
-    series, on that series."""
-    def cells(metrics: dict) -> dict:
-        return {c: metrics.get(c) for c in COLUMNS}
+def columns_of(tasks: dict[str, str]) -> list[str]:
+    """The table's metric columns: for each compared dataset its task (``gpt_forecaster_train.compare``)."""
+    return [f"{task}_{m}" for task in tasks.values() for m in METRICS]
+
+
+def comparison_rows(boards: dict[str, dict], references: dict[str, str], held_out: dict[str, str | None],
+                    tasks: dict[str, str]) -> list[dict]:
+    """One row per model: each compared dataset's task on its reference series (None where a model did
+    not run); then the zero-shot block: every model that ran on a held-out series, on that series."""
+    columns = columns_of(tasks)
+
+    def cells(metrics: dict, task: str) -> dict:
+        return {c: metrics.get(c) for c in columns if c.startswith(f"{task}_")}
 
     rows = []
-    main = " / ".join(references[d] for d in boards)
     for model in COMPARED:
-        ran = [boards[d].get(references[d], {}).get(model, {}) for d in boards]
-        if any(ran):
-            merged = {k: v for metrics in ran for k, v in cells(metrics).items() if v is not None}
-            rows.append({"model": model, "series": main, "zero_shot": False, **cells(merged)})
+        found = {}
+        for dataset, task in tasks.items():
+            found.update(cells(boards[dataset].get(references[dataset], {}).get(model, {}), task))
+        if any(v is not None for v in found.values()):
+            rows.append({"model": model, "series": " / ".join(references[d] for d in tasks), "zero_shot": False,
+                         **{c: None for c in columns}, **found})
     for dataset, uid in held_out.items():
+        if dataset not in tasks:
+            continue
         ran = boards[dataset].get(uid or "", {})
         for model, metrics in sorted(ran.items(), key=lambda kv: (kv[0] != "naive", kv[0] == MODEL)):
-            rows.append({"model": model, "series": uid, "zero_shot": model == MODEL, **cells(metrics)})
+            rows.append({"model": model, "series": uid, "zero_shot": model == MODEL,
+                         **{c: None for c in columns}, **cells(metrics, tasks[dataset])})
     return rows
 
 
-def markdown(rows: list[dict]) -> str:
-    head = ["model", "series", "zero-shot", *COLUMNS]
+def markdown(rows: list[dict], columns: list[str]) -> str:
+    head = ["model", "series", "zero-shot", *columns]
     fmt = lambda v: "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([r["model"], r["series"], "yes" if r["zero_shot"] else ""]
-                                       + [fmt(r[c]) for c in COLUMNS]) + " |")
+                                       + [fmt(r[c]) for c in columns]) + " |")
     return "\n".join(lines)
 
 
 @flow(name="gpt-forecaster-compare", log_prints=True)
 def gpt_forecaster_compare_flow(log_mlflow: bool = True) -> list[dict]:
     """The single comparison table from both backtests' leaderboards (reports/backtest/*.json)."""
-    from tasks.series import series_ids
+    from tasks.promotion import reference_series
 
     params = load_params()
-    boards = {d: json.loads(params.path("reports", "backtest", f"{d}.json").read_text()) for d in DATASETS}
-    references = {d: series_ids(params, d)[0] for d in DATASETS}
-    rows = comparison_rows(boards, references, dict(params.gpt_forecaster_train.held_out))
-    table = markdown(rows)
+    tasks = dict(params.gpt_forecaster_train.compare)
+    boards = {d: json.loads(params.path("reports", "backtest", f"{d}.json").read_text()) for d in tasks}
+    references = {d: reference_series(d) for d in tasks}
+    rows = comparison_rows(boards, references, dict(params.gpt_forecaster_train.held_out), tasks)
+    columns = columns_of(tasks)
+    table = markdown(rows, columns)
     print(table)
     rep = project_root() / params.gpt_forecaster_train.reports
     rep.mkdir(parents=True, exist_ok=True)
     atomic.write_text(rep / "comparison.json", json.dumps(
         {f"{r['model']}{' (zero-shot)' if r['zero_shot'] else ''} · {r['series']}":
-         {c: r[c] for c in COLUMNS if r[c] is not None} for r in rows}, indent=2))
+         {c: r[c] for c in columns if r[c] is not None} for r in rows}, indent=2))
     atomic.write_text(rep / "comparison.md", table + "\n")
     if log_mlflow:
         import mlflow
@@ -129,7 +140,7 @@ def gpt_forecaster_compare_flow(log_mlflow: bool = True) -> list[dict]:
         from seqcast.tracking import model_run
 
         with model_run("gpt_forecaster", "comparison", "report", run_name="gpt_forecaster · comparison"):
-            mlflow.log_table({k: [r[k] for r in rows] for k in ["model", "series", "zero_shot", *COLUMNS]},
+            mlflow.log_table({k: [r[k] for r in rows] for k in ["model", "series", "zero_shot", *columns]},
                              "comparison.json")
             mlflow.log_text(table, "comparison.md")
     return rows

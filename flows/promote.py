@@ -4,7 +4,7 @@ Reads the latest backtest run of every model on the dataset's reference series, 
 :func:`tasks.promotion.decide` and, on promotion, registers ``seqcast-<dataset>`` with the
 alias ``champion`` (see :mod:`tasks.promotion`). The decision is written to
 ``reports/promotion/<dataset>.json``, the stage's output, so ``dvc repro`` re-runs it
-whenever the backtest changes. ``python -m flows.promote --dataset market`` is the DVC
+whenever the backtest changes. ``python -m flows.promote --dataset <name>`` is the DVC
 stage's command.
 """
 
@@ -24,7 +24,7 @@ def promote_task(dataset: str, force: bool = False) -> dict:
 
 
 @flow(name="promote", log_prints=True)
-def promote_flow(dataset: str = "market", force: bool = False) -> dict:
+def promote_flow(dataset: str, force: bool = False) -> dict:
     logger = get_run_logger()
     params = load_params()
     decision = promote_task(dataset, force)

@@ -7,7 +7,7 @@ champion's batch forecast — the very stages a manual ``seqcast run`` runs; a s
 inputs did not change is skipped. ``text_models_flow`` does the same for the GPT stages
 (the ``gpt-train`` deployment, on the GPU pool).
 
-    python -m flows.retrain --datasets market pm25
+    python -m flows.retrain [--datasets NAME ...]   (default: every dataset of params.yaml)
 """
 
 from __future__ import annotations
@@ -17,20 +17,23 @@ import argparse
 from prefect import flow, get_run_logger
 
 from flows.daily import dvc_repro, ingest_stage
-from seqcast.contract import DATASETS
 
 TEXT_TARGETS = ["gpt_chat_sft"]  # the last GPT stage: dvc repro brings its upstream (ingest_text, gpt_train)
 
 
 @flow(name="retrain", log_prints=True)
-def retrain_flow(datasets: list[str] = list(DATASETS)) -> dict:
-    """Fresh data, then every downstream stage of each dataset (``dvc repro forecast@<dataset>``)."""
+def retrain_flow(datasets: list[str] | None = None) -> dict:
+    """Fresh data, then every downstream stage of each dataset (``dvc repro forecast@<dataset>``;
+    ``datasets`` None: every dataset of params.yaml)."""
     import json
 
     from seqcast.config import load_params
 
     logger = get_run_logger()
     params = load_params()
+    datasets = list(params.datasets) if datasets is None else datasets
+    for name in datasets:
+        params.dataset(name)  # an unknown name stops here, before any stage runs
     out = {}
     for dataset in datasets:
         ingest_stage(f"ingest@{dataset}")
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
 
     configure()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--datasets", nargs="*", metavar="NAME", help="datasets of params.yaml (default: all)")
     args = parser.parse_args(argv)
     print(retrain_flow(args.datasets))
 

@@ -1,44 +1,44 @@
-"""Many series at once: fitting mapped over Prefect tasks on a Dask cluster (prefect-dask).
+"""Many series: the backtest's own jobs over every series of a source, through the one executor.
 
-Each task fits one chunk of series with a registered forecaster (default ``arima``, its
-configuration from ``params.yaml``) and forecasts ``h`` steps. The task runner is a
-``prefect_dask.DaskTaskRunner``: a local cluster (one single-threaded worker process per
-core) by default, or an existing Dask scheduler by ``address`` for many machines
-(``dask scheduler`` on one host, ``dask worker tcp://<host>:8786`` on each of the others,
-every worker with this project installed). Series are chunked (``chunk_size``) so that the
-per-task orchestration cost stays small against the fitting.
+Each (series, model) is one backtest job (tasks/jobs.py: the model from params.yaml, the
+series' protocol, metrics and forecasts back as plain data), run in ``backtest.workers``
+local processes or, when ``--address`` / ``SEQCAST_DASK_ADDRESS`` names a Dask scheduler,
+as Prefect task runs on that cluster (``dask scheduler`` on one host, ``dask worker
+tcp://<host>:8786`` on each of the others, every worker with this project installed and the
+Prefect API reachable; ``seqcast stack up`` starts one on this machine).
 
-Sources: ``generated`` (a reproducible load test: random walks with AR(1) increments,
-a weekly cycle and noise) or a dataset's clean table (``market``: every configured index,
-``pm25``: every configured station).
+Sources: ``generated`` (a reproducible load: random walks with AR(1) increments, a weekly
+cycle and noise, on business days, judged on the daily protocol P2; the stationarity verdict
+of each from the stationarity stage's own tests on its training part) or a dataset whose
+clean table the pipeline built (every series of it, on the dataset's protocol, with the
+stationarity stage's verdicts). The flow logs one MLflow run: the per-series metrics and the
+mean of each metric per model, and writes them to ``reports/scale/<source>.json``.
 
-    python -m flows.scale --source generated --n 200 [--address tcp://10.0.0.5:8786]
+    python -m flows.scale --source generated --n 200 --models naive ets arima [--address tcp://10.0.0.5:8786]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import math
-import os
+import json
 import time
 
 import numpy as np
-from prefect import flow, get_run_logger, task, unmapped
-from prefect.cache_policies import NO_CACHE
+import pandas as pd
+from prefect import flow, get_run_logger
 
-def protocol_season_and_h(source: str) -> tuple[int, int]:
-    """The season and horizon of the source's protocol in params.yaml (generated series are daily-like: P2)."""
-    from seqcast.config import load_params
+from seqcast.contract import DS, UNIQUE_ID, Y
+from tasks.jobs import Job, run_jobs
 
-    bt = load_params().backtest
-    return (bt.p1.season, bt.p1.horizon) if source == "pm25" else (bt.p2.season, bt.p2.horizon)
+GENERATED = "generated"
 
 
-def generated_series(n: int, length: int = 400, seed: int = 0) -> dict[str, np.ndarray]:
-    """``n`` reproducible series: level 100 + random walk with AR(1) increments + weekly cycle."""
+def generated_table(n: int, length: int = 400, seed: int = 0) -> pd.DataFrame:
+    """``n`` reproducible series as one long table (``unique_id, ds, y``, business days from
+    2020-01-01 UTC): level 100 + random walk with AR(1) increments + a cycle of 5 days."""
     rng = np.random.default_rng(seed)
-    out = {}
+    ds = pd.bdate_range("2020-01-01", periods=length, tz="UTC")
+    frames = []
     for i in range(n):
         phi, sigma = rng.uniform(-0.5, 0.5), rng.uniform(0.5, 2.0)
         eps = rng.normal(0.0, sigma, length)
@@ -47,138 +47,100 @@ def generated_series(n: int, length: int = 400, seed: int = 0) -> dict[str, np.n
         for t in range(1, length):
             inc[t] = phi * inc[t - 1] + eps[t]
         cycle = rng.uniform(0, 2) * np.sin(2 * np.pi * np.arange(length) / 5)
-        out[f"gen_{i:05d}"] = 100.0 + np.cumsum(inc) + cycle
-    return out
+        frames.append(pd.DataFrame({UNIQUE_ID: f"gen_{i:05d}", DS: ds, Y: 100.0 + np.cumsum(inc) + cycle}))
+    return pd.concat(frames, ignore_index=True)
 
 
-def dataset_series(dataset: str) -> dict[str, np.ndarray]:
-    """Every series of a dataset's clean table (model inputs: gap-filled PM2.5, carried forward)."""
-    import pandas as pd
+def generated_entry():
+    """The generated series as a dataset: business days, judged on the daily protocol P2
+    (the last 20 % the test part, 1 and 5 steps from every origin, MASE by the naive error)."""
+    from seqcast.dataset_config import DatasetParams
 
+    return DatasetParams.model_validate({
+        "sources": [{"connector": "file", "path": GENERATED, "time": DS, "target": Y}],
+        "data": {"frequency": "B"}, "validation": {}, "cleaning": {}, "models": {},
+        "protocol": {"name": "P2", "split": {"train_fraction": 0.8}, "season": 5, "mase_season": 1,
+                     "tasks": [{"name": "P2a", "horizon": 1, "directional": True},
+                               {"name": "P2b", "horizon": 5, "directional": True}], "baseline": "naive"}})
+
+
+def generated_jobs(n: int, models: list[str], params, length: int = 400, seed: int = 0) -> list[Job]:
+    """The jobs of ``n`` generated series x ``models``: P2 on each, its verdict from the
+    stationarity stage's tests on its training part (as the pipeline decides ``d``)."""
+    from tasks import stationarity
+    from tasks.backtest import build_protocol
+
+    sp = params.stationarity
+    entry = generated_entry()
+    jobs = []
+    for _, part in generated_table(n, length, seed).groupby(UNIQUE_ID, sort=False):
+        proto = build_protocol(part.reset_index(drop=True), GENERATED, entry, params.backtest.levels)
+        verdict = stationarity.analyse(proto.y_train, alpha=sp.alpha, max_d=sp.max_d, max_points=sp.max_points)
+        jobs += [Job(proto, model, verdict) for model in models]
+    return jobs
+
+
+def dataset_jobs(dataset: str, models: list[str], params) -> list[Job]:
+    """Every series of a dataset's clean table x ``models``, with the stationarity stage's verdicts."""
+    from tasks.series import protocol_for, split_table
+
+    clean = pd.read_parquet(params.path("clean", f"{dataset}.parquet"))
+    verdicts = json.loads(params.path("reports", "stationarity", f"{dataset}.json").read_text())
+    parts = split_table(clean)
+    return [Job(protocol_for(uid, parts, dataset, params), model, verdicts.get(uid))
+            for uid in parts for model in models]
+
+
+def mean_metrics(metrics: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """The mean of every metric over the series, per model."""
+    rows = [{"model": model, **values} for per_model in metrics.values() for model, values in per_model.items()]
+    return {model: {k: float(v) for k, v in group.drop(columns="model").mean().items()}
+            for model, group in pd.DataFrame(rows).groupby("model", sort=False)}
+
+
+@flow(name="scale", log_prints=True)
+def scale_flow(source: str = GENERATED, models: list[str] | None = None, n: int = 100, length: int = 400,
+               seed: int = 0, address: str | None = None) -> dict:
+    """Backtest ``models`` (default ``naive, ets, arima``) on every series of ``source``."""
+    from seqcast import atomic, tracking
     from seqcast.config import load_params
 
-    clean = pd.read_parquet(load_params().path("clean", f"{dataset}.parquet"))
-    col = "y_filled" if "y_filled" in clean else "y"
-    return {str(uid): g[col].astype(float).ffill().bfill().to_numpy() for uid, g in clean.groupby("unique_id")}
+    tracking.check_store()
+    logger = get_run_logger()
+    params = load_params()
+    models = models or ["naive", "ets", "arima"]
+    if source == GENERATED:
+        jobs = generated_jobs(n, models, params, length, seed)
+    else:
+        jobs = dataset_jobs(source, models, params)
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    t0 = time.perf_counter()
+    for job, result in run_jobs(jobs, params, params.backtest.workers, address):
+        if not hasattr(result, "metrics"):  # a model that does not apply to the series, or failed on it
+            logger.warning("%s %s: %s: %s", job.protocol.unique_id, job.model, result.kind, result.reason)
+            continue
+        metrics.setdefault(job.protocol.unique_id, {})[job.model] = result.metrics
+    seconds = time.perf_counter() - t0
+    means = mean_metrics(metrics)
+    summary = {"source": source, "n_series": len(metrics), "models": models, "jobs": len(jobs),
+               "seconds": round(seconds, 2), "jobs_per_second": round(len(jobs) / seconds, 3),
+               "executor": address or "local", "mean": means, "series": metrics}
+    with tracking.model_run(source, "leaderboard", "report", run_name=f"scale · {source}",
+                            tags={"executor": summary["executor"]}):
+        import mlflow
 
-
-def fit_forecast(model: str, config: dict, season: int, y: np.ndarray, h: int) -> np.ndarray:
-    """Fit one series, forecast ``h`` steps; returns the mean forecast."""
-    from models import registry
-
-    forecaster = registry.create(model, season=season, **config)
-    return forecaster.fit(y).predict(h, (95,)).mean[0]
-
-
-def fit_chunk(model: str, config: dict, season: int, chunk: dict[str, np.ndarray], h: int) -> dict[str, list]:
-    return {uid: fit_forecast(model, config, season, y, h).tolist() for uid, y in chunk.items()}
-
-
-@task(name="fit-chunk", cache_policy=NO_CACHE, timeout_seconds=3600, retries=1)
-def fit_chunk_task(model: str, config: dict, season: int, chunk: dict[str, np.ndarray], h: int) -> dict[str, list]:
-    return fit_chunk(model, config, season, chunk, h)
-
-
-def model_config(model: str, overrides: dict | None = None) -> dict:
-    """The model's section of params.yaml (+ ``overrides``); generated series are integrated (d = 1)."""
-    from models import registry
-    from seqcast.config import load_params
-
-    config = {**load_params().models.config_for(model), **(overrides or {})}
-    if registry.get(model).uses_differencing_order:
-        config.setdefault("d", 1)
-    return config
-
-
-def chunks(series: dict[str, np.ndarray], size: int) -> list[dict[str, np.ndarray]]:
-    items = list(series.items())
-    return [dict(items[i:i + size]) for i in range(0, len(items), size)]
-
-
-def default_chunk_size(n: int, workers: int) -> int:
-    return max(1, math.ceil(n / (4 * workers)))  # ~4 tasks per worker: balance vs orchestration cost
-
-
-def serial_fit(series: dict[str, np.ndarray], model: str = "arima", h: int | None = None,
-               season: int | None = None, overrides: dict | None = None) -> dict[str, list]:
-    """The baseline: one process, one series after the other, no orchestration (season and h:
-    the P2 protocol's unless given)."""
-    p_season, p_h = protocol_season_and_h("generated")
-    return fit_chunk(model, model_config(model, overrides), season or p_season, series, h or p_h)
-
-
-def task_runner(address: str | None, n_workers: int | None):
-    from prefect_dask import DaskTaskRunner
-
-    if address:
-        return DaskTaskRunner(address=address)
-    return DaskTaskRunner(cluster_kwargs={"n_workers": n_workers or os.cpu_count() or 1, "threads_per_worker": 1,
-                                          "processes": True, "dashboard_address": None})
-
-
-def scale_flow(source: str = "generated", n: int = 100, length: int = 400, model: str = "arima", h: int | None = None,
-               chunk_size: int | None = None, address: str | None = None, n_workers: int | None = None,
-               seed: int = 0, overrides: dict | None = None) -> dict:
-    """Fit every series of ``source`` in parallel; returns forecasts and timings.
-
-    Built per call so the task runner (local cluster or ``address``) is a parameter;
-    run it under ``if __name__ == "__main__":`` in scripts (Dask spawns processes).
-    """
-    workers = n_workers or os.cpu_count() or 1
-    season, p_h = protocol_season_and_h(source)
-    h = h or p_h
-
-    @flow(name="scale", log_prints=True, task_runner=task_runner(address, workers))
-    def _scale(source: str, n: int) -> dict:
-        logger = get_run_logger()
-        series = generated_series(n, length, seed) if source == "generated" else dataset_series(source)
-        config = model_config(model, overrides)
-        size = chunk_size or default_chunk_size(len(series), workers)
-        t0 = time.perf_counter()
-        futures = fit_chunk_task.map(unmapped(model), unmapped(config), unmapped(season),
-                                     chunks(series, size), unmapped(h))
-        forecasts: dict[str, list] = {}
-        for part in futures.result():
-            forecasts.update(part)
-        seconds = time.perf_counter() - t0
-        logger.info("%s: %d series, %d tasks of <= %d, %.1fs (%s)", source, len(series), len(futures), size,
-                    seconds, address or f"local cluster, {workers} workers")
-        return {"forecasts": forecasts, "seconds": seconds, "tasks": len(futures), "chunk_size": size}
-
-    with _shared_api():
-        t0 = time.perf_counter()
-        out = _scale(source, n)
-        out["seconds_with_cluster_start"] = time.perf_counter() - t0
-    return out
-
-
-@contextlib.contextmanager
-def _shared_api():
-    """Without ``PREFECT_API_URL`` every Dask worker process would start its own temporary
-    Prefect server: start one here and hand its URL to the flow and to the workers (env)."""
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
-
-    url = os.environ.get("PREFECT_API_URL") or get_current_settings().api.url
-    if url:  # a server already (a deployment's, or a test harness's): the workers use it too
-        previous = os.environ.get("PREFECT_API_URL")
-        os.environ["PREFECT_API_URL"] = url
-        try:
-            yield
-        finally:
-            if previous is None:
-                os.environ.pop("PREFECT_API_URL", None)
-        return
-
-    server = SubprocessASGIServer()
-    server.start(timeout=120)
-    os.environ["PREFECT_API_URL"] = server.api_url
-    try:
-        with temporary_settings({PREFECT_API_URL: server.api_url}):
-            yield
-    finally:
-        os.environ.pop("PREFECT_API_URL", None)
-        server.stop()
+        mlflow.log_params({"n_series": len(metrics), "n_jobs": len(jobs), "models": ",".join(models)})
+        mlflow.log_metrics({f"mean_{k}.{model}": v for model, row in means.items() for k, v in row.items()
+                            if k.endswith("_mase")})
+        mlflow.log_metrics({"seconds": seconds, "jobs_per_second": len(jobs) / seconds})
+        mlflow.log_dict(summary, "scale.json")
+    atomic.write_text(params.path("reports", "scale", f"{source}.json"), json.dumps(summary, indent=1))
+    logger.info("%s: %d series x %d models, %d jobs in %.1fs (%.2f jobs/s, %s)", source, len(metrics), len(models),
+                len(jobs), seconds, len(jobs) / seconds, summary["executor"])
+    for model, row in means.items():
+        tasks = sorted(k for k in row if k.endswith("_mase"))
+        logger.info("  %-10s %s", model, "  ".join(f"{k} {row[k]:.3f}" for k in tasks))
+    return summary
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -186,18 +148,14 @@ def main(argv: list[str] | None = None) -> None:
 
     configure()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", default="generated", choices=["generated", "market", "pm25"])
+    parser.add_argument("--source", default=GENERATED, help="'generated' or a dataset whose clean table exists")
+    parser.add_argument("--models", nargs="+", default=["naive", "ets", "arima"])
     parser.add_argument("--n", type=int, default=100, help="generated series")
-    parser.add_argument("--length", type=int, default=400)
-    parser.add_argument("--model", default="arima")
-    parser.add_argument("--h", type=int, default=5)
-    parser.add_argument("--chunk-size", type=int)
-    parser.add_argument("--address", help="an existing Dask scheduler, e.g. tcp://10.0.0.5:8786")
-    parser.add_argument("--workers", type=int, help="local cluster size (default: the CPU count)")
+    parser.add_argument("--length", type=int, default=400, help="points per generated series")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--address", help="a Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: SEQCAST_DASK_ADDRESS)")
     a = parser.parse_args(argv)
-    out = scale_flow(a.source, a.n, a.length, a.model, a.h, a.chunk_size, a.address, a.workers)
-    print(f"{len(out['forecasts'])} series in {out['seconds']:.1f}s "
-          f"({out['seconds_with_cluster_start']:.1f}s with the cluster start), {out['tasks']} tasks")
+    scale_flow(a.source, a.models, a.n, a.length, a.seed, a.address)
 
 
 if __name__ == "__main__":

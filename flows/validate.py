@@ -1,8 +1,8 @@
-"""Validate flow: Great Expectations suite per dataset -> cleaned model inputs.
+"""Validate flow: a dataset's Great Expectations suites -> its cleaned model inputs.
 
 A failing suite raises before anything downstream runs (DVC stops the pipeline, the
 Prefect pipeline flow fails); the Data Docs HTML and a FAILED MLflow run remain to
-look at. ``python -m flows.validate --dataset pm25`` is the DVC stage's command.
+look at. ``python -m flows.validate --dataset <name>`` is the DVC stage's command.
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ from tasks.validate import validate_table
 
 
 @flow(name="validate", log_prints=True)
-def validate_flow(dataset: str = "market") -> str:
+def validate_flow(dataset: str) -> str:
     """Validate the tidy table of ``dataset``; write the clean table; return its path."""
     logger = get_run_logger()
     params = load_params()
+    entry = params.dataset(dataset)
     table = params.path("tidy", f"{dataset}.parquet")
     sources = json.loads(table.with_suffix(".sources.json").read_text())
     tidy = pd.read_parquet(table)
     docs = params.path("reports", "data_docs", dataset)
-    files = [s["raw"] for s in sources.values()]
+    files = list(dict.fromkeys(s["raw"] for s in sources.values()))
     tracking.use_store()
     import mlflow
 
@@ -37,9 +38,9 @@ def validate_flow(dataset: str = "market") -> str:
                                   # the upstream failed and the mirror served it: say so in the run
                                   **{f"source_warning.{k}": str(v["warning"])[:500] for k, v in sources.items()
                                      if v.get("warning")}}):
-        tracking.log_data_version(tidy, table, name=f"{dataset}-tidy")
+        version = tracking.log_data_version(tidy, table, name=f"{dataset}-tidy")
         try:
-            report = validate_table(tidy, dataset, params, files, docs)
+            report = validate_table(tidy, dataset, entry, files, docs, version=version)
         except DataValidationError as err:
             mlflow.log_text(err.render(), "validation_error.txt")
             if docs.exists():
@@ -47,22 +48,10 @@ def validate_flow(dataset: str = "market") -> str:
             logger.error("%s", err.render())
             raise
         mlflow.log_artifacts(str(docs), "data_docs")
-        if dataset == "market":
-            clean, dropped = cleaning.clean_market(tidy)
-            for uid, n in dropped.items():
-                logger.info("market/%s: dropped %d rows whose close is null", uid, n)
-                report[uid]["rows_dropped_null"] = n
-        else:
-            limit = params.pm25.max_interpolate_hours
-            gaps = cleaning.gap_report(tidy, limit)
-            clean = tidy.copy()
-            clean["y_filled"] = tidy.groupby("unique_id", sort=False)["y"].transform(
-                lambda s: pd.Series(cleaning.fill_short_gaps(s.to_numpy(dtype=float), limit), index=s.index))
-            for uid, g in gaps.items():
-                report[uid].update(g)
-                logger.info("pm25/%s: %d gaps <= %d h interpolated (%d h); %d longer gaps left missing (%d h)",
-                            uid, g["gaps_interpolated"], limit, g["hours_interpolated"], g["gaps_left_missing"],
-                            g["hours_left_missing"])
+        clean, done = cleaning.clean_table(tidy, entry)
+        for uid, steps in done.items():
+            report[uid].update(steps)
+            logger.info("%s/%s: %s", dataset, uid, ", ".join(f"{k} {v}" for k, v in steps.items()))
         for uid, r in report.items():
             mlflow.log_metrics({f"{k}.{uid.replace('^', '')}": float(v) for k, v in r.items()
                                 if isinstance(v, (int, float, bool))})

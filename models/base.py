@@ -303,3 +303,8 @@ def ffill(y: np.ndarray) -> np.ndarray:
         if len(first):
             out[: first[0]] = np.nan
     return out
+
+
+def log_returns(y: np.ndarray) -> np.ndarray:
+    """``log y_t - log y_{t-1}`` of the causally forward-filled prices, ``(n - 1,)``."""
+    return np.diff(np.log(ffill(np.asarray(y, dtype=float))))

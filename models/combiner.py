@@ -9,8 +9,8 @@ it, and chooses per step ``k`` either
 - ``stack``: a stacked linear model, the non-negative least-squares weights of the members'
   forecasts for the actual, rescaled to sum to one (Breiman 1996's stacked regressions).
 
-Its intervals are split-conformal: the quantiles of the combined forecast's errors on the
-same slice, per step. Members are not refitted on the slice afterwards (that would double
+Its intervals are split-conformal (models/residual_quantiles.py): the quantiles of the
+combined forecast's errors on the same slice, per step. Members are not refitted on the slice afterwards (that would double
 the training cost): at every later origin they read the history up to it, as every model
 does when it is updated without refitting. Nothing after the training end is ever seen:
 the harness hands the combiner the training part only, like any model.
@@ -31,10 +31,10 @@ import numpy as np
 from models import registry
 from models.base import Forecast, Forecaster, Levels
 from models.registry import register
+from models.residual_quantiles import ResidualQuantiles
 from seqcast.model_config import CombinerParams
 
 NEIGHBOUR_PREFIX = "nb:"
-PROBS = np.linspace(0.005, 0.995, 199)
 
 
 def inverse_mse_weights(preds: np.ndarray, actual: np.ndarray) -> np.ndarray:
@@ -74,7 +74,7 @@ class CombinerForecaster(Forecaster):
         self.horizon = int(self.config.horizon or max(self.season, 1))
         self.members_: list[Forecaster] = []
         self.weights_ = np.empty((0, 0))  # (h, m)
-        self.quantiles_ = np.empty((0, 0))  # (len(PROBS), h)
+        self.spread_ = ResidualQuantiles(np.empty((0, 0)))
 
     # -- members and their inputs --------------------------------------------------------
     def _member(self, name: str) -> Forecaster:
@@ -126,8 +126,7 @@ class CombinerForecaster(Forecaster):
         self.weights_ = np.stack([choose(preds[:, :, k].T, actual[:, k]) for k in range(self.horizon)])
         combined = np.einsum("mnh,hm->nh", preds, self.weights_)
         resid = actual - combined
-        self.quantiles_ = np.nan_to_num(np.nanquantile(resid, PROBS, axis=0), nan=0.0) \
-            if np.isfinite(resid).any() else np.zeros((len(PROBS), self.horizon))
+        self.spread_ = ResidualQuantiles.fit(resid, self.horizon)
 
     # -- forecasting ---------------------------------------------------------------------
     def forecast_origins(self, y, origins, h, levels=(80, 95), X=None) -> Forecast:
@@ -144,10 +143,8 @@ class CombinerForecaster(Forecaster):
         mean = np.einsum("mnh,hm->nh", preds, self.weights_[steps])
         lower, upper = {}, {}
         for level in levels:
-            lo_q = np.array([np.interp(0.5 - level / 200, PROBS, self.quantiles_[:, j]) for j in steps])
-            hi_q = np.array([np.interp(0.5 + level / 200, PROBS, self.quantiles_[:, j]) for j in steps])
-            lower[level] = mean + np.minimum(lo_q, 0)[None, :]
-            upper[level] = mean + np.maximum(hi_q, 0)[None, :]
+            lo, hi = self.spread_.offsets(level, h)
+            lower[level], upper[level] = mean + lo[None, :], mean + hi[None, :]
         return Forecast(mean, lower, upper)
 
     def _predict(self, h: int, levels: Levels, X_future: np.ndarray | None) -> Forecast:
@@ -178,7 +175,7 @@ class CombinerForecaster(Forecaster):
         for j, member in enumerate(self.members_):
             member.save(folder / "members" / f"{j}_{member.name}")
         state = {"exog_names": list(self.exog_names_), "n_inputs": self.n_inputs_, "n_fit": self.n_fit_,
-                 "weights": self.weights_.tolist(), "quantiles": self.quantiles_.tolist()}
+                 "weights": self.weights_.tolist(), "quantiles": self.spread_.tolist()}
         (folder / "combiner.json").write_text(json.dumps(state))
         return folder
 
@@ -190,7 +187,7 @@ class CombinerForecaster(Forecaster):
         model.n_inputs_, model.n_fit_ = int(state["n_inputs"]), int(state["n_fit"])
         model.holdout_start_ = model.n_fit_
         model.weights_ = np.asarray(state["weights"], dtype=float)
-        model.quantiles_ = np.asarray(state["quantiles"], dtype=float)
+        model.spread_ = ResidualQuantiles(np.asarray(state["quantiles"], dtype=float))
         model.members_ = [registry.load(folder / "members" / f"{j}_{name}") for j, name in enumerate(model.config.members)]
         model.fitted = True
         return model

@@ -12,7 +12,7 @@ walk around the curve), and the interval variance ``s^2 (1 - phi^(2j)) / (1 - ph
 from the residual innovations. No refit per origin. The fitted model is saved with
 Prophet's own JSON serialiser (no pickle).
 
-``prophet_native`` is Prophet as its users run it (issue 11): its own point forecast (the
+``prophet_native`` is Prophet as its users run it: its own point forecast (the
 curve) and its own intervals, the empirical quantiles of ``predictive_samples`` (simulated
 future trend changes plus the fitted observation noise), with the model fitted again every
 ``refit_every`` origins on the history up to that origin, as Prophet's own

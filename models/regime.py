@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
-from models.base import DirectForecaster, Forecast, Levels, ffill
+from models.base import DirectForecaster, Forecast, Levels, ffill, log_returns
 from models.registry import register
 from seqcast.model_config import RegimeParams
 
@@ -50,12 +50,8 @@ class Regime(DirectForecaster):
     update_method = "Hamilton filter with the fitted parameters (no refit)"
     tiny_config = {"k_regimes": 2}
 
-    @staticmethod
-    def _returns(y: np.ndarray) -> np.ndarray:
-        return np.diff(np.log(ffill(np.asarray(y, dtype=float))))
-
     def _fit(self, y, X):
-        r = self._returns(y)
+        r = log_returns(y)
         r = r[np.isfinite(r)]
         k = self.config.k_regimes
         with warnings.catch_warnings():
@@ -77,7 +73,7 @@ class Regime(DirectForecaster):
 
     def _filtered(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Filtered regime probabilities at every position (row t: given r_1..r_t) and P."""
-        r = self._returns(y)
+        r = log_returns(y)
         r = np.where(np.isfinite(r), r, 0.0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -146,7 +142,7 @@ class Regime(DirectForecaster):
         import matplotlib.pyplot as plt
 
         fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
-        r = self._returns(self.y_)
+        r = log_returns(self.y_)
         ax0.plot(r, lw=0.6, color="k")
         ax0.set_title("Training log returns")
         for i in range(self.smoothed_.shape[1]):

@@ -24,8 +24,8 @@ MODEL_MODULES = ["models.baselines", "models.arima",
                  "models.neural.seq2seq_attention", "models.neural.transformer", "models.neural.deepar",
                  # classical forecasters, one per module
                  "models.box_jenkins", "models.sarima", "models.ets", "models.fourier", "models.regime",
-                 "models.gbm", "models.prophet_model",
-                 # issue 11: boosting, combinations
+                 "models.geometric_brownian_motion", "models.prophet_model",
+                 # boosting, combinations
                  "models.lightgbm_model", "models.combiner",
                  # the GPT forecaster (the text GPT over tokenized series)
                  "models.gpt_forecaster"]

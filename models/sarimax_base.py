@@ -10,7 +10,7 @@ the reason); afterwards the fitted parameters *filter*: one Kalman pass over the
 predicted state at every origin, and :func:`models.statespace.forecast_moments` turns
 those into ``h``-step forecasts for all origins at once. Nothing is refitted in P1a.
 
-With ``transform: log1p`` the model lives on ``log(1 + y)``: the point forecast is the
+With ``transform: log1p`` (models/target_transform.py) the model lives on ``log(1 + y)``: the point forecast is the
 back-transformed median (``expm1`` of the Gaussian mean) and the interval bounds are
 the back-transformed quantiles (exact, the transform is monotone).
 """
@@ -24,6 +24,7 @@ from scipy import stats
 
 from models.base import Forecast, Forecaster, Levels
 from models.statespace import forecast_moments
+from models.target_transform import TargetTransform
 from seqcast.model_config import SarimaxParams
 
 
@@ -47,13 +48,13 @@ class SarimaxForecaster(Forecaster):
         return R if R is None or keep is None else R[:, keep]
 
     # -- transform ----------------------------------------------------------------------
-    def _z(self, y: np.ndarray) -> np.ndarray:
-        if self.config.transform == "log1p":
-            return np.log1p(np.maximum(y, 0.0))
-        return y
+    @property
+    def target(self) -> TargetTransform:
+        """The configured pointwise transform (``none`` or ``log1p``); nothing to fit, no scaling."""
+        return TargetTransform(self.config.transform)
 
-    def _inverse(self, z: np.ndarray) -> np.ndarray:
-        return np.expm1(z) if self.config.transform == "log1p" else z
+    def _z(self, y: np.ndarray) -> np.ndarray:
+        return self.target.forward(y)
 
     # -- statsmodels model ----------------------------------------------------------------
     def _trend(self) -> str:
@@ -146,9 +147,8 @@ class SarimaxForecaster(Forecaster):
         lower, upper = {}, {}
         for level in levels:
             zq = stats.norm.ppf(0.5 + level / 200.0)
-            lower[level] = self._inverse(mean - zq * std)
-            upper[level] = self._inverse(mean + zq * std)
-        return Forecast(self._inverse(mean), lower, upper)
+            lower[level], upper[level] = mean - zq * std, mean + zq * std
+        return self.target.inverse_forecast(mean, lower, upper)
 
     def _update(self, y_new: np.ndarray, X_new: np.ndarray | None) -> None:
         pass  # the filter runs over the extended history at predict time

@@ -33,6 +33,8 @@ class _Audit:
             value = object.__getattribute__(section, name)
             if isinstance(value, BaseModel):
                 self.track(value, f"{prefix}{name}.")
+            for key, item in _members(value):  # sections kept in a mapping or a list: datasets.<name>.
+                self.track(item, f"{prefix}{name}.{key}.")
 
     def write(self) -> None:
         with open(self.path, "w", encoding="utf-8") as fh:
@@ -40,6 +42,12 @@ class _Audit:
 
 
 _audit: _Audit | None = None
+
+
+def _members(value) -> list[tuple[str, BaseModel]]:
+    """The sections held by a mapping or a list (``datasets``, a dataset's ``sources``)."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return [(str(k), v) for k, v in items if isinstance(v, BaseModel)]
 
 
 def audit(root: BaseModel) -> None:
@@ -60,7 +68,8 @@ class Section(BaseModel):
 
     def __getattribute__(self, name: str):
         value = object.__getattribute__(self, name)
-        if _audit is not None and name in type(self).model_fields and not isinstance(value, BaseModel):
+        if _audit is not None and name in type(self).model_fields and not isinstance(value, BaseModel) \
+                and not _members(value):  # sections (also in a mapping or a list) record what is read in them
             prefix = _audit.paths.get(id(self))  # a section read as a whole is recorded by model_dump
             if prefix is not None:
                 _audit.read.add(prefix + name)

@@ -17,21 +17,6 @@ TZ = "tz"  # each series' own time zone (a table's ``ds`` column holds one: UTC 
 CUTOFF = "cutoff"
 HORIZON = "h"
 
-DATASETS = ("market", "pm25")
-
-# Exogenous columns of the tidy tables (lower-case versions of the upstream names).
-MARKET_COLUMNS = ("open", "high", "low", "close", "adj_close", "volume")  # y == close
-PM25_US_EMBASSY_COLUMNS = ("dewp", "temp", "pres", "cbwd", "iws", "is", "ir")
-PM25_MULTISITE_COLUMNS = ("pm10", "so2", "no2", "co", "o3", "temp", "pres", "dewp", "rain", "wd", "wspm")
-
-US_EMBASSY = "us_embassy"
-# the stations of the UCI multi-site set (dataset 501); "us_embassy" is the single-site set (381)
-PM25_MULTISITE_STATIONS = ("Aotizhongxin", "Changping", "Dingling", "Dongsi", "Guanyuan", "Gucheng",
-                           "Nongzhanguan", "Shunyi", "Wanliu")
-PM25_STATIONS = (US_EMBASSY, *PM25_MULTISITE_STATIONS)
-
-FAMILIES = ("baseline", "classical", "neural", "gpt")
-
 
 def lo(model: str, level: int) -> str:
     return f"{model}-lo-{level}"
@@ -44,11 +29,6 @@ def hi(model: str, level: int) -> str:
 def metric_key(protocol: str, metric: str) -> str:
     """MLflow/DVC metric keys are ``<protocol>_<metric>``, e.g. ``P1a_rmse``."""
     return f"{protocol}_{metric}"
-
-
-def mirror_stem(ticker: str) -> str:
-    """Yahoo symbol -> mirror file stem (``^KS11`` -> ``KS11``; ``^GSPC`` -> ``SP500``)."""
-    return {"^GSPC": "SP500"}.get(ticker, ticker.lstrip("^"))
 
 
 def local_time(series):

@@ -32,3 +32,16 @@ def configure() -> None:
         os.environ.setdefault(key, value)
     warnings.filterwarnings("ignore", message=".*result_object.*")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child process (``dvc``, ``mlflow``, ``prefect``): this interpreter's
+    bin folder first, so the ``python`` of dvc.yaml's commands is the one seqcast runs in."""
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    env.update(extra or {})
+    return env

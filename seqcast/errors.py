@@ -24,6 +24,7 @@ class Failure:
     detail: str = ""
     source_column: str = ""  # the user's column as written in the file ("Close", "pm2.5", "Date")
     severity: str = "error"  # "error" stops the pipeline; "warning" is a tolerated quirk
+    hint: str = ""  # what to change: the file, an option of the command, or the rule (a params.yaml key)
 
     def where(self) -> str:
         if not self.column:
@@ -68,7 +69,10 @@ class DataValidationError(Exception):
         if self.warnings:
             lines.append(f"and {len(self.warnings)} tolerated quirk(s) (warnings):")
             lines += [w.render() for w in self.warnings]
-        lines.append("Nothing was modified; fix the source or the rule in params.yaml (validation.*).")
+        hints = list(dict.fromkeys(f.hint for f in self.failures if f.hint))
+        if not hints:
+            hints = [f"fix the source, or the rule in params.yaml (datasets.{self.dataset}.validation)"]
+        lines.append("Nothing was modified; " + "; ".join(hints) + ".")
         return "\n".join(lines)
 
 

@@ -13,10 +13,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt, model_validator
 
 from seqcast.config_base import Section
-from seqcast.contract import DATASETS
 from seqcast.gpt_config import ModelParams, TrainParams
-
-Dataset = Literal[DATASETS]
 
 
 class SeriesTokenizerParams(Section):
@@ -56,10 +53,11 @@ class TSMixupParams(Section):
 class GPTForecasterTrainParams(Section):
     seed: int = 1337
     # one series per dataset left out of training entirely (the zero-shot rows); null: none
-    held_out: dict[Dataset, str | None] = {"market": None, "pm25": None}
+    held_out: dict[str, str | None] = {}  # dataset -> series
+    compare: dict[str, str] = {}  # dataset -> the task of its comparison table (gpt_forecaster_compare)
     horizon: PositiveInt = 24  # the longest forecast: block_size = context + horizon
     # share of training windows drawn from each source (within a dataset: in proportion to length)
-    mix: dict[Literal["market", "pm25", "synthetic"], float] = {"market": 0.4, "pm25": 0.4, "synthetic": 0.2}
+    mix: dict[str, float] = {"synthetic": 1.0}  # dataset names (their clean tables) and "synthetic"
     # which real series train: every one but the held-out (all), or each dataset's first (reference)
     train_series: Literal["all", "reference"] = "all"
     tsmixup: TSMixupParams = TSMixupParams()

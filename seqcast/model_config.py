@@ -4,7 +4,7 @@ Each forecaster's hyperparameters are a :class:`ForecasterParams` (unknown keys 
 errors, values are read-only); the model class declares it as ``Params`` and its
 constructor takes one validated object, passed whole (nanoGPT style). The defaults
 here are the models' own defaults; params.yaml overlays its values, and a section's
-``by_dataset: {market: {...}, pm25: {...}}`` block overlays the entries of one
+``by_dataset: {<dataset>: {...}}`` block overlays the entries of one
 dataset, validated against the same schema.
 
 The core knows every model by name through :data:`MODEL_SCHEMAS` without importing
@@ -29,10 +29,8 @@ from pydantic import (
 )
 
 from seqcast.config_base import Section
-from seqcast.contract import DATASETS
 from seqcast.errors import InvalidParam, problem_lines
 
-Dataset = Literal[DATASETS]  # "market", "pm25"
 Trend = Literal["n", "c", "t", "ct"]  # statsmodels: none, constant, linear, both
 
 
@@ -46,7 +44,7 @@ class NaiveParams(ForecasterParams):
 
 
 class SeasonalNaiveParams(ForecasterParams):
-    pass  # the season is the protocol's (backtest.p1.season / backtest.p2.season)
+    pass  # the season is the protocol's (datasets.<name>.protocol.season)
 
 
 class DriftParams(ForecasterParams):
@@ -155,8 +153,8 @@ class GbmParams(ForecasterParams):
 
 class ProphetParams(ForecasterParams):
     dates: list[str] | None = None  # the series' calendar (ISO dates): the backtest fills it in
-    freq: str = "B"  # how positions past the calendar continue
-    country_holidays: str | None = "KR"
+    freq: str = "B"  # how positions past the calendar continue (the backtest sets the dataset's frequency)
+    country_holidays: str | None = None  # e.g. KR: a country's holidays (by_dataset: they belong to a market)
     weekly_seasonality: bool = True
     yearly_seasonality: bool = True
     changepoint_prior_scale: float = Field(0.05, gt=0)  # Prophet's default: how freely the trend bends
@@ -390,8 +388,8 @@ MODEL_SCHEMAS: dict[str, type[ForecasterParams]] = {
 
 
 def known_models(lists: dict[str, list[str]]) -> dict[str, list[str]]:
-    """Checks that every name of each dataset's list is a forecaster (``models.run``,
-    ``backtest.every_series``)."""
+    """Checks that every name of each list is a forecaster (a dataset's ``models.run`` and
+    ``models.every_series``, ``backtest.default_models``)."""
     for dataset, names in lists.items():
         unknown = [n for n in names if n not in MODEL_SCHEMAS]
         if unknown:
@@ -413,7 +411,7 @@ def _override(schema: type[ForecasterParams]) -> type[Section]:
 def _yaml_section(schema: type[ForecasterParams]) -> type[ForecasterParams]:
     """How a model's schema is written in params.yaml: its keys plus ``by_dataset``."""
     return _public(create_model(f"{schema.__name__}Section", __base__=schema, __module__=__name__,
-                                by_dataset=(dict[Dataset, _override(schema)], {})))
+                                by_dataset=(dict[str, _override(schema)], {})))
 
 
 def _public(cls: type) -> type:
@@ -424,15 +422,7 @@ def _public(cls: type) -> type:
 
 
 class _Models(Section):
-    """``models.run.<dataset>`` lists the forecasters to backtest; ``models.<name>`` configures one."""
-
-    run: dict[Dataset, list[str]] = {"market": ["naive", "seasonal_naive", "drift", "arima"],
-                                     "pm25": ["naive", "seasonal_naive", "drift", "arima"]}
-
-    @field_validator("run")
-    @classmethod
-    def _known_models(cls, run: dict[str, list[str]]) -> dict[str, list[str]]:
-        return known_models(run)
+    """``models.<name>`` configures one forecaster (which ones run is each dataset's ``models``)."""
 
     @model_validator(mode="after")
     def _overrides_validate(self) -> _Models:

@@ -84,12 +84,40 @@ def check_store(timeout: float = 5.0) -> str:
                 f"the MLflow tracking store {uri} does not answer ({reason}); nothing was trained. Start the "
                 f"server (README: Tracking server) or unset MLFLOW_TRACKING_URI to use the embedded store "
                 f"sqlite:///<project>/mlflow.db") from None
+        _check_server_store(uri, timeout)
     elif scheme == "sqlite":
         folder = Path(uri.split(":///", 1)[-1]).parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise StoreUnavailable(f"the MLflow store {uri} is not usable: {folder} is not a writable folder; "
                                    f"nothing was trained")
     return uri
+
+
+def _check_server_store(uri: str, timeout: float) -> None:
+    """A tracking server answers /health without its database: one read of the store itself
+    (the first experiment) tells that its backend store (e.g. PostgreSQL) is usable."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from seqcast.errors import StoreUnavailable
+
+    url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
+    try:
+        with urllib.request.urlopen(url, timeout=max(timeout, 10)) as resp:  # nosec B310 - http(s) only
+            resp.read(256)
+    except urllib.error.HTTPError as err:
+        try:
+            detail = json.loads(err.read(4000) or b"{}").get("message", "")
+        except ValueError:
+            detail = ""
+        raise StoreUnavailable(
+            f"the MLflow tracking server {uri} answers but its backend store does not (HTTP {err.code}: "
+            f"{detail[:300] or err.reason}); nothing was trained. Is its database up? (seqcast stack status)"
+        ) from None
+    except (urllib.error.URLError, OSError) as err:
+        raise StoreUnavailable(f"the MLflow tracking store {uri} does not answer a query "
+                               f"({getattr(err, 'reason', err)}); nothing was trained") from None
 
 
 def ensure_experiment(name: str) -> str:

@@ -1,19 +1,20 @@
-"""The backtest harness: protocols P1 and P2 of protocols.md, written once.
+"""The backtest harness: the protocols of protocols.md, written once, read from a dataset's entry.
 
 A :class:`Protocol` fixes the series, the split, the model inputs and the origins of
-each sub-protocol (P1a, P1b, P2a, P2b); :func:`evaluate` fits a forecaster on the
-training part, asks it for the forecasts at every origin and scores them. Models
-only implement the :class:`models.base.Forecaster` interface; nothing here is
-model-specific.
+each task (``datasets.<name>.protocol``: P1a/P1b for PM2.5, P2a/P2b for the market, P4a/P4b
+by default); :func:`evaluate` fits a forecaster on the training part, asks it for the
+forecasts at every origin and scores them. Models only implement the
+:class:`models.base.Forecaster` interface; nothing here is model- or dataset-specific.
 
 Origins are positions: origin ``o`` means the model knows ``y[:o+1]`` and forecasts
-``o+1 .. o+h``.
+``o+1 .. o+h``. A task's origins follow one rule:
 
-- P1a: every test hour, one step ahead: origins ``n_train-1 .. n-2``.
-- P1b: at 00:00 of each test day the next 24 hours (00:00..23:00 of that day), i.e.
-  origins at 23:00 of the day before.
-- P2a: every test day, one step ahead. P2b: five steps from every test origin
-  (``n_train-1 .. n-2``), pairs past the end of the data dropped.
+- ``every``: every test step (``n_train-1 .. n-2``), pairs past the end of the data dropped
+  (P1a, P2a one step ahead; P2b five steps from every origin);
+- ``midnight``: the step before each midnight of the test part, so each forecast starts at
+  00:00 (P1b: the 24 hours of each test day);
+- ``stride``: every ``h`` steps through the test part, the last forecast ending at the last
+  observation (P4's h-step task).
 
 Global models (``Forecaster.uses_panel``) also get the **panel**: the other series of
 the same clean table, each cut at this protocol's training end in calendar time
@@ -26,7 +27,7 @@ period (:func:`neighbours_on`, P1 only) as extra exogenous columns named ``nb:<s
 like every column of ``X`` they are read causally, ``X[:o+1]`` at origin ``o``.
 
 **Calibration** (:func:`calibrate`): on the reference series, the 80/95 % intervals of the
-tasks named in ``backtest.calibration.tasks`` are checked on a validation slice carved
+tasks named in the dataset's ``protocol.calibrate`` are checked on a validation slice carved
 from the end of the training part (:func:`holdout_protocol`); where a model's coverage
 there is off by more than ``tolerance``, its test intervals are rescaled by the split-
 conformal factor measured on that slice. Nothing after the training end chooses anything.
@@ -43,8 +44,8 @@ import pandas as pd
 
 from models import calibration as conformal
 from models.base import Forecast, Forecaster
-from seqcast.config import Params
 from seqcast.contract import CUTOFF, DS, HORIZON, TZ, UNIQUE_ID, Y, hi, lo, metric_key
+from seqcast.dataset_config import DatasetParams
 from tasks import metrics
 from tasks.cleaning import fill_short_gaps
 
@@ -55,15 +56,17 @@ class Task:
     origins: np.ndarray
     h: int
     directional: bool = False
-    rule: str = "every"  # "every": each position after the training end; "midnight": the hour before each 00:00
+    rule: str = "every"  # "every", "midnight" or "stride" (see the module's docstring)
 
 
-def task_origins(rule: str, ds: pd.DatetimeIndex, n_train: int, n: int) -> np.ndarray:
+def task_origins(rule: str, ds: pd.DatetimeIndex, n_train: int, n: int, h: int = 1) -> np.ndarray:
     """The origins of a task for a split at ``n_train`` over ``n`` positions."""
     if rule == "every":
         return np.arange(n_train - 1, n - 1)
     if rule == "midnight":  # P1b: 23:00 of the day before each test day
-        return np.flatnonzero((ds[:n].hour == 0) & (np.arange(n) >= n_train)) - 1
+        return np.flatnonzero((ds[:n].hour == 0) & (ds[:n].minute == 0) & (np.arange(n) >= n_train)) - 1
+    if rule == "stride":  # every h steps, the last forecast ending at the last observation
+        return np.arange(n - 1 - h, n_train - 2, -h)[::-1]
     raise ValueError(f"unknown origin rule {rule!r}")
 
 
@@ -80,7 +83,7 @@ class PanelSeries:
 
 @dataclass
 class Protocol:
-    name: str  # "P1" or "P2"
+    name: str  # "P1", "P2", "P4", ... (the dataset's protocol.name)
     unique_id: str
     ds: pd.DatetimeIndex
     y: np.ndarray  # actuals, NaN where not observed
@@ -96,6 +99,13 @@ class Protocol:
     # the other stations on this protocol's clock over the whole period (n, k): read causally, like X
     neighbours: np.ndarray | None = None
     neighbour_names: list[str] = field(default_factory=list)
+    dataset: str = ""
+    frequency: str = "D"  # the series' step (a pandas alias)
+    sessions: bool = False  # the rows are the steps (trading days): positions are no fixed time step
+    mase_season: int = 1  # the MASE scale's seasonal naive
+    domain: str = "real"  # of the target: "non_negative" and "positive" forecasts stay >= 0
+    plot_steps: int | None = None  # forecast-vs-actual plots: the first N test steps (None: all)
+    baseline: str = "naive"  # every model's Diebold-Mariano test is against this model on the same series
 
     @property
     def train_end(self) -> pd.Timestamp:
@@ -104,10 +114,6 @@ class Protocol:
     @property
     def y_train(self) -> np.ndarray:
         return self.y_input[: self.n_train]
-
-    @property
-    def X_train(self) -> np.ndarray | None:
-        return None if self.X is None else self.X[: self.n_train]
 
     def inputs_for(self, forecaster: Forecaster) -> tuple[np.ndarray | None, list[str]]:
         """The exogenous matrix a model reads over the whole period, and its column names:
@@ -125,6 +131,7 @@ class Protocol:
     def describe(self) -> dict[str, object]:
         return {
             "protocol": self.name,
+            "dataset": self.dataset,
             "series": self.unique_id,
             "train_start": str(self.ds[0]),
             "train_end": str(self.ds[self.n_train - 1]),
@@ -132,6 +139,7 @@ class Protocol:
             "n_train": self.n_train,
             "n_test": len(self.y) - self.n_train,
             "season": self.season,
+            "frequency": self.frequency,
             "panel_series": len(self.panel),
             "neighbours": len(self.neighbour_names),
         }
@@ -156,73 +164,72 @@ def _exog_matrix(frame: pd.DataFrame) -> tuple[np.ndarray | None, list[str]]:
     return X.to_numpy(dtype=float), [str(c) for c in X.columns]
 
 
-def p1_protocol(series: pd.DataFrame, params: Params, others: list[pd.DataFrame] = ()) -> Protocol:
-    """P1 for one PM2.5 series (a clean-table slice for one unique_id, hourly, in order);
-    ``others``: the other stations of the table, for the panel of global models."""
+class ProtocolError(ValueError):
+    """A series that the protocol cannot judge (too short, no test part): the message says why."""
+
+
+def _split(series: pd.DataFrame, ds: pd.DatetimeIndex, split) -> tuple[pd.DataFrame, pd.DatetimeIndex, int]:
+    """The rows up to the test end and the number of training rows."""
+    if split.train_fraction is not None:
+        return series, ds, int(len(ds) * split.train_fraction)
+    tz = str(ds.tz) if ds.tz is not None else None
+    train_end = pd.Timestamp(split.train_end, tz=tz)
+    if split.test_end is not None:
+        keep = ds <= pd.Timestamp(split.test_end, tz=tz)
+        series, ds = series.loc[keep], ds[keep]
+    return series, ds, int(np.sum(ds <= train_end))
+
+
+def build_protocol(series: pd.DataFrame, dataset: str, entry: DatasetParams, levels: list[int] | tuple[int, ...],
+                   others: list[pd.DataFrame] = ()) -> Protocol:
+    """The protocol of one series of a clean table (a slice for one unique_id, in order, on its
+    own clock) by its dataset's entry; ``others``: the other series of the table, for the panel
+    of global models and, where the protocol asks, as neighbours."""
     uid = str(series[UNIQUE_ID].iloc[0])
-    p1 = params.backtest.p1
-    ds = pd.DatetimeIndex(series[DS])
-    train_end, test_end = p1.split_for(uid).bounds(str(ds.tz))
-    keep = ds <= test_end
-    series, ds = series.loc[keep], ds[keep]
+    spec = entry.protocol
+    split = spec.split_for(uid)
+    series, ds, n_train = _split(series, pd.DatetimeIndex(series[DS]), split)
     y = series[Y].to_numpy(dtype=float)
-    n_train = int(np.sum(ds <= train_end))
-    if n_train < 2 * p1.season or n_train >= len(y):
-        raise ValueError(f"P1 for {uid}: no usable train/test split at {train_end} .. {test_end}")
+    n, m = len(y), entry.season
+    tasks = entry.task_specs(n, n_train)
+    h = max(t.horizon for t in tasks)
+    where = f"at {split.train_end}" if split.train_end else f"at {split.train_fraction:.0%} of the steps"
+    if n_train < 2 * m or n - n_train < h or n < 2 * m + 2 * h:
+        raise ProtocolError(f"{spec.name} for {dataset}/{uid}: {n} steps ({n_train} before the split {where}) are "
+                            f"too few; the protocol needs at least {2 * m + 2 * h} (2 x season {m} + 2 x horizon "
+                            f"{h}), {2 * m} of them before the split and {h} after it")
+    limit = entry.cleaning.interpolate_limit
     y_input = y.copy()
-    y_input[:n_train] = fill_short_gaps(y[:n_train], params.pm25.max_interpolate_hours)
+    y_input[:n_train] = fill_short_gaps(y[:n_train], limit)
     X, names = _exog_matrix(series.reset_index(drop=True))
-    nb = params.backtest.neighbours
-    neighbours, neighbour_names = neighbours_on(ds, list(others), nb.min_train_share, n_train, nb.recent_hours)
+    neighbours, neighbour_names = None, []
+    if spec.neighbours is not None:
+        nb = spec.neighbours
+        neighbours, neighbour_names = neighbours_on(ds, list(others), nb.min_train_share, n_train, nb.recent_steps)
     return Protocol(
-        name="P1",
+        name=spec.name,
         unique_id=uid,
         ds=ds,
         y=y,
         y_input=y_input,
         n_train=n_train,
-        season=p1.season,
-        scale=metrics.mase_scale(y[:n_train], p1.season),
-        tasks=[
-            Task("P1a", task_origins("every", ds, n_train, len(y)), 1),
-            Task("P1b", task_origins("midnight", ds, n_train, len(y)), p1.horizon, rule="midnight"),
-        ],
-        levels=tuple(params.backtest.levels),
+        season=m,
+        scale=metrics.mase_scale(y[:n_train], entry.mase_season),
+        tasks=[Task(t.name, task_origins(t.origins, ds, n_train, n, t.horizon), t.horizon, t.directional, t.origins)
+               for t in tasks],
+        levels=tuple(levels),
         X=X,
         exog_names=names,
-        panel=panel_until(list(others), ds[n_train - 1], params.pm25.max_interpolate_hours),
+        panel=panel_until(list(others), ds[n_train - 1], limit),
         neighbours=neighbours,
         neighbour_names=neighbour_names,
-    )
-
-
-def p2_protocol(series: pd.DataFrame, params: Params, others: list[pd.DataFrame] = ()) -> Protocol:
-    """P2 for one market series (a clean-table slice: null closes already dropped);
-    ``others``: the other indices of the table, for the panel of global models."""
-    uid = str(series[UNIQUE_ID].iloc[0])
-    p2 = params.backtest.p2
-    ds = pd.DatetimeIndex(series[DS])
-    y = series[Y].to_numpy(dtype=float)
-    n = len(y)
-    n_train = int(n * p2.train_fraction)
-    if n_train < 10 or n - n_train < p2.horizon:
-        raise ValueError(f"P2 for {uid}: {n} rows are too few for an {p2.train_fraction:.0%} split")
-    origins = task_origins("every", ds, n_train, n)
-    X, names = _exog_matrix(series.reset_index(drop=True))
-    return Protocol(
-        name="P2",
-        unique_id=uid,
-        ds=ds,
-        y=y,
-        y_input=y.copy(),
-        n_train=n_train,
-        season=p2.season,  # a trading week, for the seasonal naive baseline
-        scale=metrics.mase_scale(y[:n_train], 1),
-        tasks=[Task("P2a", origins, 1, directional=True), Task("P2b", origins, p2.horizon, directional=True)],
-        levels=tuple(params.backtest.levels),
-        X=X,
-        exog_names=names,
-        panel=panel_until(list(others), ds[n_train - 1], 0),
+        dataset=dataset,
+        frequency=entry.data.frequency,
+        sessions=entry.data.sessions,
+        mase_season=entry.mase_season,
+        domain=entry.data.domain,
+        plot_steps=spec.plot_steps,
+        baseline=spec.baseline,
     )
 
 
@@ -259,10 +266,10 @@ def holdout_protocol(protocol: Protocol, fraction: float) -> Protocol:
     end = protocol.ds[n_cut - 1]
     panel = tuple(replace(p, ds=p.ds[keep], y=p.y[keep], X=None if p.X is None else p.X[keep])
                   for p in protocol.panel for keep in [np.asarray(p.ds <= end.tz_convert(p.ds.tz))] if keep.sum() >= 2)
-    tasks = [replace(t, origins=task_origins(t.rule, protocol.ds, n_cut, n)) for t in protocol.tasks]
+    tasks = [replace(t, origins=task_origins(t.rule, protocol.ds, n_cut, n, t.h)) for t in protocol.tasks]
     return replace(
         protocol, ds=protocol.ds[:n], y=protocol.y[:n].copy(), y_input=protocol.y_input[:n].copy(), n_train=n_cut,
-        scale=metrics.mase_scale(protocol.y[:n_cut], protocol.season), tasks=tasks,
+        scale=metrics.mase_scale(protocol.y[:n_cut], protocol.mase_season), tasks=tasks,
         X=None if protocol.X is None else protocol.X[:n], panel=panel,
         neighbours=None if protocol.neighbours is None else protocol.neighbours[:n],
     )
@@ -307,7 +314,7 @@ def _score(protocol: Protocol, task: Task, fc: Forecast, model: str) -> tuple[di
         key("mae"): metrics.mae(actual, fc.mean),
         key("rmse"): metrics.rmse(actual, fc.mean),
     }
-    out[key("mase")] = out[key("mae")] / protocol.scale
+    out[key("mase")] = metrics.mase(out[key("mae")], protocol.scale)
     for level in fc.levels:
         out[key(f"cov{level}")] = metrics.coverage(actual, fc.lower[level], fc.upper[level])
     if task.directional:
@@ -368,6 +375,21 @@ def evaluate(forecaster: Forecaster, protocol: Protocol, calibration=None) -> Ba
     return BacktestResult(forecaster.name, protocol, forecaster, result_metrics, forecasts, errors, checks)
 
 
+@dataclass(frozen=True)
+class CalibrationSpec:
+    """Which tasks get the interval check (the dataset's ``protocol.calibrate``) and how
+    (``backtest.calibration``)."""
+
+    tasks: tuple[str, ...]
+    fraction: float
+    tolerance: float
+
+
+def calibration_for(params, dataset: str) -> CalibrationSpec:
+    settings = params.backtest.calibration
+    return CalibrationSpec(tuple(params.dataset(dataset).calibrated_tasks()), settings.fraction, settings.tolerance)
+
+
 @dataclass
 class CalibrationCheck:
     """Interval coverage of one model on the validation slice, and the factors applied to its test
@@ -412,10 +434,78 @@ def calibrate(unfitted: Forecaster, fitted: Forecaster, protocol: Protocol, task
 
 
 def dm_against(result: BacktestResult, reference: BacktestResult) -> dict[str, float]:
-    """Diebold–Mariano p-value of each task against a reference model (the naive baseline)."""
+    """Diebold–Mariano p-value of each task against a reference model (the protocol's baseline)."""
     out = {}
     for task in result.protocol.tasks:
         a, b = result.errors[task.name], reference.errors[task.name]
         _, p = metrics.diebold_mariano(a[:, 0], a[:, 1], b[:, 1], h=task.h)
         out[metric_key(task.name, "dm_pvalue")] = p
     return out
+
+
+@dataclass
+class Unscored:
+    """A (series, model) job that produced no scores, and why: ``skipped`` when the model does not
+    apply to the series (it says why), ``failed`` when it raised. The leaderboard lists it."""
+
+    model: str
+    protocol: Protocol
+    kind: str  # "skipped" or "failed"
+    reason: str
+
+
+class NotApplicable(RuntimeError):
+    """Raised by a model (or the harness) when it cannot judge a series: the message says why."""
+
+
+def run_model(forecaster_of, name: str, protocol: Protocol, calibration=None,
+              on_error: str = "record") -> BacktestResult | Unscored:
+    """Build (``forecaster_of(name)``) and evaluate one model on one protocol; a model that does
+    not apply, or that fails (``on_error="record"``), comes back as an :class:`Unscored`."""
+    try:
+        return evaluate(forecaster_of(name), protocol, calibration)
+    except NotApplicable as err:
+        return Unscored(name, protocol, "skipped", str(err))
+    except Exception as err:  # noqa: BLE001 — one model's failure is a row of the leaderboard, not a lost run
+        if on_error == "raise":
+            raise
+        import traceback
+
+        detail = "".join(traceback.format_exception_only(type(err), err)).strip()
+        return Unscored(name, protocol, "failed", detail[:2000])
+
+
+class BaselineFirst:
+    """Results in the order they finish, handed on once the baseline of their series (its
+    protocol's ``baseline``: naive, seasonal naive) is scored — each model's Diebold–Mariano test
+    is against it; a series without a baseline job, or whose baseline produced no scores, hands
+    its results on as they come."""
+
+    def __init__(self, jobs) -> None:
+        self.expected = {j.protocol.unique_id for j in jobs if j.model == j.protocol.baseline}
+        self.baselines: dict[str, BacktestResult] = {}
+        self.waiting: list[BacktestResult] = []
+
+    def add(self, result: BacktestResult | Unscored) -> list[BacktestResult | Unscored]:
+        uid = result.protocol.unique_id
+        if result.model == result.protocol.baseline:
+            self.expected.discard(uid)
+            if isinstance(result, BacktestResult):
+                self.baselines[uid] = result
+            ready = [r for r in self.waiting if r.protocol.unique_id == uid]
+            self.waiting = [r for r in self.waiting if r.protocol.unique_id != uid]
+            return [result, *[self._tested(r) for r in ready]]
+        if isinstance(result, BacktestResult) and uid in self.expected:
+            self.waiting.append(result)
+            return []
+        return [self._tested(result)]
+
+    def _tested(self, result):
+        baseline = self.baselines.get(result.protocol.unique_id)
+        if isinstance(result, BacktestResult) and baseline is not None and result.model != baseline.model:
+            result.metrics.update(dm_against(result, baseline))
+        return result
+
+    def rest(self) -> list[BacktestResult]:
+        out, self.waiting = [self._tested(r) for r in self.waiting], []
+        return out

@@ -30,7 +30,6 @@ from models.base import ffill
 from models.gpt_forecaster import model_inputs
 from models.series_tokenizer import SeriesTokenizer
 from seqcast.config import Params
-from seqcast.contract import DATASETS
 from seqcast.gpt_forecaster_config import SyntheticParams, TSMixupParams
 from tasks.backtest import Protocol, holdout_protocol
 from tasks.kernel_synth import describe, kernel_synth
@@ -50,9 +49,14 @@ class Source:
     whole: bool = False  # scaled by the statistics of the whole series (its training part), not the context
 
 
+def training_datasets(params: Params) -> list[str]:
+    """The datasets whose training parts the forecaster learns from (``gpt_forecaster_train.mix``)."""
+    return [d for d in params.gpt_forecaster_train.mix if d != SYNTHETIC]
+
+
 def clean_tables(params: Params) -> dict[str, pd.DataFrame]:
-    """The pipeline's clean tables, by dataset: every series the forecaster trains or is scored on."""
-    return {d: pd.read_parquet(params.path("clean", f"{d}.parquet")) for d in DATASETS}
+    """The pipeline's clean tables of :func:`training_datasets`: every series the forecaster trains or is scored on."""
+    return {d: pd.read_parquet(params.path("clean", f"{d}.parquet")) for d in training_datasets(params)}
 
 
 def dataset_protocols(params: Params, tables: dict[str, pd.DataFrame],
@@ -60,7 +64,7 @@ def dataset_protocols(params: Params, tables: dict[str, pd.DataFrame],
     """(dataset, protocol) of every series of the tables, in params.yaml order; with ``validation``
     the protocol of the slice at the end of the training part (that share of it)."""
     for dataset, table in tables.items():
-        parts = split_table(table, params, dataset)
+        parts = split_table(table)
         for uid in parts:
             proto = protocol_for(uid, parts, dataset, params, panel=False)
             yield dataset, (holdout_protocol(proto, validation) if validation else proto)

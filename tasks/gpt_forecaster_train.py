@@ -21,9 +21,9 @@ from tasks.gpt_forecaster_data import MODEL, WindowSampler, series_sources, synt
 from tasks.gpt_train import train
 
 
-def context_length(params: Params, datasets: list[str]) -> int:
+def context_length(params: Params) -> int:
     """The forecaster's context (the same for every dataset: one block size)."""
-    ctx = {params.models.params_for(MODEL, d).context for d in datasets}
+    ctx = {params.models.params_for(MODEL, d).context for d in params.datasets}
     if len(ctx) != 1:
         raise ValueError(f"models.gpt_forecaster.context must be the same for every dataset, got {sorted(ctx)}")
     return ctx.pop()
@@ -53,7 +53,7 @@ def train_forecaster(params: Params, protocols: list[tuple[str, Protocol]], work
     datasets = list(dict.fromkeys(d for d, _ in protocols))
     train_src, held_src = series_sources(params, protocols)
     synth = synthetic_sources(p.synthetic)
-    context = context_length(params, datasets)
+    context = context_length(params)
     tok = SeriesTokenizer(**p.tokenizer.model_dump())
     block = context + p.horizon
     sampler = WindowSampler(train_src + synth, tok, block, context, p.mix, p.tsmixup)

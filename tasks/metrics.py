@@ -37,6 +37,14 @@ def mase_scale(y_train: np.ndarray, season: int) -> float:
     return float(np.mean(np.abs(diff)))
 
 
+def mase(mae_value: float, scale: float) -> float:
+    """MAE over the in-sample (seasonal) naive MAE. A series the in-sample naive forecasts exactly
+    (scale 0: constant, or a pure seasonal pattern) scores 0 when the model is exact too, else inf."""
+    if scale > 0:
+        return mae_value / scale
+    return 0.0 if mae_value == 0 else float("inf")
+
+
 def coverage(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
     m = _observed(actual, lower, upper)
     return float(np.mean((actual[m] >= lower[m]) & (actual[m] <= upper[m])))

@@ -3,10 +3,13 @@
 The rule (pure, :func:`decide`)
 -------------------------------
 1. Candidates are the latest finished backtest run of every model on the dataset's
-   reference series (the first of ``market.tickers`` / ``pm25.stations``), all on
-   that dataset's protocol (P2 market, P1 PM2.5).
-2. Score = the mean MASE over the protocol's tasks (P2a + P2b, P1a + P1b), rounded
-   to 3 decimals (what the leaderboard shows). Lower is better.
+   reference series (the first series of its clean table), all on that dataset's
+   protocol (``datasets.<name>.protocol``).
+2. Score = the mean MASE over the protocol's tasks (P2a + P2b, P1a + P1b, P4a + P4b),
+   rounded to 3 decimals (what the leaderboard shows). Lower is better. Where a
+   candidate beats seasonal naive on the last (multi-step) task, only the candidates
+   that do not lose to it there are eligible: a champion never loses to seasonal naive
+   on the h-step task when any model can beat it.
 3. Ties on the score are broken by coverage: the mean |cov95 - 0.95| over the tasks,
    lower is better; then by model name (deterministic).
 4. The best candidate is promoted only when there is no champion, or the champion
@@ -46,6 +49,7 @@ class Candidate:
     mase: float  # mean MASE over the protocol's tasks
     coverage_error: float  # mean |cov95 - 0.95| over the protocol's tasks
     data_version: str = ""
+    h_mase: float = math.nan  # MASE of the last (multi-step) task
 
     def rank_key(self) -> tuple[float, float, str]:
         mase = round(self.mase, DECIMALS) if math.isfinite(self.mase) else math.inf
@@ -62,16 +66,31 @@ class Decision:
 
 
 def candidate_from_metrics(model: str, run_id: str, protocol: str, series: str, metrics: dict[str, float],
-                           data_version: str = "") -> Candidate:
-    """Score one run from its MLflow metrics (``<P>a_mase``, ``<P>b_mase``, ``<P>a_cov95``...)."""
-    tasks = [f"{protocol}a", f"{protocol}b"]
+                           data_version: str = "", tasks: list[str] | None = None) -> Candidate:
+    """Score one run from its MLflow metrics (``<task>_mase``, ``<task>_cov95``) over the
+    protocol's ``tasks`` (default ``<P>a``, ``<P>b``)."""
+    tasks = tasks or [f"{protocol}a", f"{protocol}b"]
     mases = [metrics.get(f"{t}_mase", math.nan) for t in tasks]
     covs = [abs(metrics.get(f"{t}_cov95", math.nan) - TARGET_COVERAGE) for t in tasks]
-    return Candidate(model, run_id, protocol, series, sum(mases) / len(mases), sum(covs) / len(covs), data_version)
+    return Candidate(model, run_id, protocol, series, sum(mases) / len(mases), sum(covs) / len(covs), data_version,
+                     mases[-1])
+
+
+BASELINE = "seasonal_naive"
+
+
+def eligible(candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates with a finite score; where one beats seasonal naive on the last task,
+    those that lose to it there are out (rule 2)."""
+    usable = [c for c in candidates if math.isfinite(c.mase)]
+    base = next((c for c in usable if c.model == BASELINE and math.isfinite(c.h_mase)), None)
+    if base is None or not any(c.h_mase < base.h_mase for c in usable if c is not base):
+        return usable
+    return [c for c in usable if math.isfinite(c.h_mase) and c.h_mase <= base.h_mase]
 
 
 def best_of(candidates: list[Candidate]) -> Candidate | None:
-    usable = [c for c in candidates if math.isfinite(c.mase)]
+    usable = eligible(candidates)
     return min(usable, key=Candidate.rank_key) if usable else None
 
 
@@ -106,10 +125,27 @@ def registered_name(dataset: str) -> str:
 
 
 def reference_series(dataset: str) -> str:
+    """The series the dataset's leaderboard is about: the backtest's reference series (its
+    summary), else the first series the dataset's entry names."""
     from seqcast.config import load_params
 
     params = load_params()
-    return params.market.tickers[0] if dataset == "market" else params.pm25.stations[0]
+    summary = params.path("reports", "backtest", f"{dataset}.summary.json")
+    if summary.is_file():
+        reference = json.loads(summary.read_text()).get("reference")
+        if reference:
+            return reference
+    named = params.dataset(dataset).series
+    if not named:
+        raise FileNotFoundError(f"{dataset}: no backtest summary ({summary}) to read the reference series from: "
+                                f"run `dvc repro backtest@{dataset}`")
+    return named[0]
+
+
+def task_names(dataset: str) -> list[str]:
+    from seqcast.config import load_params
+
+    return [t.name for t in load_params().dataset(dataset).task_specs()]
 
 
 def latest_candidates(dataset: str, series: str | None = None) -> list[Candidate]:
@@ -120,6 +156,7 @@ def latest_candidates(dataset: str, series: str | None = None) -> list[Candidate
 
     tracking.use_store()
     series = series or reference_series(dataset)
+    tasks = task_names(dataset)
     runs = mlflow.search_runs(experiment_names=[tracking.experiment_name(dataset)],
                               filter_string=f"attributes.status = 'FINISHED' and tags.series = '{series}' "
                                             "and tags.family != 'report'",
@@ -130,7 +167,7 @@ def latest_candidates(dataset: str, series: str | None = None) -> list[Candidate
         if model in seen or not run.outputs or not run.outputs.model_outputs:
             continue
         seen[model] = candidate_from_metrics(model, run.info.run_id, run.data.tags.get("protocol", ""), series,
-                                             run.data.metrics, run.data.tags.get("data_version", ""))
+                                             run.data.metrics, run.data.tags.get("data_version", ""), tasks)
     return list(seen.values())
 
 
@@ -146,7 +183,8 @@ def current_champion(name: str):
         return None, None
     t = mv.tags
     cand = Candidate(t.get("model", ""), mv.run_id, t.get("protocol", ""), t.get("series", ""),
-                     float(t.get("mase", "nan")), float(t.get("coverage_error", "nan")), t.get("data_version", ""))
+                     float(t.get("mase", "nan")), float(t.get("coverage_error", "nan")), t.get("data_version", ""),
+                     float(t.get("h_mase", "nan")))
     return mv, cand
 
 
@@ -181,7 +219,8 @@ def promote(dataset: str, force: bool = False, candidates: list[Candidate] | Non
     mv = client.create_model_version(
         name, source=f"models:/{model_id}", run_id=best.run_id, model_id=model_id,
         tags={"model": best.model, "protocol": best.protocol, "series": best.series, "mase": repr(best.mase),
-              "coverage_error": repr(best.coverage_error), "data_version": best.data_version,
+              "coverage_error": repr(best.coverage_error), "h_mase": repr(best.h_mase),
+              "data_version": best.data_version,
               "train_end": run.data.params.get("train_end", ""), "promoted_at": now, "reason": decision.reason},
         description=decision.reason)
     client.set_registered_model_alias(name, CHAMPION, mv.version)

@@ -14,11 +14,12 @@ from tasks.backtest import BacktestResult
 
 
 def plot_window(result: BacktestResult) -> pd.DataFrame:
-    """The one-step-ahead forecasts shown in plots: P1a's first 14 days, or P2a's whole test."""
+    """The one-step-ahead forecasts shown in plots: the first ``protocol.plot_steps`` test steps
+    (P1a: 14 days of hours), or the whole test part."""
     task = result.protocol.tasks[0].name
     frame = result.forecasts[task]
-    if result.protocol.name == "P1":
-        frame = frame.iloc[: 14 * 24]
+    if result.protocol.plot_steps:
+        frame = frame.iloc[: result.protocol.plot_steps]
     levels = result.protocol.levels
     out = pd.DataFrame({DS: frame[DS].astype(str), "actual": frame[Y], "forecast": frame[result.model]})
     top = max(levels)
@@ -36,8 +37,8 @@ def forecast_figure(result: BacktestResult):
     fig, axes = plt.subplots(len(proto.tasks), 1, figsize=(12, 3.2 * len(proto.tasks)))
     for ax, task in zip(np.atleast_1d(axes), proto.tasks):
         frame = result.forecasts[task.name]
-        if proto.name == "P1":
-            frame = frame.iloc[: (14 if task.h == 1 else 7) * 24]
+        if proto.plot_steps:  # the first plot_steps test steps (half as many origins of a multi-step task)
+            frame = frame.iloc[: proto.plot_steps if task.h == 1 else proto.plot_steps // 2]
         elif task.h > 1:
             frame = frame[frame["h"] == task.h]
         ds = pd.to_datetime(frame[DS])
@@ -53,9 +54,13 @@ def forecast_figure(result: BacktestResult):
     return fig
 
 
-def leaderboard(results: dict[str, dict[str, dict[str, float]]]) -> pd.DataFrame:
-    """One row per (series, model) with every metric."""
+def leaderboard(results: dict[str, dict[str, dict[str, float]]],
+                unscored: dict[str, dict[str, dict[str, str]]] | None = None) -> pd.DataFrame:
+    """One row per (series, model) with every metric; a model without scores on a series is a
+    row whose ``note`` says why (skipped: it does not apply; failed: the error it raised)."""
     rows = [{"series": uid, "model": model, **m} for uid, models in results.items() for model, m in models.items()]
+    rows += [{"series": uid, "model": model, "note": f"{why['kind']}: {why['reason']}"}
+             for uid, models in (unscored or {}).items() for model, why in models.items()]
     return pd.DataFrame(rows)
 
 
@@ -116,9 +121,15 @@ def series_summary(results: dict[str, dict[str, dict[str, float]]], tasks: list[
 
 
 def write_summary(path: Path, summary: dict) -> None:
-    """``{"mean": {model: {<task>_mase, series}}}``: a DVC metrics file, one row per model."""
+    """``{"mean": {model: {<task>_mase, series}}}``: a DVC metrics file, one row per model; the
+    series in order (the first is the reference series), the models without scores and why,
+    and the series the protocol could not judge."""
     rounded = {m: _rounded(row) for m, row in summary["mean"].items()}
-    atomic.write_json(path, {"mean_over_series": rounded, "series": summary["series"]}, sort_keys=True)
+    out = {"mean_over_series": rounded, "series": summary["series"], "reference": summary.get("reference")}
+    for key in ("unscored", "unjudged"):
+        if summary.get(key):
+            out[key] = summary[key]
+    atomic.write_json(path, out, sort_keys=True)
 
 
 def _rounded(vals: dict[str, float]) -> dict[str, float | None]:

@@ -26,7 +26,6 @@ import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DATASETS = ("market", "pm25")
 MAX_ARG_CHARS = 80
 MAX_EXPR_CHARS = 120
 
@@ -108,7 +107,9 @@ class Reports:
         """Read every dataset's reports that exist under ``reports_dir`` (missing ones are simply absent)."""
         d = Path(reports_dir)
         out = cls()
-        for ds in DATASETS:
+        names = sorted(p.name.removesuffix(".json") for p in (d / "backtest").glob("*.json")
+                       if not p.name.endswith(".summary.json")) if (d / "backtest").is_dir() else []
+        for ds in names:  # every dataset whose backtest left a leaderboard
             bt, st = d / "backtest" / f"{ds}.json", d / "stationarity" / f"{ds}.json"
             if bt.is_file():
                 out.backtest.update(json.loads(bt.read_text()))

@@ -1,18 +1,22 @@
-"""Validation with Great Expectations 1.x: one suite per dataset, thresholds from params.yaml.
+"""Validation with Great Expectations 1.x: one suite per rule set, thresholds from the dataset's
+entry in params.yaml (``datasets.<name>.validation``; per-series ``overrides`` stated openly).
 
 The suite runs on a *check frame*: the tidy rows of one series plus derived columns
 that turn calendar and continuity rules into row rules (``step_hours`` since the
-previous row, ``gap_days``, ``weekday``, ``null_run`` = how many missing targets in a
-row end here, ``log_return`` from the previous observed close, ``hours_ahead`` of now)
-and ``line``, the row's line in the raw file. Derived columns carry state from one
+previous row, ``steps`` of the frequency's grid and ``on_grid`` for a regular series,
+``gap_days`` for series in sessions, ``weekday``, ``null_run`` = how many missing steps
+in a row end here (missing targets and steps absent from the grid), ``log_return`` from
+the previous observed value, ``hours_ahead`` of now) and ``line``, the row's line in the
+raw file. Derived columns carry state from one
 chunk to the next (:class:`Carry`), so a file of any size is validated chunk by chunk
 in bounded memory with the same result as in one piece.
 
 Two severities (params.yaml ``validation.*``):
 
 - **errors** — what would corrupt a model: missing columns, text in numbers, duplicate
-  or unordered timestamps, gaps longer than allowed, absurd values, dates in the
-  future, too many missing targets. They raise :class:`DataValidationError` naming the
+  or unordered timestamps, timestamps off the frequency's grid, gaps longer than allowed,
+  values outside the target's domain or ceiling, absurd changes, dates in the future, too
+  many missing targets. Every dataset gets the generic ones; an entry adds its own. They raise :class:`DataValidationError` naming the
   file, the column (internal and as written in the file), the rule, the count and
   example rows with their file line numbers.
 - **warnings** — rare quirks of real upstream data under a stated tolerance (GX
@@ -33,22 +37,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from seqcast.config import Params
-from seqcast.contract import DS, UNIQUE_ID, US_EMBASSY, Y, local_time, mirror_stem
+from seqcast import frequency
+from seqcast.contract import DS, UNIQUE_ID, Y, local_time
+from seqcast.dataset_config import DatasetParams, Rules
 from seqcast.errors import DataValidationError, Failure
 from tasks.provenance import expand_runs, provenance
 
 log = logging.getLogger(__name__)
 
-KINDS = ("market", "pm25")
 FLOAT_TYPES = ["float64", "Float64", "float32"]
 EXAMPLES = 5
 DERIVED = {  # derived column -> how it is computed (named in messages beside the file column)
     "step_hours": "hours since the previous row",
+    "steps": "steps of the frequency since the previous row",
+    "on_grid": "1 when the timestamp lies on the frequency's grid",
     "gap_days": "days since the previous row",
     "weekday": "day of the week, Monday=0",
-    "null_run": "consecutive missing targets ending at this row",
-    "log_return": "log change of the close from the previous observed close",
+    "null_run": "consecutive missing steps ending at this row",
+    "log_return": "log change from the previous observed value",
     "hours_ahead": "hours after the time of validation",
 }
 
@@ -60,7 +66,8 @@ class Carry:
 
     ds: pd.Timestamp | None = None
     y: float = float("nan")  # last observed target
-    null_run: int = 0
+    null_run: float = 0  # the run of missing steps at the last row
+    last_missing: bool = False  # whether the last row's target was missing
 
 
 def _running_nulls(isna: np.ndarray, carry: int) -> np.ndarray:
@@ -74,9 +81,24 @@ def _running_nulls(isna: np.ndarray, carry: int) -> np.ndarray:
     return run.astype(float)
 
 
-def check_frame(series: pd.DataFrame, kind: str = "pm25", carry: Carry | None = None,
+def _runs_with_gaps(isna: np.ndarray, absent: np.ndarray, carry: Carry) -> np.ndarray:
+    """Missing steps in a row ending at each row: a missing target counts one, the grid steps
+    absent before a row count too; an observed row with no absent step before it ends a run (0)."""
+    run = np.zeros(len(isna))
+    previous, previous_nan = carry.null_run, carry.last_missing
+    for i in range(len(isna)):
+        gap = absent[i]
+        start = previous if (previous_nan and (gap or isna[i])) else 0.0
+        run[i] = start + gap + isna[i] if (gap or isna[i]) else 0.0
+        previous, previous_nan = run[i], bool(isna[i])
+    return run
+
+
+def check_frame(series: pd.DataFrame, data=None, rules: Rules | None = None, carry: Carry | None = None,
                 lines: np.ndarray | None = None, now: pd.Timestamp | None = None) -> pd.DataFrame:
-    """One series (in file order) plus the derived columns the rules need."""
+    """One series (in file order) plus the derived columns the rules need (``data``: the
+    dataset's ``data`` block; without it the series is taken as regular and nothing grid-wise
+    is derived)."""
     carry = carry or Carry()
     frame = series.reset_index(drop=True).copy()
     frame.insert(0, "line", np.arange(1, len(frame) + 1) if lines is None else np.asarray(lines))
@@ -89,9 +111,22 @@ def check_frame(series: pd.DataFrame, kind: str = "pm25", carry: Carry | None = 
     frame["gap_days"] = step / 86400.0
     frame["weekday"] = ds.dt.day_of_week
     y = frame[Y].to_numpy(dtype=float)
-    frame["null_run"] = _running_nulls(np.isnan(y), carry.null_run)
-    if kind == "market":
-        before = pd.Series(np.concatenate([[carry.y], y[:-1]])).ffill().to_numpy()  # previous observed close
+    isna = np.isnan(y)
+    absent = np.zeros(len(frame))
+    if data is not None and not data.sessions:
+        index = pd.DatetimeIndex(ds)
+        if carry.ds is not None:
+            index = pd.DatetimeIndex([carry.ds]).append(index)
+        steps = frequency.grid_steps(index, data.frequency)[-len(frame):] if len(frame) else np.empty(0)
+        frame["steps"] = steps
+        frame["on_grid"] = frequency.on_grid(pd.DatetimeIndex(ds), data.frequency).astype(float)
+        absent = np.where(np.isfinite(steps) & (steps > 1), steps - 1, 0.0)
+    if absent.any():
+        frame["null_run"] = _runs_with_gaps(isna, absent, carry)
+    else:
+        frame["null_run"] = _running_nulls(isna, carry.null_run if carry.last_missing else 0)
+    if rules is not None and rules.max_abs_log_change is not None:
+        before = pd.Series(np.concatenate([[carry.y], y[:-1]])).ffill().to_numpy()  # previous observed value
         with np.errstate(divide="ignore", invalid="ignore"):
             frame["log_return"] = np.where((y > 0) & (before > 0), np.log(y / before), np.nan)
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
@@ -105,24 +140,17 @@ def carry_after(frame: pd.DataFrame, carry: Carry | None = None) -> Carry:
         return carry
     observed = frame[Y].dropna()
     return Carry(ds=frame[DS].iloc[-1], y=float(observed.iloc[-1]) if len(observed) else carry.y,
-                 null_run=int(frame["null_run"].iloc[-1]))
+                 null_run=float(frame["null_run"].iloc[-1]), last_missing=bool(np.isnan(frame[Y].iloc[-1])))
 
 
 # ---------------------------------------------------------------------------- the suites
-def market_rules(params: Params, unique_id: str):
-    """The market rules of a series: its override under its Yahoo symbol or its mirror stem."""
-    rules = params.validation.market
-    key = next((k for k in rules.overrides if k == unique_id or mirror_stem(k) == unique_id), unique_id)
-    return rules.for_series(key)
-
-
-def expectations(kind: str, params: Params, unique_id: str) -> list[Any]:
-    """The suite for one series of a dataset kind; tolerant rules carry ``mostly``."""
+def expectations(rules: Rules, data) -> list[Any]:
+    """The suite of one rule set; tolerant rules carry ``mostly``. ``data`` (the dataset's
+    ``data`` block) decides the calendar rules and the target's lower bound."""
     import great_expectations.expectations as gxe
 
     between = gxe.ExpectColumnValuesToBeBetween
-    rules = market_rules(params, unique_id) if kind == "market" else params.validation.pm25
-    common = [
+    suite = [
         gxe.ExpectColumnToExist(column=UNIQUE_ID),
         gxe.ExpectColumnToExist(column=DS),
         gxe.ExpectColumnToExist(column=Y),
@@ -132,28 +160,39 @@ def expectations(kind: str, params: Params, unique_id: str) -> list[Any]:
         # strictly increasing timestamps: every step forward is positive
         between(column="step_hours", min_value=0, strict_min=True),
         gxe.ExpectColumnValuesToNotBeNull(column=Y, mostly=1 - rules.max_missing_fraction),
-        between(column="null_run", min_value=0, max_value=rules.max_missing_run),
-        between(column="hours_ahead", max_value=rules.max_future_hours),
     ]
-    if kind == "market":
-        quirk = 1 - rules.max_quirk_fraction
-        return common + [
-            between(column=Y, min_value=0, strict_min=True),
-            between(column="log_return", min_value=-rules.max_abs_log_return, max_value=rules.max_abs_log_return),
-            between(column="gap_days", min_value=1, max_value=rules.max_gap_days),
-            # quirks of real upstream data: tolerated up to max_quirk_fraction of the rows
+    if rules.max_missing_run is not None:
+        suite.append(between(column="null_run", min_value=0, max_value=rules.max_missing_run))
+    suite.append(between(column="hours_ahead", max_value=rules.max_future_hours))
+    lower = {"positive": 0, "non_negative": 0}.get(data.domain)
+    if lower is not None or rules.max_value is not None:  # the target's domain (and ceiling)
+        suite.append(between(column=Y, min_value=lower, max_value=rules.max_value,
+                             strict_min=data.domain == "positive", strict_max=rules.max_value is not None))
+    if rules.max_abs_log_change is not None:
+        suite.append(between(column="log_return", min_value=-rules.max_abs_log_change,
+                             max_value=rules.max_abs_log_change))
+    if data.sessions:
+        if rules.min_gap is not None or rules.max_gap is not None:
+            day = pd.Timedelta(days=1)
+            suite.append(between(column="gap_days",
+                                 min_value=None if rules.min_gap is None else pd.Timedelta(rules.min_gap) / day,
+                                 max_value=None if rules.max_gap is None else pd.Timedelta(rules.max_gap) / day))
+    else:  # the expected calendar: every timestamp on the grid; at most max_step steps apart
+        suite.append(gxe.ExpectColumnValuesToBeInSet(column="on_grid", value_set=[1.0]))
+        if rules.max_step is not None:
+            suite.append(between(column="steps", min_value=1, max_value=rules.max_step))
+    quirk = 1 - rules.max_quirk_fraction  # quirks of real upstream data: tolerated up to max_quirk_fraction
+    if rules.ohlc:
+        suite += [
             *[between(column=c, min_value=0, strict_min=True, mostly=quirk) for c in ("open", "high", "low")],
             between(column="volume", min_value=0, mostly=quirk),
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="high", column_B="low", or_equal=True, mostly=quirk),
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="high", column_B="close", or_equal=True, mostly=quirk),
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="close", column_B="low", or_equal=True, mostly=quirk),
-            gxe.ExpectColumnValuesToBeInSet(column="weekday", value_set=rules.trading_weekdays, mostly=quirk),
         ]
-    return common + [
-        between(column=Y, min_value=rules.min_value, max_value=rules.max_value, strict_max=True),
-        # the expected calendar: every hour present, none twice
-        gxe.ExpectColumnValuesToBeInSet(column="step_hours", value_set=[float(rules.step_hours)]),
-    ]
+    if rules.weekdays is not None:
+        suite.append(gxe.ExpectColumnValuesToBeInSet(column="weekday", value_set=rules.weekdays, mostly=quirk))
+    return suite
 
 
 def _context(docs_dir: Path | None):
@@ -250,18 +289,18 @@ class Tally:
                        source_column="/".join(files), severity=severity)
 
 
-def _checkpoint(ctx, kind: str, params: Params, uid: str, name: str, docs: bool):
-    """A GX suite + checkpoint for the rules of ``uid`` (shared by every series with the same
-    rules: GX keeps each checkpoint's last batch alive, so one per series would hold a chunk of
-    every series of a large file in memory)."""
+def _checkpoint(ctx, rules: Rules, data, name: str, docs: bool):
+    """A GX suite + checkpoint for one rule set (shared by every series with the same rules: GX
+    keeps each checkpoint's last batch alive, so one per series would hold a chunk of every
+    series of a large file in memory)."""
     import great_expectations as gx
 
-    suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=expectations(kind, params, uid)))
-    asset = ctx.data_sources.add_pandas(f"{name}-source").add_dataframe_asset(name)
+    suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=expectations(rules, data)))
+    asset = ctx.data_sources.add_pandas(f"{name} · source").add_dataframe_asset(f"{name} · series")
     batch = asset.add_batch_definition_whole_dataframe("all-rows")
     definition = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
     return ctx.checkpoints.add(gx.Checkpoint(
-        name=f"{name}-checkpoint", validation_definitions=[definition],
+        name=f"{name} · checkpoint", validation_definitions=[definition],
         actions=[gx.checkpoint.UpdateDataDocsAction(name="data-docs")] if docs else [],
         result_format={"result_format": "SUMMARY", "unexpected_index_column_names": ["line"],
                        "partial_unexpected_count": 20},
@@ -271,15 +310,19 @@ def _checkpoint(ctx, kind: str, params: Params, uid: str, name: str, docs: bool)
 class SeriesSuite:
     """One series' results of its rules' checkpoint, run chunk by chunk and added up."""
 
-    def __init__(self, checkpoint, kind: str, uid: str):
-        self.uid, self.kind, self.checkpoint = uid, kind, checkpoint
+    def __init__(self, checkpoint, data, rules: Rules, uid: str, label: str = ""):
+        self.uid, self.data, self.rules, self.checkpoint, self.label = uid, data, rules, checkpoint, label
         self.tallies: list[Tally] | None = None
         self.carry = Carry()
         self.rows = self.missing_y = self.longest_run = 0
 
     def add(self, series: pd.DataFrame, lines: np.ndarray | None, now: pd.Timestamp) -> None:
-        frame = check_frame(series, self.kind, self.carry, lines, now)
-        outcome = self.checkpoint.run(batch_parameters={"dataframe": frame})
+        from great_expectations.core.run_identifier import RunIdentifier
+
+        frame = check_frame(series, self.data, self.rules, self.carry, lines, now)
+        span = f"lines {frame['line'].iloc[0]}-{frame['line'].iloc[-1]}" if len(frame) else "no rows"
+        run = RunIdentifier(run_name=f"{self.label}{self.uid} ({span})", run_time=now.to_pydatetime())
+        outcome = self.checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run)
         results = list(outcome.run_results.values())[0].results
         if self.tallies is None:
             self.tallies = [Tally(r.expectation_config) for r in results]
@@ -304,22 +347,27 @@ class SeriesSuite:
 
 
 class Validation:
-    """Validate series fed in pieces (whole tables, or chunks of a large file)."""
+    """Validate the series of a dataset fed in pieces (whole tables, or chunks of a large file).
+    ``version``: the data version the Data Docs name beside the dataset (the table's md5)."""
 
-    def __init__(self, kind: str, params: Params, docs_dir: Path | None = None):
-        if kind not in KINDS:
-            raise ValueError(f"unknown kind {kind!r}; known: {KINDS}")
-        self.kind, self.params, self.docs_dir = kind, params, docs_dir
+    def __init__(self, dataset: str, entry: DatasetParams, docs_dir: Path | None = None, version: str = ""):
+        self.dataset, self.entry, self.docs_dir = dataset, entry, docs_dir
+        self.version = version
         self.ctx = _context(docs_dir)
         self.series: dict[str, SeriesSuite] = {}
         self.checkpoints: dict[str, Any] = {}  # one per distinct rule set
         self.sources: dict[str, dict] = {}
         self.now = pd.Timestamp.now(tz="UTC")
 
+    def _suite_name(self, uid: str) -> str:
+        own = uid in self.entry.validation.overrides
+        name = f"{self.dataset} · {uid}" if own else f"{self.dataset}"
+        return f"{name} · data {self.version[:8]}" if self.version else name
+
     def add(self, tidy: pd.DataFrame) -> None:
         missing = [c for c in (UNIQUE_ID, DS, Y) if c not in tidy.columns]
         if missing:
-            raise DataValidationError(self.kind, sorted({s.get("file", "?") for s in self.sources.values()}) or
+            raise DataValidationError(self.dataset, sorted({s.get("file", "?") for s in self.sources.values()}) or
                                       ["(table)"], [Failure("expect_column_to_exist", c, 0, 0,
                                                             detail="required column missing") for c in missing])
         ids = tidy[UNIQUE_ID].astype(str).to_numpy()
@@ -332,12 +380,13 @@ class Validation:
                 self.sources[uid] = info
             suite = self.series.get(uid)
             if suite is None:
-                rules = market_rules(self.params, uid) if self.kind == "market" else self.params.validation.pm25
+                rules = self.entry.validation.for_series(uid)
                 key = rules.model_dump_json()
                 if key not in self.checkpoints:
-                    self.checkpoints[key] = _checkpoint(self.ctx, self.kind, self.params, uid,
-                                                        f"{self.kind}-{len(self.checkpoints)}", self.docs_dir is not None)
-                suite = self.series[uid] = SeriesSuite(self.checkpoints[key], self.kind, uid)
+                    self.checkpoints[key] = _checkpoint(self.ctx, rules, self.entry.data, self._suite_name(uid),
+                                                        self.docs_dir is not None)
+                suite = self.series[uid] = SeriesSuite(self.checkpoints[key], self.entry.data, rules, uid,
+                                                       f"{self.dataset} · ")
             if len(lines) != len(series):  # no provenance: positions in the table
                 lines = suite.rows + np.arange(1, len(series) + 1)
             suite.add(series, lines, self.now)
@@ -356,7 +405,7 @@ class Validation:
         if not self.series:
             errors.append(Failure("at least one data row", None, 0, 0, detail="the table has no rows"))
         if errors:
-            raise DataValidationError(self.kind, files, errors, warnings)
+            raise DataValidationError(self.dataset, files, errors, warnings)
         return report
 
 
@@ -378,13 +427,14 @@ def publish_warnings(report: dict[str, dict]) -> None:
         mlflow.log_dict(warnings, "validation/warnings.json")
 
 
-def validate_table(tidy: pd.DataFrame, kind: str, params: Params, files: list[str],
-                   docs_dir: Path | None = None) -> dict[str, dict]:
-    """Validate every series of a tidy table; raise DataValidationError on any error.
+def validate_table(tidy: pd.DataFrame, dataset: str, entry: DatasetParams, files: list[str],
+                   docs_dir: Path | None = None, version: str = "") -> dict[str, dict]:
+    """Validate every series of a tidy table by its dataset's rules; raise DataValidationError on
+    any error.
 
     The report per series lists the tolerated quirks under ``warnings``; they are also
     logged and, inside an MLflow run, tagged and logged as ``validation/warnings.json``."""
-    run = Validation(kind, params, docs_dir)
+    run = Validation(dataset, entry, docs_dir, version)
     run.add(tidy)
     report = run.finish(files)
     publish_warnings(report)
@@ -392,69 +442,53 @@ def validate_table(tidy: pd.DataFrame, kind: str, params: Params, files: list[st
 
 
 # ---------------------------------------------------------------------------- local files
-def ticker_for_file(stem: str, params: Params) -> str:
-    """The Yahoo symbol a mirror file stem stands for (``JKSE`` -> ``^JKSE``), so a file
-    validated by hand gets its series' overrides and time zone; else the stem itself."""
-    known = [*params.market.tickers, *params.validation.market.overrides, *params.market.timezones]
-    return next((t for t in known if mirror_stem(t) == stem and t.startswith("^")),
-                next((t for t in known if mirror_stem(t) == stem), stem))
+def source_for_file(path: Path, entry: DatasetParams):
+    """The source entry a local file belongs to: the one whose files it is named like, else the first."""
+    from tasks.connectors import uci_prsa, yahoo
+
+    for source in entry.sources:
+        if source.connector == "uci_prsa" and (uci_prsa.station_of_file(path, source) or path.suffix == ".zip"):
+            return source
+        if source.connector == "yahoo" and path.name.split(".csv")[0] in {yahoo.stem(s, source) for s in source.series}:
+            return source
+        if source.connector == "file" and Path(source.path).name == path.name:
+            return source
+    return entry.sources[0]
 
 
-def _pm25_station(path: Path) -> str | None:
-    name = path.name
-    if name.startswith("PRSA_data_"):
-        return US_EMBASSY
-    if name.startswith("PRSA_Data_"):
-        return name.split("_")[2]
-    return None  # the file's own `station` column, else its name
-
-
-def validate_file(path: Path, kind: str, params: Params, chunk_rows: int | None = None) -> dict[str, dict]:
-    """``seqcast validate PATH --kind``: parse a local file the way ingest does, then the same
-    suite, streaming ``chunk_rows`` rows at a time (``validation.chunk_rows``): bounded memory."""
-    from tasks import ingest
-    from tasks.textfile import check_text_file, read_csv_chunks
+def validate_file(path: Path, dataset: str, params, chunk_rows: int | None = None) -> dict[str, dict]:
+    """``seqcast validate PATH --dataset NAME``: parse a local file the way the dataset's ingest
+    does (its connector), then the same suite, streaming ``chunk_rows`` rows at a time
+    (``validation.chunk_rows``): bounded memory."""
+    from tasks import connectors
 
     path = Path(path)
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; known: {KINDS}")
-    if path.suffix == ".zip":
-        station = _pm25_station(path) or US_EMBASSY
-        return validate_table(ingest.pm25_frame_from_raw(path, station, params.pm25.timezone), kind, params,
-                              [str(path)])
-    check_text_file(path, kind)
-    run = Validation(kind, params)
+    entry = params.dataset(dataset)
+    source = source_for_file(path, entry)
+    reader = connectors.get(source.connector).read_file(path, source, entry.data, dataset,
+                                                        chunk_rows or params.validation.chunk_rows)
+    run = Validation(dataset, entry)
     parse_errors: list[Failure] = []
-    first_line, station = 2, None
-    if kind == "pm25":
-        station = _pm25_station(path)
-    ticker = ticker_for_file(path.name.split(".csv")[0], params)
-    for raw in read_csv_chunks(path, chunk_rows or params.validation.chunk_rows):
-        if raw.empty:
-            continue
-        raw.index = pd.RangeIndex(first_line, first_line + len(raw))
-        try:
-            if kind == "market":
-                tidy = ingest.parse_market_frame(raw, path, ticker, params.market.timezone(ticker), first_line)
-            else:
-                has_station = station is None and "station" in raw.columns
-                tidy = ingest.parse_pm25_frame(raw, path, None if has_station else (station or path.stem),
-                                               params.pm25.timezone, first_line)
-        except DataValidationError as err:
-            parse_errors = _merge(parse_errors, err.failures)
-            if any(f.rule == "expect_column_to_exist" for f in err.failures):
-                break  # the header is wrong: every chunk would say the same
-        else:
+    rows = 0
+    try:
+        for part in reader:  # a chunk's parse failures come as an error value: every chunk is read
+            if isinstance(part, DataValidationError):
+                parse_errors = _merge(parse_errors, part.failures)
+                if any(f.rule == "expect_column_to_exist" for f in part.failures):
+                    break  # the header is wrong: every chunk would say the same
+                continue
+            rows += len(part)
             if not parse_errors:
-                run.add(tidy)
-        first_line += len(raw)
+                run.add(part)
+    except DataValidationError as err:  # the file itself (empty, binary, not UTF-8, a broken zip member)
+        parse_errors = _merge(parse_errors, err.failures)
     if parse_errors:
-        raise DataValidationError(kind, [str(path)], parse_errors)
-    if first_line == 2:
-        raise DataValidationError(kind, [str(path)], [Failure(
-            "at least one data row", None, 0, 0, detail="the file has a header but no data rows")])
-    report = run.finish([str(path)])
-    return report
+        raise DataValidationError(dataset, [str(path)], parse_errors)
+    if rows == 0:
+        raise DataValidationError(dataset, [str(path)], [Failure(
+            "at least one data row", None, 0, 0, detail="the file has a header but no data rows",
+            hint="the file needs data rows below its header")])
+    return run.finish([str(path)])
 
 
 def _merge(known: list[Failure], new: list[Failure]) -> list[Failure]:

@@ -76,8 +76,9 @@ def run_py(args: list[str], cwd: Path, env: dict, timeout: float = 900) -> subpr
 
 
 # the cheap models of the operations tests: seconds on the market series
-CHEAP = {"models": {"run": {"market": ["naive", "drift", "arima"], "pm25": ["naive", "arima"]},
-                    "arima": {"fit_window": 2000}},
+CHEAP = {"datasets": {"market": {"models": {"run": ["naive", "drift", "arima"]}},
+                      "pm25": {"models": {"run": ["naive", "arima"]}}},
+         "models": {"arima": {"fit_window": 2000}},
          "stationarity": {"max_points": 4000}}
 
 

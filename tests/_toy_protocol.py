@@ -21,7 +21,7 @@ def hourly_protocol(n_days: int = 80, train_days: int = 60, seed: int = 1) -> Pr
         scale=metrics.mase_scale(y[:n_train], 24),
         tasks=[Task("P1a", task_origins("every", ds, n_train, n), 1),
                Task("P1b", task_origins("midnight", ds, n_train, n), 24, rule="midnight")],
-        X=X, exog_names=["x0", "x1"],
+        X=X, exog_names=["x0", "x1"], dataset="toy", frequency="h", mase_season=24,
     )
 
 

@@ -19,6 +19,19 @@ configure()
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def readme_block(marker: str) -> list[str]:
+    """The command lines of the README's bash block that contains ``marker``, as typed (a line
+    ending in a backslash continues on the next; comments and blank lines dropped)."""
+    import re
+
+    for block in re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S):
+        if marker in block:
+            joined = re.sub(r"\\\n\s*", "", block)
+            return [ln.split("  #")[0].strip() for ln in joined.splitlines()
+                    if ln.strip() and not ln.strip().startswith("#")]
+    raise AssertionError(f"README.md has no bash block with {marker!r}")
+
+
 def mirror_path() -> Path:
     env = os.environ.get("SEQCAST_DATA_MIRROR")
     return Path(env) if env else (ROOT / ".." / "shared" / "data").resolve()
@@ -58,12 +71,43 @@ def mlflow_store(tmp_path, monkeypatch):
 
 # Tests run the real pipeline on a small slice: the reference series of each dataset only
 # (params.yaml lists every mirror series) and no multi-series models, unless a test says otherwise.
-SLICE = {"market": {"tickers": ["^KS11"]}, "pm25": {"stations": ["us_embassy"]},
-         "backtest": {"every_series": {"market": [], "pm25": []}, "workers": 1},
+SLICE = {"_series": {"market": ["^KS11"], "pm25": ["us_embassy"]},
+         "datasets": {"market": {"models": {"every_series": []}}, "pm25": {"models": {"every_series": []}}},
+         "backtest": {"workers": 1},
          # the backtests depend on the GPT forecaster's checkpoint: a few iterations make one
          "gpt_forecaster_train": {"train": {"max_iters": 4, "lr_decay_iters": 4, "warmup_iters": 1,
                                             "eval_interval": 2, "eval_iters": 1},
                                   "synthetic": {"n_series": 5, "length": 300}}}
+
+
+def keep_series(params: dict, dataset: str, names: list[str]) -> dict:
+    """The dataset's sources cut to the series ``names`` (in that order; a source left with
+    none is dropped): how a test chooses the series of a run."""
+    entry = params["datasets"][dataset]
+    sources = []
+    for src in entry["sources"]:
+        kept = [n for n in names if n in src.get("series", [])]
+        if kept:
+            sources.append({**src, "series": kept})
+    assert sum(len(s["series"]) for s in sources) == len(names), f"{dataset} has no series {names}"
+    entry["sources"] = sources
+    overrides = entry.get("validation", {}).get("overrides", {})
+    for uid in [u for u in overrides if u not in names]:
+        del overrides[uid]
+    return params
+
+
+def patch_params(params: dict, patch: dict) -> dict:
+    """``patch`` laid over params (see :func:`merge_params`); its ``_series`` key
+    (``{dataset: [series]}``) chooses the series of datasets (:func:`keep_series`), its
+    ``_sources`` key (``{dataset: [keys of source 0, of source 1, ...]}``) changes keys of sources."""
+    patch = dict(patch)
+    for dataset, names in (patch.pop("_series", None) or {}).items():
+        keep_series(params, dataset, names)
+    for dataset, changes in (patch.pop("_sources", None) or {}).items():
+        for source, change in zip(params["datasets"][dataset]["sources"], changes):
+            source.update(change)
+    return merge_params(params, patch)
 
 
 def copy_project(dest: Path, params_patch: dict | None = None, small_slice: bool = True) -> Path:
@@ -78,9 +122,9 @@ def copy_project(dest: Path, params_patch: dict | None = None, small_slice: bool
             shutil.copy2(src, target)
     if params_patch or small_slice:
         params = yaml.safe_load((dest / "params.yaml").read_text())
-        merge_params(params, SLICE if small_slice else {})
-        merge_params(params, params_patch or {})
-        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        patch_params(params, SLICE if small_slice else {})
+        patch_params(params, params_patch or {})
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
     git = ["git", "-c", "user.email=test@seqcast", "-c", "user.name=seqcast tests"]
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
@@ -117,9 +161,9 @@ def child_env(workspace: Path, mirror: Path, prefect_api: str | None = None) -> 
 @pytest.fixture
 def workspace(tmp_path, mirror, monkeypatch):
     """A throw-away copy of the project pointed at by SEQCAST_HOME (for in-process flows)."""
-    ws = copy_project(tmp_path / "project", {"models": {"run": {"market": ["naive", "drift", "arima"],
-                                                                 "pm25": ["naive", "arima"]},
-                                                        "arima": {"fit_window": 2000}},
+    ws = copy_project(tmp_path / "project", {"datasets": {"market": {"models": {"run": ["naive", "drift", "arima"]}},
+                                                          "pm25": {"models": {"run": ["naive", "arima"]}}},
+                                             "models": {"arima": {"fit_window": 2000}},
                                              "stationarity": {"max_points": 4000}})
     monkeypatch.setenv("SEQCAST_HOME", str(ws))
     monkeypatch.setenv("SEQCAST_DATA_MIRROR", str(mirror))

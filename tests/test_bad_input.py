@@ -1,4 +1,4 @@
-"""Bad input files, tried as a user would: ``seqcast validate PATH --kind K`` (the console
+"""Bad input files, tried as a user would: ``seqcast validate PATH --dataset NAME`` (the console
 script, in a subprocess) and the pipeline's own path (ingest from a mirror holding the bad
 file -> the tidy table on disk -> the validate stage's suite). Each case: a non-zero exit or
 a raised DataValidationError, a message naming the file, the column (internal and as written
@@ -28,6 +28,8 @@ from seqcast.errors import DataValidationError
 from seqcast.tracking import file_md5
 from tasks import ingest
 from tasks.validate import validate_file, validate_table
+
+PM25_FILE = "PRSA_data_2010.1.1-2014.12.31.csv"
 
 SEQCAST = str(Path(sys.executable).parent / "seqcast")
 W = 1560  # the line of 2016-03-08 in KS11.csv: the P2 window starts here (edits below land inside it)
@@ -84,7 +86,7 @@ MARKET_CASES = {
                               f"\n      {W + 301} "]),
     "gap": (_gap, ["'gap_days' (file column 'Date' -> days since the previous row)", "max_value=11",
                    f"\n      {W + 41} "]),
-    "absurd_value": (_absurd, ["'log_return' (file column 'Date' -> log change of the close", "max_value=0.7",
+    "absurd_value": (_absurd, ["'log_return' (file column 'Date' -> log change from the previous observed value", "max_value=0.7",
                                f"\n      {W + 101} "]),
     "future_dates": (_future_rows, ["'hours_ahead'", "hours after the time of validation", "max_value=24"]),
     "latin1": (lambda lines: "".join(lines[:W + 5]).encode() + "2016-03-15,1958.9,1958.9,1935.5,1946.1,1946.1,3587 Bör\n"
@@ -116,11 +118,11 @@ def make_case(mirror: Path, name: str, folder: Path) -> Path:
 
 
 def test_seqcast_validate_refuses_bad_files(mirror, tmp_path):
-    """All the cases in one command line (``seqcast validate A B C ... --kind market``): exit 1,
+    """All the cases in one command line (``seqcast validate A B C ... --dataset market``): exit 1,
     one message per file, no traceback."""
     paths = {case: make_case(mirror, case, tmp_path / case) for case in sorted(MARKET_CASES)}
     before = {case: file_md5(p) for case, p in paths.items()}
-    out = subprocess.run([SEQCAST, "validate", *map(str, paths.values()), "--kind", "market"], capture_output=True,
+    out = subprocess.run([SEQCAST, "validate", *map(str, paths.values()), "--dataset", "market"], capture_output=True,
                          text=True, timeout=600, env={**os.environ, "SEQCAST_DATA_MIRROR": str(mirror)})
     assert out.returncode == 1, out.stdout + out.stderr
     assert "Traceback" not in out.stderr and out.stdout == ""
@@ -135,18 +137,18 @@ def test_seqcast_validate_refuses_bad_files(mirror, tmp_path):
 
 def test_pm25_file_names_its_columns(mirror, tmp_path):
     """PM2.5: a value out of range and a missing hour, named by the file's own columns."""
-    lines = (mirror / "pm25" / ingest.PM25_FILE).read_text().splitlines(keepends=True)
+    lines = (mirror / "pm25" / PM25_FILE).read_text().splitlines(keepends=True)
     f = lines[1000].split(",")
     f[5] = "25000"
     lines[1000] = ",".join(f)
     del lines[3000]
-    path = tmp_path / ingest.PM25_FILE
+    path = tmp_path / PM25_FILE
     path.write_text("".join(lines))
-    out = subprocess.run([SEQCAST, "validate", str(path), "--kind", "pm25"], capture_output=True, text=True,
+    out = subprocess.run([SEQCAST, "validate", str(path), "--dataset", "pm25"], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 1
     assert "on column 'y' (file column 'pm2.5')" in out.stderr and "\n      1001 " in out.stderr
-    assert "'step_hours' (file column 'year/month/day/hour' -> hours since the previous row)" in out.stderr
+    assert "'steps' (file column 'year/month/day/hour' -> steps of the frequency since the previous row)" in out.stderr
     assert "\n      3001 " in out.stderr  # the first hour after the missing one, by its file line
 
 
@@ -168,10 +170,10 @@ def test_pipeline_refuses_bad_files(mirror, tmp_path, monkeypatch):
         path = make_case(mirror, case, bad_mirror / "market")
         monkeypatch.setenv("SEQCAST_DATA_MIRROR", str(bad_mirror))
         with pytest.raises(DataValidationError) as err:
-            tidy, fetched = ingest.ingest_market(params, lambda *a: None)
+            tidy, fetched = ingest.ingest_dataset("market", params, ingest.Downloads(url=None, yahoo=None))
             table = ws / "data" / "tidy" / f"{case}.parquet"
             ingest.write_table(tidy, fetched, table)
-            validate_table(pd.read_parquet(table), "market", params, [f.raw for f in fetched])
+            validate_table(pd.read_parquet(table), "market", params.dataset("market"), [f.raw for f in fetched])
         message = str(err.value)
         assert "KS11.csv" in message, case
         for fragment in MARKET_CASES[case][1]:
@@ -219,7 +221,7 @@ def test_every_mirror_file_is_accepted_whole_with_quirks_as_warnings(mirror):
         warned[path.name] = {w["column"] for w in report[uid]["warnings"]}
     assert warned["KS11.csv"] == {"y"} and warned["SP500.csv"] == set()
     assert warned["JKSE.csv"] == {"y"}  # its 7-day null run is allowed by its own override (^JKSE)
-    for path in [mirror / "pm25" / ingest.PM25_FILE, *sorted((mirror / "pm25_multisite").glob("*.gz"))]:
+    for path in [mirror / "pm25" / PM25_FILE, *sorted((mirror / "pm25_multisite").glob("*.gz"))]:
         report = validate_file(path, "pm25", params)
         (uid,) = report
         assert report[uid]["success"] and report[uid]["warning_count"] == 1, path  # missing PM2.5 hours
@@ -295,7 +297,7 @@ def test_large_file_is_validated_in_chunks_with_the_same_verdict(tmp_path):
     with pytest.raises(DataValidationError) as err:
         validate_file(bad, "pm25", params, chunk_rows=7_000)
     text = str(err.value)
-    assert "expect_column_values_to_be_in_set" in text and "\n      7002 " in text
+    assert "on column 'steps'" in text and "\n      7002 " in text  # a step of 0 hours
     assert "expect_compound_columns_to_be_unique" not in text or "7002" in text
     whole = validate_file(path, "pm25", params, chunk_rows=10**9)
     assert whole == report  # the same verdict and counts in one piece
@@ -310,9 +312,9 @@ def test_gzip_and_cli_on_a_valid_file(mirror, tmp_path):
         shutil.copyfileobj(fin, fout)
     broken = tmp_path / "broken.csv.gz"
     broken.write_bytes(b"not gzip at all")
-    out = subprocess.run([SEQCAST, "validate", str(gz), "--kind", "pm25"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([SEQCAST, "validate", str(gz), "--dataset", "pm25"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "Dongsi: valid (35064 rows" in out.stdout and "warning:" in out.stdout
-    out = subprocess.run([SEQCAST, "validate", str(gz), str(broken), "--kind", "pm25"], capture_output=True,
+    out = subprocess.run([SEQCAST, "validate", str(gz), str(broken), "--dataset", "pm25"], capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 1 and "Dongsi: valid (35064 rows" in out.stdout
     assert f"({broken})" in out.stderr and "cannot be decompressed" in out.stderr and "Traceback" not in out.stderr

@@ -1,4 +1,4 @@
-"""Split-conformal calibration of intervals on the validation slice (issue 11): the factor
+"""Split-conformal calibration of intervals on the validation slice: the factor
 is the conformal quantile (known answers), and nothing from the test period chooses it —
 change every test-period value and the validation coverage and the factors stay identical."""
 

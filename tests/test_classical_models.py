@@ -5,7 +5,7 @@ import pytest
 
 from models.box_jenkins import AutoArima
 from models.fourier import Fourier, dominant_periods
-from models.gbm import Gbm, black_scholes, mc_option_price
+from models.geometric_brownian_motion import GeometricBrownianMotion, black_scholes, mc_option_price
 from models.regime import Regime
 from seqcast.model_config import AutoArimaParams, FourierParams, RegimeParams
 
@@ -79,7 +79,7 @@ def test_gbm_recovers_drift_and_volatility():
     rng = np.random.default_rng(5)
     m, sigma, n = 0.0004, 0.012, 20000
     price = 50 * np.exp(np.cumsum(np.concatenate([[0.0], rng.normal(m, sigma, n)])))
-    model = Gbm().fit(price)
+    model = GeometricBrownianMotion().fit(price)
     assert model.sigma_ == pytest.approx(sigma, rel=0.02)
     assert abs(model.m_ - m) < 3 * sigma / np.sqrt(n)
     assert model.mu_ == pytest.approx(model.m_ + model.sigma_**2 / 2)

@@ -15,10 +15,11 @@ from conftest import child_env, copy_project, merge_params
 CASES = {  # patch -> the key the message must name
     "unknown key deep inside": ({"models": {"lstm": {"by_dataset": {"pm25": {"input_sise": 72}}}}},
                                 "models.lstm.by_dataset.pm25.input_sise: unknown key"),
-    "horizon 0": ({"backtest": {"p2": {"horizon": 0}}}, "backtest.p2.horizon: must be >= 1 (got 0)"),
+    "season 0": ({"datasets": {"market": {"protocol": {"season": 0}}}},
+                 "datasets.market.protocol.season: must be > 0 (got 0)"),
     "negative learning rate": ({"models": {"lstm": {"lr": -0.001}}}, "models.lstm.lr: must be > 0 (got -0.001)"),
-    "unknown ticker": ({"market": {"tickers": ["^NOPE"]}}, "market.tickers: unknown ticker '^NOPE'"),
-    "empty window": ({"market": {"start": "2019-01-15", "end": "2019-01-15"}}, "market.start: must come before end"),
+    "unknown model": ({"datasets": {"market": {"models": {"run": ["naive", "nope"]}}}},
+                      "datasets.market.models.run: unknown model 'nope'"),
 }
 
 
@@ -54,11 +55,22 @@ def test_seqcast_run_refuses_bad_params_before_any_stage(case, project):
 def test_a_stage_command_refuses_bad_params_too(project):
     """What each DVC stage runs (``python -m flows.<stage> --dataset ...``) checks params.yaml first."""
     ws, env, original = project
-    (ws / "params.yaml").write_text(original.replace("    horizon: 24\n", "    horizon: 0\n", 1))
+    (ws / "params.yaml").write_text(original.replace("      season: 24\n", "      season: 0\n", 1))
     try:
         run = subprocess.run([sys.executable, "-m", "flows.backtest", "--dataset", "pm25"], cwd=ws, env=env,
                              capture_output=True, text=True, timeout=300)
     finally:
         (ws / "params.yaml").write_text(original)
     assert run.returncode == 2
-    assert run.stderr.strip() == "params.yaml: backtest.p1.horizon: must be >= 1 (got 0)"
+    assert run.stderr.strip() == "params.yaml: datasets.pm25.protocol.season: must be > 0 (got 0)"
+
+
+def test_an_unknown_dataset_is_refused_by_name(project):
+    """``seqcast run --dataset NAME`` and a stage's command refuse a name params.yaml does not have."""
+    ws, env, _ = project
+    run = subprocess.run(["seqcast", "run", "--dataset", "nope"], cwd=ws, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 2 and "unknown dataset 'nope'; params.yaml datasets: market, pm25" in run.stderr
+    stage = subprocess.run([sys.executable, "-m", "flows.validate", "--dataset", "nope"], cwd=ws, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert stage.returncode == 2 and "unknown dataset 'nope'" in stage.stderr

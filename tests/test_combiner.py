@@ -1,4 +1,4 @@
-"""The forecast combiner (issue 11): weights by known answers, chosen on the validation
+"""The forecast combiner: weights by known answers, chosen on the validation
 slice of the training part only (every test-period value changed: identical weights and
 intervals), inputs routed to the members that read them, and a saved combiner reloads."""
 
@@ -42,7 +42,7 @@ def test_weights_and_intervals_ignore_the_test_period(method):
         fitted.append(result)
     first, second = (r.forecaster for r in fitted)
     np.testing.assert_array_equal(first.weights_, second.weights_)
-    np.testing.assert_array_equal(first.quantiles_, second.quantiles_)
+    np.testing.assert_array_equal(first.spread_.q, second.spread_.q)
     assert fitted[0].calibration["P1b"].factors == fitted[1].calibration["P1b"].factors
     assert fitted[0].calibration["P1b"].source == "holdout of the fitted model"
     np.testing.assert_allclose(first.weights_.sum(axis=1), 1.0)

@@ -1,8 +1,8 @@
-"""Deployments for real: a Prefect server and a process worker on loopback, the
-project's own prefect.yaml deployed with `prefect deploy --all`, two runs triggered
-with `prefect deployment run`: the weekly retrain (backtest + promotion of a champion)
-and the daily market flow (DVC stages, push to the local DVC remote, forecast with the
-champion). Each must complete and leave its MLflow runs."""
+"""Deployments for real: a Prefect server and a process worker on loopback, the project's
+prefect.yaml and the datasets' schedules deployed with `seqcast deploy`, two runs triggered
+with `prefect deployment run`: the market's retrain (backtest + promotion of a champion)
+and its daily flow (DVC stages, push to the local DVC remote, forecast with the champion).
+Each must complete and leave its MLflow runs."""
 
 from __future__ import annotations
 
@@ -24,14 +24,21 @@ def prefect(args, cwd, env, timeout=600):
                           text=True, timeout=timeout)
 
 
-def test_prefect_yaml_names_pools_and_schedules_only():
+def test_deployments_name_pools_and_schedules_only():
+    """prefect.yaml plus one daily and one retrain deployment per scheduled dataset of params.yaml."""
+    from cli.deploy import dataset_deployments
+    from seqcast.config import load_params
+
     config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    deps = {d["name"]: d for d in config["deployments"]}
-    assert set(deps) == {"market-daily", "pm25-daily", "retrain-weekly", "gpt-train"}
+    pools = config["definitions"]["work_pools"]
+    deps = {d["name"]: d for d in [*config["deployments"], *dataset_deployments(load_params(), pools)]}
+    assert set(deps) == {"market-daily", "market-retrain", "pm25-daily", "pm25-retrain", "retrain-all", "gpt-train"}
     assert {d["work_pool"]["name"] for d in deps.values()} == {"cpu", "gpu"}
     assert deps["gpt-train"]["work_pool"]["name"] == "gpu" and deps["gpt-train"]["concurrency_limit"] == 1
     assert deps["market-daily"]["schedules"][0] == {"cron": "30 16 * * 1-5", "timezone": "Asia/Seoul",
                                                      "active": True}
+    assert deps["market-daily"]["parameters"] == {"dataset": "market"}
+    assert deps["pm25-retrain"]["parameters"] == {"datasets": ["pm25"]}
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for d in deps.values():  # routing parameters only: no params.yaml section is set from here
         assert not set(d.get("parameters", {})) & set(params), d["name"]
@@ -40,9 +47,8 @@ def test_prefect_yaml_names_pools_and_schedules_only():
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, mirror):
     tmp = tmp_path_factory.mktemp("deploy")
-    ws = copy_worktree(tmp / "project", {**CHEAP, "models": {**CHEAP["models"],
-                                                             "run": {"market": ["naive", "drift"],
-                                                                     "pm25": ["naive"]}}})
+    ws = copy_worktree(tmp / "project", {**CHEAP, "datasets": {"market": {"models": {"run": ["naive", "drift"]}},
+                                                               "pm25": {"models": {"run": ["naive"]}}}})
     port = free_port()
     env = child_env(ws, mirror)
     env.update(PREFECT_HOME=str(tmp / "prefect-home"), PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
@@ -58,7 +64,8 @@ def stack(tmp_path_factory, mirror):
             out = prefect(["work-pool", "create", pool, "--type", "process"], ws, env)
             assert out.returncode == 0, out.stdout + out.stderr
         assert prefect(["work-pool", "set-concurrency-limit", "gpu", "1"], ws, env).returncode == 0
-        deployed = prefect(["deploy", "--all"], ws, env)
+        deployed = subprocess.run([bin_path("seqcast"), "deploy"], cwd=ws, env=env, capture_output=True, text=True,
+                                  timeout=600)
         assert deployed.returncode == 0, deployed.stdout[-4000:] + deployed.stderr[-4000:]
         worker = Proc([bin_path("prefect"), "worker", "start", "--pool", "cpu", "--type", "process"],
                       tmp / "worker.log", cwd=ws, env=env)
@@ -83,16 +90,16 @@ def run_deployment(name, params, stack):
 def test_deploy_all_registers_every_deployment(stack):
     ws, env, _, deployed = stack
     listed = prefect(["deployment", "ls"], ws, env)
-    for name in ("market-daily", "pm25-daily", "retrain-weekly", "gpt-train"):
+    for name in ("market-daily", "market-retrain", "pm25-daily", "retrain-all", "gpt-train"):
         assert name in listed.stdout, listed.stdout
-    inspected = prefect(["deployment", "inspect", "market-daily/market-daily"], ws, env)
+    inspected = prefect(["deployment", "inspect", "daily/market-daily"], ws, env)
     assert "Asia/Seoul" in inspected.stdout and "'cpu'" in inspected.stdout
 
 
 def test_retrain_then_daily_forecast_through_the_worker(stack):
     ws = stack[0]
-    run_deployment("retrain/retrain-weekly", {"datasets": ["market"]}, stack)
-    run_deployment("market-daily/market-daily", {}, stack)
+    run_deployment("retrain/market-retrain", {}, stack)
+    run_deployment("daily/market-daily", {}, stack)
     mlflow.set_tracking_uri(f"sqlite:///{ws / 'mlflow.db'}")
     try:
         runs = mlflow.search_runs(experiment_names=["seqcast-market"], filter_string="tags.family != 'report'")

@@ -27,7 +27,7 @@ from seqcast.errors import StoreUnavailable
 
 SEQCAST = str(Path(sys.executable).parent / "seqcast")
 SECRET = "seqcast-canary-7f3a9c1e5b2d"  # an AWS-style secret planted in the environment of every run
-SMALL = {"market": {"tickers": ["^KS11"]}, "models": {"run": {"market": ["naive", "drift"]}},
+SMALL = {"_series": {"market": ["^KS11"]}, "datasets": {"market": {"models": {"run": ["naive", "drift"]}}},
          "stationarity": {"max_points": 4000}}
 
 
@@ -232,8 +232,8 @@ def test_upstream_down_or_slow_retries_then_falls_back(behaviours, source, tmp_p
     url = f"http://127.0.0.1:{server.server_address[1]}/static/public/381/beijing+pm2+5+data.zip"
     try:
         ws = copy_project(tmp_path / "project", {
-            "ingest": {"retries": 2, "retry_delay_seconds": [0.2, 0.5], "timeout_seconds": 1,
-                       "upstream": {"pm25": url}}})
+            "ingest": {"retries": 2, "retry_delay_seconds": [0.2, 0.5], "timeout_seconds": 1},
+            "_sources": {"pm25": [{"url": url}]}})
         monkeypatch.setenv("SEQCAST_HOME", str(ws))
         monkeypatch.setenv("SEQCAST_DATA_MIRROR", str(mirror))
         from flows.ingest import ingest_flow

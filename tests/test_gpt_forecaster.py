@@ -146,14 +146,16 @@ def test_a_trained_checkpoint_loads_and_tags_held_out_series_as_zero_shot(tmp_pa
 
 
 def test_the_comparison_has_one_row_per_model_and_a_zero_shot_block():
-    from flows.gpt_forecaster import comparison_rows, markdown
+    from flows.gpt_forecaster import columns_of, comparison_rows, markdown
 
     m = lambda task, mase: {f"{task}_mase": mase, f"{task}_cov80": 0.8, f"{task}_cov95": 0.95}  # noqa: E731
     boards = {"pm25": {"us_embassy": {"naive": m("P1b", 0.707), "sarima": m("P1b", 0.69),
                                       "gpt_forecaster": m("P1b", 0.6)},
                        "Dongsi": {"naive": m("P1b", 0.8), "gpt_forecaster": m("P1b", 0.7), "arima": m("P1b", 0.75)}},
               "market": {"^KS11": {"naive": m("P2a", 1.0), "prophet": m("P2a", 1.3), "gpt_forecaster": m("P2a", 1.01)}}}
-    rows = comparison_rows(boards, {"pm25": "us_embassy", "market": "^KS11"}, {"pm25": "Dongsi", "market": None})
+    tasks = {"pm25": "P1b", "market": "P2a"}
+    rows = comparison_rows(boards, {"pm25": "us_embassy", "market": "^KS11"}, {"pm25": "Dongsi", "market": None},
+                           tasks)
     main = [r for r in rows if r["series"] == "us_embassy / ^KS11"]
     assert [r["model"] for r in main] == ["naive", "sarima", "prophet", "gpt_forecaster"]
     naive = main[0]
@@ -162,7 +164,7 @@ def test_the_comparison_has_one_row_per_model_and_a_zero_shot_block():
     zero = [r for r in rows if r["series"] == "Dongsi"]
     assert [(r["model"], r["zero_shot"]) for r in zero] == [("naive", False), ("arima", False),
                                                             ("gpt_forecaster", True)]
-    assert "| gpt_forecaster | Dongsi | yes | 0.700 |" in markdown(rows)
+    assert "| gpt_forecaster | Dongsi | yes | 0.700 |" in markdown(rows, columns_of(tasks))
 
 
 @pytest.mark.parametrize("transform", ["none", "log1p", "log_return"])
@@ -213,8 +215,8 @@ def test_the_held_out_series_run_the_gpt_forecaster_beside_the_fitted_models():
     params = load_params()
     held = params.gpt_forecaster_train.held_out
     for dataset in ("market", "pm25"):
-        names = models_for(held[dataset], dataset, params)
+        series = params.dataset(dataset).series
+        names = models_for(held[dataset], series[0], dataset, params)
         assert names[0] == "naive" and "gpt_forecaster" in names and len(names) > 2
-        other = next(s for s in (params.market.tickers if dataset == "market" else params.pm25.stations)[1:]
-                     if s != held[dataset])
-        assert "gpt_forecaster" not in models_for(other, dataset, params)
+        other = next(s for s in series[1:] if s != held[dataset])
+        assert "gpt_forecaster" not in models_for(other, series[0], dataset, params)

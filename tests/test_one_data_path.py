@@ -14,7 +14,7 @@ from conftest import ROOT
 from models.base import Forecast, Forecaster
 from seqcast.config import load_params
 from tasks.backtest import evaluate
-from tasks.series import models_for, protocol_for, series_ids, split_table
+from tasks.series import models_for, protocol_for, split_table
 
 
 def market_table(ids: list[str], n: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -31,8 +31,7 @@ def market_table(ids: list[str], n: int = 400, seed: int = 0) -> pd.DataFrame:
 
 @pytest.fixture
 def params():
-    base = load_params()
-    return base.model_copy(update={"market": base.market.model_copy(update={"tickers": ["^KS11", "^GSPC", "^N100"]})})
+    return load_params()
 
 
 class PanelSpy(Forecaster):
@@ -49,8 +48,8 @@ class PanelSpy(Forecaster):
 
 
 def test_panel_is_the_other_series_cut_at_the_training_end(params):
-    parts = split_table(market_table(["^N100", "^KS11", "^GSPC"]), params, "market")
-    assert list(parts) == ["^KS11", "^GSPC", "^N100"]  # params.yaml order: the first is the reference
+    parts = split_table(market_table(["^KS11", "^GSPC", "^N100"]))
+    assert list(parts) == ["^KS11", "^GSPC", "^N100"]  # the table's order: the first is the reference
     proto = protocol_for("^KS11", parts, "market", params)
     assert [p.unique_id for p in proto.panel] == ["^GSPC", "^N100"]  # never the series itself
     for p in proto.panel:
@@ -61,7 +60,7 @@ def test_panel_is_the_other_series_cut_at_the_training_end(params):
 
 
 def test_only_global_models_receive_the_panel(params):
-    parts = split_table(market_table(["^KS11", "^GSPC", "^N100"]), params, "market")
+    parts = split_table(market_table(["^KS11", "^GSPC", "^N100"]))
     proto = protocol_for("^KS11", parts, "market", params)
     spy = PanelSpy(season=5)
     evaluate(spy, proto)
@@ -76,7 +75,7 @@ def test_only_global_models_receive_the_panel(params):
 def test_deepar_trains_across_the_panel(params):
     from models.registry import create
 
-    parts = split_table(market_table(["^KS11", "^GSPC", "^N100"]), params, "market")
+    parts = split_table(market_table(["^KS11", "^GSPC", "^N100"]))
     proto = protocol_for("^KS11", parts, "market", params)
     model = create("deepar", season=5, epochs=1, hidden=8, num_samples=20, max_windows=256)
     result = evaluate(model, proto)
@@ -87,28 +86,25 @@ def test_deepar_trains_across_the_panel(params):
     assert alone.n_extra_series_ == 0
 
 
-def test_a_series_params_name_but_the_table_lacks_is_a_clear_error(params):
-    with pytest.raises(KeyError, match=r"no series \['\^N100'\].*dvc repro validate@market"):
-        split_table(market_table(["^KS11", "^GSPC"]), params, "market")
-
-
 def test_reference_series_runs_every_model_the_others_the_multi_series_list():
     params = load_params()
-    ref = series_ids(params, "market")[0]
-    assert models_for(ref, "market", params)[0] == "naive"
-    assert set(params.models.run["market"]) <= set(models_for(ref, "market", params))
-    every = sorted(params.backtest.every_series["market"], key=lambda n: n != "naive")
+    series = params.dataset("market").series
+    ref = series[0]
+    assert models_for(ref, ref, "market", params)[0] == "naive"
+    assert set(params.models_run("market")) <= set(models_for(ref, ref, "market", params))
+    every = sorted(params.dataset("market").models.every_series, key=lambda n: n != "naive")
     held_out = params.gpt_forecaster_train.held_out["market"]  # the GPT forecaster's zero-shot series
-    for uid in series_ids(params, "market")[1:]:
+    for uid in series[1:]:
         expected = every + ["gpt_forecaster"] if uid == held_out else every
-        assert models_for(uid, "market", params) == expected, uid
+        assert models_for(uid, ref, "market", params) == expected, uid
 
 
 # ------------------------------------------------------------------------------------ static rules
 
 CORE = ["seqcast/config.py", "seqcast/config_base.py", "seqcast/gpt_config.py", "seqcast/contract.py",
-        "seqcast/paths.py", "seqcast/tracking.py", "seqcast/errors.py", "seqcast/env.py"]
-FRONT_DOORS = {"seqcast.cli", "seqcast.chat"}
+        "seqcast/paths.py", "seqcast/tracking.py", "seqcast/errors.py", "seqcast/env.py", "seqcast/dataset_config.py",
+        "seqcast/frequency.py"]
+FRONT_DOORS = {"cli", "seqcast.chat"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -133,7 +129,7 @@ def offenders(files: list[Path], forbidden: tuple[str, ...] | set[str]) -> dict[
 
 def test_the_core_imports_no_flows_tasks_or_models():
     core = [ROOT / f for f in CORE] + [p for p in (ROOT / "seqcast").glob("*.py")
-                                      if p.stem not in {"cli", "chat", "__init__"}]
+                                      if p.stem not in {"chat", "__init__"}]
     assert offenders(sorted(set(core)), ("flows", "tasks", "models", "benchmarks", *FRONT_DOORS)) == {}
 
 
@@ -163,9 +159,10 @@ def test_a_table_of_many_time_zones_keeps_each_series_calendar(mirror):
     """Sydney and Seoul closes in one table: ds is stored in UTC, each series gets its own
     clock back (a Sydney Monday close is not a Sunday in Seoul time)."""
     from seqcast.contract import local_time
-    from tasks.ingest import concat_series, parse_market_csv, window
+    from tasks.connectors.yahoo import parse_csv
+    from tasks.ingest import concat_series, window
 
-    frames = [window(parse_market_csv(mirror / "market" / f"{stem}.csv", t, tz), "2016-03-08", "2016-06-30")
+    frames = [window(parse_csv(mirror / "market" / f"{stem}.csv", t, tz, "market"), "2016-03-08", "2016-06-30")
               for stem, t, tz in (("KS11", "^KS11", "Asia/Seoul"), ("AXJO", "^AXJO", "Australia/Sydney"))]
     table = concat_series(frames)
     assert str(table["ds"].dt.tz) == "UTC"

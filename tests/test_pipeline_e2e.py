@@ -31,10 +31,12 @@ def dvc(args, cwd, env):
 @pytest.fixture(scope="module")
 def repro(tmp_path_factory, mirror):
     ws = copy_project(tmp_path_factory.mktemp("e2e") / "project", {
-        "models": {"run": {k: sorted(v) for k, v in BASELINES.items()}, "arima": {"fit_window": 2000}},
+        "_series": {"market": TICKERS},
+        "datasets": {d: {"models": {"run": sorted(v), "every_series": ["naive"] if d == "market" else []}}
+                     for d, v in BASELINES.items()},
+        "models": {"arima": {"fit_window": 2000}},
         "stationarity": {"max_points": 4000},
-        "market": {"tickers": TICKERS},
-        "backtest": {"every_series": {"market": ["naive"], "pm25": []}, "workers": 2},
+        "backtest": {"workers": 2},
     })
     env = child_env(ws, mirror)
     first = subprocess.run([str(Path(sys.executable).parent / "seqcast"), "run", "--targets", *TARGETS], cwd=ws,

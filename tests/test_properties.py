@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from models import registry
-from models.neural.base import window_index
+from models.neural.windows import window_index
 from seqcast.config import load_params
 from seqcast.errors import DataValidationError
 from tasks import metrics
@@ -47,7 +47,7 @@ def test_windows_shapes_targets_and_causality(n, L, H, seed):
     y_raw = rng.normal(size=n)
     y_raw[rng.random(n) < 0.1] = np.nan
     ends = np.arange(L - 1, n - H)
-    x, target, mask = model._windows(feats, y_raw, ends)
+    x, target, mask = model.inputs_.windows(feats, y_raw, ends)
     assert x.shape == (len(ends), L, 3) and target.shape == (len(ends), H) and mask.shape == (len(ends), H)
     i = len(ends) // 2
     e = ends[i]
@@ -56,7 +56,7 @@ def test_windows_shapes_targets_and_causality(n, L, H, seed):
     assert np.array_equal(mask[i], ~np.isnan(y_raw[e + 1 : e + H + 1]))
     changed = feats.copy()
     changed[e + 1 :] += 100.0  # the future moves: the input window at e does not
-    assert np.array_equal(model._windows(changed, y_raw, ends)[0][i], x[i])
+    assert np.array_equal(model.inputs_.windows(changed, y_raw, ends)[0][i], x[i])
 
 
 # ---------------------------------------------------------------------------- scalers
@@ -64,7 +64,7 @@ def _fitted_scalers(model, y):
     model.train_network = lambda *a, **k: None  # only the split and the scalers are under test
     model._fit_spread = lambda *a, **k: None
     model._fit(np.asarray(y, float), None)
-    return model.mu_, model.sd_, model.log_
+    return model.target_
 
 
 @FAST
@@ -81,7 +81,7 @@ def test_scalers_never_see_past_the_fit_part(n, seed, shift, scale):
     assert _fitted_scalers(_neural(8, 3), after_split) == before
     inside = y.copy()
     inside[n_fit // 2] += 1e3  # a change inside the fit part does move the scaler
-    assert _fitted_scalers(_neural(8, 3), inside)[0] != before[0]
+    assert _fitted_scalers(_neural(8, 3), inside).loc != before.loc
 
 
 @FAST
@@ -92,10 +92,10 @@ def test_features_are_causal(n, seed, t):
     y[rng.random(n) < 0.1] = np.nan
     model = _neural(8, 3)
     _fitted_scalers(model, y)
-    feats = model._features(y, None)
+    feats = model.inputs_.features(y, None)
     future = y.copy()
     future[t + 1 :] = rng.normal(size=n - t - 1) * 1e3
-    assert np.array_equal(model._features(future, None)[: t + 1], feats[: t + 1])
+    assert np.array_equal(model.inputs_.features(future, None)[: t + 1], feats[: t + 1])
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -160,7 +160,7 @@ RULES = {  # a way to break the PM2.5 suite -> (rule, column) the failure must n
     "above_range": ("expect_column_values_to_be_between", "y"),
     "negative": ("expect_column_values_to_be_between", "y"),
     "duplicate_hour": ("expect_compound_columns_to_be_unique", "unique_id/ds"),
-    "missing_hour": ("expect_column_values_to_be_in_set", "step_hours"),
+    "missing_hour": ("expect_column_values_to_be_between", "steps"),
     "future": ("expect_column_values_to_be_between", "hours_ahead"),
     "too_many_missing": ("expect_column_values_to_not_be_null", "y"),
 }
@@ -182,7 +182,7 @@ valid_values = st.integers(30, 120).flatmap(
 def test_validator_accepts_valid_frames_and_names_the_broken_rule(values, start, rule, where):
     params = load_params()
     frame = pm25_frame(values, pd.Timestamp(start).floor("h"))
-    report = validate_table(frame, "pm25", params, ["generated"])
+    report = validate_table(frame, "pm25", params.dataset("pm25"), ["generated"])
     assert report["s"]["success"] and report["s"]["warning_count"] == 0
     i = int(where * (len(frame) - 2)) + 1
     broken = frame.copy()
@@ -199,6 +199,6 @@ def test_validator_accepts_valid_frames_and_names_the_broken_rule(values, start,
     elif rule == "too_many_missing":
         broken.loc[broken.index % 5 == 0, "y"] = np.nan  # 20 % missing; allowed 10 %
     with pytest.raises(DataValidationError) as err:
-        validate_table(broken, "pm25", params, ["generated"])
+        validate_table(broken, "pm25", params.dataset("pm25"), ["generated"])
     named = {(f.rule.split("(")[0], f.column) for f in err.value.failures}
     assert RULES[rule] in named, (rule, named)

@@ -1,4 +1,4 @@
-"""Prophet's two variants (issue 11): the residual-AR update and Prophet's own forecast with its
+"""Prophet's two variants: the residual-AR update and Prophet's own forecast with its
 sampled intervals, refitted on the history up to the origin; the change points they log."""
 
 import numpy as np

@@ -12,12 +12,7 @@ from tasks.recurrent_lm import exact_stream_loss, streams, train_recurrent_lm, t
 DATA = torch.arange(3000) % 7  # a stream a recurrent net learns at once: 0 1 2 3 4 5 6 0 1 ...
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])

@@ -20,13 +20,7 @@ TINY = RLHFParams(n_pairs=8, batch_size=4, rm_iters=30, rm_lr=3e-3, dpo_iters=15
                   ppo_batch=2, ppo_epochs=1, max_new_tokens=6)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread (two threads spin against each other on a loaded machine, 100x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 def tiny():

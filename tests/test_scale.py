@@ -1,61 +1,75 @@
-"""Many series on Dask through Prefect: the mapped flow gives the serial loop's
-forecasts on a local cluster (the default) and on an existing Dask scheduler reached by
-address (a real `dask scheduler` + `dask worker` on loopback)."""
+"""Many series through the backtest's own jobs (flows/scale.py): reproducible generated
+series on the daily protocol, verdicts from the stationarity stage's tests, the flow's
+leaderboard equal to the jobs run one by one, and `seqcast bench scale` as a user types it
+(a small N: the benchmark's own loopback Dask cluster, three executors, identical metrics)."""
 
 from __future__ import annotations
 
-import os
-import sys
+import json
+import subprocess
 
 import numpy as np
 import pytest
 
-from _ops import Proc, bin_path, free_port, wait_http
 from conftest import ROOT
-from flows.scale import chunks, default_chunk_size, generated_series, scale_flow, serial_fit
-
-pytestmark = pytest.mark.slow
-SMALL = {"p": 1, "d": 1, "q": 0, "maxiter": 50}
-
-
-def test_generated_series_are_reproducible_and_chunked():
-    a, b = generated_series(5, 50, seed=3), generated_series(5, 50, seed=3)
-    assert list(a) == [f"gen_{i:05d}" for i in range(5)]
-    assert all(np.array_equal(a[k], b[k]) for k in a)
-    parts = chunks(a, 2)
-    assert [len(p) for p in parts] == [2, 2, 1] and default_chunk_size(1000, 2) == 125
+from flows.scale import generated_jobs, generated_table, mean_metrics
+from seqcast.config import load_params
+from tasks.jobs import run_jobs
 
 
-def _check(out, n):
-    serial = serial_fit(generated_series(n, 200), "arima", overrides=SMALL)
-    assert set(out["forecasts"]) == set(serial)
-    for uid, fc in serial.items():
-        np.testing.assert_allclose(out["forecasts"][uid], fc, rtol=1e-8)
+def test_generated_series_are_reproducible_daily_and_judged_on_p2():
+    a, b = generated_table(3, 120, seed=3), generated_table(3, 120, seed=3)
+    assert a.equals(b) and list(a["unique_id"].unique()) == ["gen_00000", "gen_00001", "gen_00002"]
+    assert (a.groupby("unique_id").size() == 120).all() and a["ds"].dt.dayofweek.max() <= 4  # business days
+    params = load_params()
+    jobs = generated_jobs(2, ["naive", "arima"], params, length=120)
+    assert [(j.protocol.unique_id, j.model) for j in jobs] == [("gen_00000", "naive"), ("gen_00000", "arima"),
+                                                               ("gen_00001", "naive"), ("gen_00001", "arima")]
+    proto = jobs[0].protocol
+    assert proto.name == "P2" and proto.n_train == int(120 * params.backtest.p2.train_fraction)
+    assert jobs[0].verdict["d"] == 1  # random walks: the stationarity tests difference them once
 
 
-def test_local_cluster_matches_serial(prefect_server):
-    out = scale_flow("generated", 6, length=200, model="arima", n_workers=2, chunk_size=2, overrides=SMALL)
-    assert out["tasks"] == 3
-    _check(out, 6)
+def test_the_flow_is_the_same_backtest_as_the_jobs(workspace, mlflow_store, prefect_server):
+    from flows.scale import scale_flow
+
+    out = scale_flow("generated", ["naive", "drift"], n=3, length=120)
+    params = load_params()
+    direct = {}
+    for job, result in run_jobs(generated_jobs(3, ["naive", "drift"], params, length=120), params, 1):
+        direct.setdefault(job.protocol.unique_id, {})[job.model] = result.metrics
+    assert out["n_series"] == 3 and out["jobs"] == 6 and out["executor"] == "local"
+    for uid, per_model in direct.items():
+        for model, metrics in per_model.items():
+            assert out["series"][uid][model]["P2a_mase"] == pytest.approx(metrics["P2a_mase"], rel=1e-12)
+    assert out["mean"]["naive"]["P2a_mase"] == pytest.approx(np.mean([m["naive"]["P2a_mase"] for m in direct.values()]))
+    saved = json.loads((workspace / "reports" / "scale" / "generated.json").read_text())
+    assert {m: r["P2b_mase"] for m, r in saved["mean"].items()} == {m: r["P2b_mase"] for m, r in out["mean"].items()}
+    import mlflow
+
+    runs = mlflow.search_runs(experiment_names=["seqcast-generated"])
+    assert len(runs) == 1
+    assert runs["metrics.mean_P2a_mase.naive"].iloc[0] == pytest.approx(out["mean"]["naive"]["P2a_mase"])
 
 
-def test_existing_scheduler_by_address(prefect_server, tmp_path):
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PREFECT_API_URL=prefect_server)
-    env["PATH"] = str(sys.executable.rsplit("/", 1)[0]) + os.pathsep + env.get("PATH", "")
-    dash = free_port()
-    scheduler = Proc([bin_path("dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                      "--dashboard-address", f"127.0.0.1:{dash}"], tmp_path / "scheduler.log", env=env, cwd=ROOT)
-    worker = None
-    try:
-        wait_http(f"http://127.0.0.1:{dash}/health", scheduler, timeout=120)
-        worker = Proc([bin_path("dask"), "worker", f"tcp://127.0.0.1:{port}", "--nworkers", "1", "--nthreads", "1",
-                       "--no-dashboard"], tmp_path / "worker.log", env=env, cwd=ROOT)
-        out = scale_flow("generated", 4, length=200, model="arima", address=f"tcp://127.0.0.1:{port}",
-                         chunk_size=2, overrides=SMALL)
-        assert out["tasks"] == 2
-        _check(out, 4)
-    finally:
-        for p in (worker, scheduler):
-            if p is not None:
-                p.stop()
+def test_mean_metrics_per_model():
+    means = mean_metrics({"a": {"m": {"x": 1.0}, "n": {"x": 4.0}}, "b": {"m": {"x": 3.0}}})
+    assert means == {"m": {"x": 2.0}, "n": {"x": 4.0}}
+
+
+@pytest.mark.slow
+def test_seqcast_bench_scale_as_typed(tmp_path):
+    """The README's command on a small N: three executors, the same metrics on each."""
+    from conftest import child_env, mirror_path
+
+    env = child_env(ROOT, mirror_path())
+    env["SEQCAST_HOME"] = str(ROOT)
+    out = subprocess.run(["seqcast", "bench", "scale", "--n", "4", "--models", "naive", "arima", "--round", "2",
+                          "--serial-every", "1", "--probe", "4"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=1200)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["identical_metrics"] is True
+    assert [r["executor"] for r in result["rows"]] == ["local, 1 worker", "local, 2 workers", "dask, 2 workers"]
+    assert all(r["jobs"] == 8 for r in result["rows"])
+    assert "cluster / local pool at 2 workers" in out.stdout

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, readme_block
 from seqcast.paths import UnsafeName, inside, safe_name
 
 
@@ -133,19 +133,26 @@ def test_real_names_are_accepted_and_symlinks_cannot_escape(tmp_path):
         inside(tmp_path / "data", "link.csv")
 
 
-def test_ingest_refuses_a_ticker_or_station_that_escapes(workspace, monkeypatch):
+def test_ingest_refuses_a_ticker_station_or_file_that_escapes(workspace, monkeypatch):
     from seqcast.config import load_params
     from tasks import ingest
 
     monkeypatch.setattr(ingest, "reachable", lambda host, timeout=3.0: False)
-    params = load_params()
+    params = load_params(ROOT / "params.yaml")
+    none = ingest.Downloads(url=None, yahoo=None)
+
+    def with_series(dataset, index, names):
+        entry = params.dataset(dataset)
+        sources = list(entry.sources)
+        sources[index] = sources[index].model_copy(update={"series": names})
+        return params.model_copy(update={"datasets": {**params.datasets, dataset: entry.model_copy(
+            update={"sources": sources})}})
+
     for ticker in ("^../../etc/passwd", "/etc/passwd", "KS11\x00"):
-        bad = params.model_copy(update={"market": params.market.model_copy(update={"tickers": [ticker]})})
         with pytest.raises(UnsafeName):
-            ingest.ingest_market(bad, lambda *a: None)
-    bad = params.model_copy(update={"pm25": params.pm25.model_copy(update={"stations": ["../../../etc/x"]})})
+            ingest.ingest_dataset("market", with_series("market", 0, [ticker]), none)
     with pytest.raises(UnsafeName):
-        ingest.ingest_pm25(bad, lambda *a: None)
+        ingest.ingest_dataset("pm25", with_series("pm25", 1, ["../../../etc/x"]), none)
     assert not list((workspace / "data").rglob("passwd"))
 
 
@@ -154,10 +161,10 @@ def test_servers_bind_to_loopback():
     """Every server command the project starts or documents binds to 127.0.0.1."""
     import inspect
 
-    from seqcast import cli
+    from cli import main as cli
 
     assert '"--host", "127.0.0.1"' in inspect.getsource(cli.cmd_ui)  # `seqcast ui`
-    texts = {p: (ROOT / p).read_text() for p in ("README.md", "prefect.yaml", "seqcast/cli.py", "Makefile")}
+    texts = {p: (ROOT / p).read_text() for p in ("README.md", "prefect.yaml", "cli/main.py", "Makefile")}
     for name, text in texts.items():
         assert "0.0.0.0" not in text, name
         lines = text.splitlines()
@@ -165,8 +172,9 @@ def test_servers_bind_to_loopback():
             command = re.search(r"(mlflow (server|ui)|prefect server start|models serve)", line)
             if command and re.search(r"\s-{1,2}[a-z]", line[command.start():]):  # a command line with flags
                 assert "127.0.0.1" in line + " ".join(lines[i + 1 : i + 2]), (name, line)  # (or continued)
-    scale = (ROOT / "flows" / "scale.py").read_text()
-    assert '"dashboard_address": None' in scale  # the local Dask cluster serves no dashboard
+    from seqcast import stack
+
+    assert stack.Stack.open(ROOT / ".no-stack").host == "127.0.0.1"  # the team stack binds loopback by default
 
 
 # ---------------------------------------------------------------------------- dependencies
@@ -195,20 +203,12 @@ def test_bandit_finds_no_high_severity_issue():
     assert report["metrics"]["_totals"]["loc"] > 5000  # it really scanned the code
 
 
-def _readme_block(marker: str) -> list[str]:
-    """The command lines of the README's bash block that contains `marker`, as typed."""
-    for block in re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S):
-        if marker in block:
-            return [ln.strip() for ln in block.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-    raise AssertionError(f"README.md has no bash block with {marker!r}")
-
-
 @pytest.mark.slow
 def test_locked_install_as_the_readme_types_it(tmp_path):
     """The README's locked install, run as typed in a fresh venv (only the venv's folder moved
     to a temporary one): every pin is found, every file matches its sha256, nothing is resolved
     beyond the lock, and `pip check` finds the installed set consistent."""
-    lines = _readme_block("--require-hashes -r requirements.lock")
+    lines = readme_block("--require-hashes -r requirements.lock")
     assert any(ln.endswith("pip check") for ln in lines)
     venv = tmp_path / "venv"
     outputs = []

@@ -30,7 +30,7 @@ from conftest import child_env, copy_project
 pytestmark = pytest.mark.slow
 
 # the small slice, and every model and the GPT at their smallest
-TINY = {"models": {"run": {"market": ["naive", "drift"], "pm25": ["naive"]}},
+TINY = {"datasets": {"market": {"models": {"run": ["naive", "drift"]}}, "pm25": {"models": {"run": ["naive"]}}},
         "stationarity": {"max_points": 2000},
         "gpt": {"model": {"n_layer": 1, "n_head": 2, "n_embd": 16},
                 "train": {"max_iters": 4, "eval_interval": 2, "eval_iters": 1, "warmup_iters": 1,
@@ -56,7 +56,8 @@ def stages(ws: Path) -> list[dict]:
         graph = repo.index.graph
         for st in reversed(list(nx.topological_sort(graph))):
             name = st.addressing.split("@")[0]
-            templated = set(re.findall(r"\$\{([a-z_.]+)\}", json.dumps(raw[name]))) - {"item"}
+            templated = {t.replace("${key}", st.addressing.partition("@")[2])
+                         for t in re.findall(r"\$\{([a-z_.]+)\}", json.dumps(raw[name]))} - {"item", "key", "datasets"}
             params = [p for d in st.deps if isinstance(d, ParamsDependency) for p in d.params]
             out.append({"stage": st.addressing, "cmd": st.cmd, "params": params, "templated": templated,
                         "deps": [str(d.def_path) for d in st.deps if not isinstance(d, ParamsDependency)],

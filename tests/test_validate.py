@@ -6,12 +6,14 @@ import shutil
 
 import pytest
 
-from seqcast.cli import main as cli
+from cli.main import main as cli
 from seqcast.config import load_params
 from seqcast.errors import DataValidationError
 from seqcast.tracking import file_md5
-from tasks import ingest
+from tasks.connectors import uci_prsa
 from tasks.validate import validate_file, validate_table
+
+PM25_FILE = "PRSA_data_2010.1.1-2014.12.31.csv"
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +34,8 @@ def test_real_data_passes(mirror, params, tmp_path):
     (warning,) = report["^KS11"]["warnings"]
     assert warning["rule"].startswith("expect_column_values_to_not_be_null") and warning["count"] == 7
     assert warning["column"] == "y" and warning["file_column"] == "'Close'" and len(warning["example_lines"]) == 5
-    tidy = ingest.parse_pm25_csv(mirror / "pm25" / ingest.PM25_FILE, "us_embassy", "Asia/Shanghai")
-    report = validate_table(tidy, "pm25", params, ["pm25"], tmp_path / "docs")
+    tidy = uci_prsa.parse_csv(mirror / "pm25" / PM25_FILE, "us_embassy", "Asia/Shanghai", "pm25")
+    report = validate_table(tidy, "pm25", params.dataset("pm25"), ["pm25"], tmp_path / "docs")
     assert report["us_embassy"]["longest_missing_run"] == 155
     assert (tmp_path / "docs" / "index.html").is_file()  # Data Docs
 
@@ -80,13 +82,13 @@ def test_pm25_out_of_range_duplicate_and_missing_hour(mirror, params, tmp_path):
         lines.insert(3001, lines[3000])  # a duplicated hour
         return lines
 
-    path = broken_copy(mirror / "pm25" / ingest.PM25_FILE, tmp_path / ingest.PM25_FILE, edit)
+    path = broken_copy(mirror / "pm25" / PM25_FILE, tmp_path / PM25_FILE, edit)
     with pytest.raises(DataValidationError) as err:
         validate_file(path, "pm25", params)
     text = str(err.value)
     assert "expect_column_values_to_be_between" in text and "column 'y'" in text and "2500" in text
     assert "expect_compound_columns_to_be_unique" in text
-    assert "column 'step_hours'" in text  # the hourly calendar rule
+    assert "column 'steps'" in text and "max_value=1" in text  # the hourly calendar rule: every hour present
     assert len(err.value.failures) >= 3
 
 
@@ -108,25 +110,25 @@ def test_non_numeric_value_names_the_line(mirror, params, tmp_path):
 
 def test_too_many_missing_values(mirror, params, tmp_path):
     src = mirror / "pm25_multisite" / "PRSA_Data_Dongsi_20130301-20170228.csv.gz"
-    tidy = ingest.parse_pm25_csv(src, "Dongsi", "Asia/Shanghai")
+    tidy = uci_prsa.parse_csv(src, "Dongsi", "Asia/Shanghai", "pm25")
     tidy.loc[:5000, "y"] = float("nan")
     with pytest.raises(DataValidationError) as err:
-        validate_table(tidy, "pm25", params, [str(src)])
+        validate_table(tidy, "pm25", params.dataset("pm25"), [str(src)])
     rules = " ".join(f.rule for f in err.value.failures)
     assert "expect_column_values_to_not_be_null" in rules
     assert {"y", "null_run"} <= {f.column for f in err.value.failures}  # too many, and a run too long
 
 
 def test_cli_exit_codes(mirror, tmp_path, capsys):
-    assert cli(["validate", str(mirror / "market" / "KS11.csv"), "--kind", "market"]) == 0
+    assert cli(["validate", str(mirror / "market" / "KS11.csv"), "--dataset", "market"]) == 0
     assert "valid" in capsys.readouterr().out
     bad = tmp_path / "KS11.csv"
     bad.write_text("Date,Open,High,Low,Close\n2020-01-02,1,2,0.5,1\n")
-    assert cli(["validate", str(bad), "--kind", "market"]) == 1
+    assert cli(["validate", str(bad), "--dataset", "market"]) == 1
     err = capsys.readouterr().err
     assert "required column missing" in err and "Adj Close" in err and str(bad) in err
     gz = tmp_path / "PRSA_Data_Dongsi_x.csv.gz"
     with gzip.open(mirror / "pm25_multisite" / "PRSA_Data_Dongsi_20130301-20170228.csv.gz") as fin, \
             gzip.open(gz, "wb") as fout:
         shutil.copyfileobj(fin, fout)
-    assert cli(["validate", str(gz), "--kind", "pm25"]) == 0
+    assert cli(["validate", str(gz), "--dataset", "pm25"]) == 0

@@ -1,36 +1,28 @@
-"""NeuralForecaster: windows, scaling, the one training loop and persistence for every network.
+"""NeuralForecaster: the glue between a network, its inputs and the one training loop.
 
 Each network module defines a ``torch.nn.Module`` whose ``forward(x)`` maps a batch of
 windows ``x`` of shape ``(B, L, F)`` (feature 0 is the scaled target, the rest scaled
-exogenous columns) to ``(B, H)``: the scaled change of the target from the window's
-last value, for steps 1..H. Everything else lives here, written once:
+exogenous columns and the seasonal phase) to ``(B, H)``: the scaled change of the target
+from the window's last value, for steps 1..H. Everything else is written once:
 
-- **Scaling**, fitted on the fit part of the training history only (the validation
-  slice at the end of train and everything after it never reach a scaler):
-  optional ``log1p``, then a standard scaler; exogenous columns standard-scaled too.
-- **Windows** of ``input_size`` steps ending at position ``t`` with targets
-  ``t+1..t+H``. Missing values are forward-filled causally (position ``t`` only reads
-  ``<= t``); targets that were missing are masked out of the loss.
-- **The training loop**: AdamW, gradient clipping, early stopping on a validation
-  slice carved from the end of train, fixed seeds (the shuffling of epoch ``e`` is a
-  function of ``seed`` and ``e`` only, so a resumed run is bit-identical on CPU), a
-  checkpoint after every epoch (atomic write) and resume from it after a kill, tqdm
-  progress bar, device picked automatically (CUDA, else CPU), bf16 autocast on CUDA.
-- **forecast_origins**: one batched, causal forward over the windows ending at every
-  origin. Intervals are Gaussian with a per-step spread taken from the residuals on
-  the validation slice (original units).
-- **Persistence**: ``save`` writes the base JSON + npz plus ``weights.pt`` (a plain
-  state dict) and ``neural.json`` (scalers, spreads, history); ``load`` reads them with
+- **Inputs** (models/neural/windows.py): the target transform and the exogenous scalers,
+  fitted on the fit part of the training history only (the validation slice at the end of
+  train and everything after it never reach a statistic); causal features; windows of
+  ``input_size`` steps with targets ``t+1..t+H``, missing targets masked out of the loss.
+- **Training** (models/neural/training.py): AdamW, gradient clipping, early stopping on the
+  validation slice, fixed seeds, a checkpoint after every epoch and resume after a kill.
+- **Here**: building the network (seeded), ``forecast_origins`` (one batched, causal
+  forward over the windows ending at every origin; beyond ``H`` steps the forecasts are fed
+  back), intervals from the quantiles of the validation residuals
+  (models/residual_quantiles.py), MLflow extras and figures, and persistence: ``save``
+  writes the base JSON + npz plus ``weights.pt`` (a plain state dict) and ``neural.json``
+  (scalers, residual quantiles, history); ``load`` reads them with
   ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,19 +30,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.base import Forecast, Forecaster, Levels, ffill
+from models.base import Forecast, Forecaster, Levels
+from models.neural import training
+from models.neural.training import n_params, pick_device
+from models.neural.windows import NetworkInputs, split, window_index
+from models.residual_quantiles import ResidualQuantiles
+from models.target_transform import TargetTransform
 from seqcast.model_config import NeuralParams
-
-
-def pick_device(choice: str = "auto") -> torch.device:
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
-
-
-def window_index(n_positions: np.ndarray, input_size: int) -> np.ndarray:
-    """Index matrix ``(n, L)`` of the windows ending at each position."""
-    return n_positions[:, None] + np.arange(-input_size + 1, 1)[None, :]
 
 
 class NeuralForecaster(Forecaster):
@@ -68,6 +54,7 @@ class NeuralForecaster(Forecaster):
         self.input_size = int(c.input_size or max(2 * self.season, 12))
         self.horizon = int(c.horizon or max(self.season, 1))
         self.device = pick_device(c.device)
+        self.inputs_ = self._new_inputs()
         self.history: list[dict[str, float]] = []
         self.net: nn.Module | None = None
         self.train_seconds = 0.0
@@ -87,42 +74,9 @@ class NeuralForecaster(Forecaster):
             return nn.functional.huber_loss(err, torch.zeros_like(err), delta=1.0)
         return (err**2).mean()
 
-    # -- scaling ----------------------------------------------------------------------
-    def _transform(self, y: np.ndarray) -> np.ndarray:
-        return np.log1p(np.maximum(y, 0.0)) if self.log_ else y
-
-    def _inverse(self, z: np.ndarray) -> np.ndarray:
-        v = z * self.sd_ + self.mu_
-        return np.expm1(v) if self.log_ else v
-
-    def _fit_scalers(self, y_fit: np.ndarray, X_fit: np.ndarray | None) -> None:
-        """Only the fit part (train minus the validation slice) reaches here."""
-        kind = self.config.transform
-        finite = y_fit[~np.isnan(y_fit)]
-        skew = float(np.mean((finite - finite.mean()) ** 3) / (finite.std() ** 3 + 1e-12))
-        self.log_ = bool(kind == "log1p" or (kind == "auto" and finite.min() >= 0 and skew > 1.0))
-        t = self._transform(y_fit)
-        self.mu_, self.sd_ = float(np.nanmean(t)), float(np.nanstd(t) or 1.0)
-        if X_fit is not None:
-            self.x_mu_ = np.nanmean(X_fit, axis=0)
-            sd = np.nanstd(X_fit, axis=0)
-            self.x_sd_ = np.where(sd > 0, sd, 1.0)
-
-    def _features(self, y: np.ndarray, X: np.ndarray | None) -> np.ndarray:
-        """(n, F) causal, scaled inputs: ffilled target (leading gaps -> train mean) + exog."""
-        z = (self._transform(ffill(y)) - self.mu_) / self.sd_
-        z = np.nan_to_num(z, nan=0.0)
-        cols = [z[:, None]]
-        if self.n_exog_:
-            X = np.asarray(X, float)
-            if len(X) < len(y):  # new observations came without exog (e.g. the pyfunc): hold the last row
-                X = np.vstack([X, np.repeat(X[-1:], len(y) - len(X), axis=0)])
-            Xf = np.column_stack([ffill(col) for col in X[: len(y)].T])
-            cols.append(np.nan_to_num((Xf - self.x_mu_) / self.x_sd_, nan=0.0))
-        if self._phase():  # position within the season (hour of day for P1): known in advance
-            angle = 2 * np.pi * np.arange(len(y)) / self.season
-            cols.append(np.column_stack([np.sin(angle), np.cos(angle)]))
-        return np.hstack(cols).astype(np.float32)
+    # -- inputs -----------------------------------------------------------------------
+    def _new_inputs(self) -> NetworkInputs:
+        return NetworkInputs(self.input_size, self.horizon, self.season, self._phase())
 
     def _phase(self) -> bool:
         """Seasonal phase features: ``phase_features`` true/false, or "auto" = when the season
@@ -133,179 +87,58 @@ class NeuralForecaster(Forecaster):
     def _uses_exog(self, X: np.ndarray | None) -> bool:
         return X is not None and self.supports_exog and bool(self.config.use_exog)
 
-    # -- windows ----------------------------------------------------------------------
-    def _windows(self, feats: np.ndarray, y_raw: np.ndarray, ends: np.ndarray):
-        """Inputs (n, L, F), targets (n, H) = z[t+k] - z[t], mask of observed targets."""
-        L, H = self.input_size, self.horizon
-        x = feats[window_index(ends, L)]
-        tgt_idx = ends[:, None] + np.arange(1, H + 1)[None, :]
-        z = feats[:, 0]
-        target = z[tgt_idx] - z[ends][:, None]
-        mask = ~np.isnan(y_raw[tgt_idx])
-        return x, target.astype(np.float32), mask
+    @property
+    def n_exog_(self) -> int:
+        return self.inputs_.n_exog
+
+    @property
+    def target_(self) -> TargetTransform:
+        """The fitted target transform (models/target_transform.py)."""
+        return self.inputs_.target
 
     def _split(self, n: int) -> tuple[int, np.ndarray, np.ndarray]:
-        """n_fit (scaler part) and the window end positions of training and validation."""
-        L, H = self.input_size, self.horizon
-        n_val = max(int(n * float(self.config.val_fraction)), H + 1)
-        n_fit = n - n_val
-        if n_fit < L + H + 1:
-            raise ValueError(f"{self.name}: {n} points are too few for input_size {L} and horizon {H}")
-        train_ends = np.arange(L - 1, n_fit - H)  # every target inside the fit part
-        val_ends = np.arange(max(n_fit - 1, L - 1), n - H)  # targets inside the validation slice
-        return n_fit, train_ends, val_ends
+        return split(n, self.input_size, self.horizon, self.config.val_fraction, self.name)
 
     # -- fit --------------------------------------------------------------------------
     def _fit(self, y: np.ndarray, X: np.ndarray | None) -> None:
-        self.n_exog_ = int(X.shape[1]) if self._uses_exog(X) else 0
+        X = X if self._uses_exog(X) and X.shape[1] else None
         n_fit, train_ends, val_ends = self._split(len(y))
         self.holdout_start_ = n_fit  # the validation slice: early stopping and intervals only
-        self._fit_scalers(y[:n_fit], X[:n_fit] if self.n_exog_ else None)
-        feats = self._features(y, X if self.n_exog_ else None)
-        xt, tt, mt = self._windows(feats, y, train_ends)
-        xv, tv, mv = self._windows(feats, y, val_ends)
-        self.train_network((xt, tt, mt), (xv, tv, mv), n_features=feats.shape[1], fingerprint_data=y)
-        self._fit_spread(xv, tv, mv, feats[val_ends, 0])
+        self.inputs_ = self._new_inputs().fit(y[:n_fit], None if X is None else X[:n_fit], self.config.transform)
+        feats = self.inputs_.features(y, X)
+        train = self.inputs_.windows(feats, y, train_ends)
+        xv, tv, mv = self.inputs_.windows(feats, y, val_ends)
+        self.train_network(train, (xv, tv, mv), n_features=feats.shape[1], fingerprint_data=y)
+        self._fit_spread(xv, tv, mv)
 
-    PROBS = np.linspace(0.005, 0.995, 199)
-
-    def _fit_spread(self, xv, tv, mv, z_last) -> None:
+    def _fit_spread(self, xv, tv, mv) -> None:
         """Per-step quantiles of the validation residuals in the scaled space (so intervals are
-        multiplicative under log1p: wider when the level is high), on a grid of probabilities."""
+        multiplicative under log1p: wider when the level is high)."""
         resid = np.where(mv, tv - self._predict_z(xv), np.nan)  # (n, H), scaled units
-        q = np.nanquantile(resid, self.PROBS, axis=0) if np.isfinite(resid).any() else np.zeros((199, self.horizon))
-        self.sigma_ = np.nan_to_num(q, nan=0.0)  # (199, H)
-
-    def _interval_z(self, level: int, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scaled offsets (lower, upper) for each step; beyond the horizon widened by sqrt(block)."""
-        q = self.sigma_[:, np.minimum(steps, self.sigma_.shape[1] - 1)]
-        lo = np.array([np.interp(0.5 - level / 200, self.PROBS, q[:, j]) for j in range(len(steps))])
-        hi = np.array([np.interp(0.5 + level / 200, self.PROBS, q[:, j]) for j in range(len(steps))])
-        widen = np.sqrt(steps // self.horizon + 1)
-        return np.minimum(lo, 0) * widen, np.maximum(hi, 0) * widen
+        self.spread_ = ResidualQuantiles.fit(resid, self.horizon)
 
     def new_network(self, n_features: int) -> nn.Module:
         torch.manual_seed(int(self.config.seed))
         self.n_features_ = n_features
         return self.build_network(n_features).to(self.device)
 
-    def fingerprint(self, data: np.ndarray) -> str:
-        h = hashlib.sha256(json.dumps({"name": self.name, "season": self.season, "config": self.config.model_dump(
-            exclude={"progress", "checkpoint_dir", "keep_checkpoint", "epoch_sleep", "device", "threads"})},
-            sort_keys=True, default=str).encode())
-        h.update(np.ascontiguousarray(np.nan_to_num(data, nan=-1.2345)).tobytes())
-        return h.hexdigest()[:16]
-
-    def checkpoint_path(self, fingerprint: str) -> Path:
-        folder = self.config.checkpoint_dir or Path(tempfile.gettempdir()) / "seqcast-ckpt"
-        return Path(folder) / f"{self.name}-{fingerprint}.pt"
-
     def train_network(self, train, val, n_features: int, fingerprint_data: np.ndarray) -> None:
-        """The one training loop (see the module docstring)."""
-        from tqdm.auto import tqdm
-
+        """A new (seeded) network trained by the one loop; its checkpoint is keyed by the model,
+        its configuration and ``fingerprint_data``."""
         c = self.config
-        seed = int(c.seed)
         if c.threads:
             torch.set_num_threads(int(c.threads))
         net = self.new_network(n_features)
-        opt = torch.optim.AdamW(net.parameters(), lr=float(c.lr), weight_decay=float(c.weight_decay))
-        ckpt = self.checkpoint_path(self.fingerprint(fingerprint_data))
-        start, best, best_state, bad = 0, float("inf"), None, 0
-        self.history = []
-        if ckpt.exists():  # resume after a kill
-            state = torch.load(ckpt, map_location=self.device, weights_only=True)
-            net.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            start, best, bad = int(state["epoch"]) + 1, float(state["best"]), int(state["bad"])
-            best_state = state["best_model"]
-            self.history = [dict(zip(("epoch", "train_loss", "val_loss", "seconds"), row, strict=True))
-                            for row in state["history"].tolist()]
-            self.resumed_from_ = int(state["epoch"])
-        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in train]
-        vtensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in val]
-        n = len(tensors[0])
-        per_epoch = min(n, int(c.max_windows or n))
-        bs = int(c.batch_size)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else _null()
-        seen, t_train = 0, 0.0
-        bar = tqdm(range(start, int(c.epochs)), desc=self.name, disable=_no_bar(c.progress), leave=False)
-        for epoch in bar:
-            if bad >= int(c.patience):
-                break
-            t0 = time.perf_counter()
-            torch.manual_seed(seed * 100_003 + epoch)  # dropout etc.: a function of (seed, epoch)
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-            order = torch.randperm(n, generator=gen)[:per_epoch]
-            net.train()
-            total, count = 0.0, 0
-            for i in range(0, per_epoch, bs):
-                idx = order[i : i + bs]
-                x, t, m = (a[idx].to(self.device) for a in tensors)
-                if not m.any():
-                    continue
-                with autocast:
-                    loss = self.loss_fn(net, x, t, m)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(net.parameters(), float(c.clip))
-                opt.step()
-                total += loss.item() * len(idx)
-                count += len(idx)
-            seen += per_epoch
-            train_loss = total / max(count, 1)
-            val_loss = self._evaluate_loss(net, vtensors, autocast)
-            seconds = time.perf_counter() - t0
-            t_train += seconds
-            self.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "seconds": seconds})
-            if val_loss < best - 1e-6:
-                best, bad = val_loss, 0
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            else:
-                bad += 1
-            _atomic_save({
-                "model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
-                "bad": bad, "best_model": best_state,
-                "history": torch.tensor([[h["epoch"], h["train_loss"], h["val_loss"], h["seconds"]]
-                                         for h in self.history], dtype=torch.float64),
-            }, ckpt)
-            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
-            if float(c.epoch_sleep):
-                time.sleep(float(c.epoch_sleep))
-        if best_state is not None:
-            net.load_state_dict(best_state)
-        net.eval()
+        key = training.fingerprint(self.name, self.season, c, fingerprint_data)
+        run = training.train(net, self.loss_fn, train, val, c, self.device,
+                             training.checkpoint_path(c.checkpoint_dir, self.name, key), desc=self.name)
         self.net = net
-        self.train_seconds = t_train
-        self.windows_per_second = seen / t_train if t_train else 0.0
-        if not c.keep_checkpoint:
-            ckpt.unlink(missing_ok=True)
+        self.history, self.resumed_from_ = run.history, run.resumed_from
+        self.train_seconds, self.windows_per_second = run.seconds, run.windows_per_second
 
-    @torch.no_grad()
-    def _evaluate_loss(self, net: nn.Module, tensors, autocast) -> float:
-        net.eval()
-        x, t, m = tensors
-        total, count = 0.0, 0
-        for i in range(0, len(x), 1024):
-            xb, tb, mb = (a[i : i + 1024].to(self.device) for a in (x, t, m))
-            if not mb.any():
-                continue
-            with autocast:
-                total += float(self.loss_fn(net, xb, tb, mb)) * len(xb)
-            count += len(xb)
-        return total / max(count, 1)
-
-    @torch.no_grad()
     def _predict_z(self, x: np.ndarray, batch: int = 2048) -> np.ndarray:
         """Scaled changes (n, H) for windows x (n, L, F)."""
-        self.net.eval()
-        out = []
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else _null()
-        for i in range(0, len(x), batch):
-            xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch])).to(self.device)
-            with autocast:
-                out.append(self.net(xb).float().cpu().numpy())
-        return np.concatenate(out) if out else np.empty((0, self.horizon), np.float32)
+        return training.predict(self.net, x, self.device, self.horizon, batch)
 
     # -- forecasting ------------------------------------------------------------------
     def forecast_origins(self, y, origins, h, levels=(80, 95), X=None) -> Forecast:
@@ -313,8 +146,7 @@ class NeuralForecaster(Forecaster):
         self._check_fitted()
         y = np.asarray(y, dtype=float)
         origins = np.asarray(origins, dtype=int)
-        X = X if self.n_exog_ and X is not None else None
-        feats = self._features(y, X)
+        feats = self.inputs_.features(y, X if self.n_exog_ else None)
         if len(origins) == 0:
             empty = np.empty((0, h))
             return Forecast(empty, {lv: empty for lv in levels}, {lv: empty for lv in levels})
@@ -322,12 +154,11 @@ class NeuralForecaster(Forecaster):
         if pad:  # too little history: repeat the first row (still causal)
             feats = np.vstack([np.repeat(feats[:1], pad, axis=0), feats])
         z_all = self._rollout(feats, origins + pad, h).astype(np.float64)
-        steps = np.arange(h)
         lower, upper = {}, {}
-        for level in levels:
-            lo, hi = self._interval_z(level, steps)
-            lower[level], upper[level] = self._inverse(z_all + lo), self._inverse(z_all + hi)
-        return Forecast(self._inverse(z_all), lower, upper)
+        for level in levels:  # beyond the horizon (recursive blocks) widened by sqrt(block)
+            lo, hi = self.spread_.offsets(level, h, widen=True)
+            lower[level], upper[level] = z_all + lo, z_all + hi
+        return self.target_.inverse_forecast(z_all, lower, upper)
 
     def _rollout(self, feats: np.ndarray, ends: np.ndarray, h: int) -> np.ndarray:
         """Scaled forecasts (n, h); beyond ``horizon`` steps, feed the forecasts back (exog held)."""
@@ -388,19 +219,18 @@ class NeuralForecaster(Forecaster):
 
     # -- persistence ------------------------------------------------------------------
     def neural_state(self) -> dict[str, Any]:
-        return {"mu": self.mu_, "sd": self.sd_, "log": self.log_, "n_exog": self.n_exog_,
-                "n_features": self.n_features_, "resid_quantiles": np.asarray(self.sigma_).tolist(),
-                "x_mu": np.asarray(getattr(self, "x_mu_", [])).tolist(),
-                "x_sd": np.asarray(getattr(self, "x_sd_", [])).tolist(),
-                "history": self.history, "train_seconds": self.train_seconds,
-                "windows_per_second": self.windows_per_second, "exog_names": list(self.exog_names_)}
+        return {"inputs": self.inputs_.to_dict(), "n_features": self.n_features_,
+                "resid_quantiles": self.spread_.tolist(), "history": self.history,
+                "train_seconds": self.train_seconds, "windows_per_second": self.windows_per_second,
+                "exog_names": list(self.exog_names_)}
 
     def set_neural_state(self, s: dict[str, Any]) -> None:
-        self.mu_, self.sd_, self.log_ = float(s["mu"]), float(s["sd"]), bool(s["log"])
-        self.n_exog_, self.n_features_ = int(s["n_exog"]), int(s["n_features"])
-        self.sigma_ = np.asarray(s["resid_quantiles"], dtype=float)
-        if s["x_mu"]:
-            self.x_mu_, self.x_sd_ = np.asarray(s["x_mu"], float), np.asarray(s["x_sd"], float)
+        inputs = s.get("inputs") or {  # a model saved before the target transform had its own keys
+            "target": {"kind": "log1p" if s["log"] else "none", "loc": s["mu"], "scale": s["sd"]},
+            "x_mu": s["x_mu"], "x_sd": s["x_sd"]}
+        self.inputs_ = self._new_inputs().load_dict(inputs)
+        self.n_features_ = int(s["n_features"])
+        self.spread_ = ResidualQuantiles(np.asarray(s["resid_quantiles"], dtype=float))
         self.history = list(s["history"])
         self.train_seconds, self.windows_per_second = float(s["train_seconds"]), float(s["windows_per_second"])
         self.exog_names_ = tuple(s.get("exog_names", ()))
@@ -425,32 +255,3 @@ class NeuralForecaster(Forecaster):
         model.net = net.to(model.device).eval()
         model.fitted = True
         return model
-
-
-def n_params(net: nn.Module | None) -> tuple[int, int]:
-    """(total, trainable) in the Keras sense: parameters plus float buffers (BatchNorm statistics)."""
-    if net is None:
-        return 0, 0
-    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    frozen = sum(p.numel() for p in net.parameters() if not p.requires_grad)
-    buffers = sum(b.numel() for b in net.buffers() if b.is_floating_point())
-    return trainable + frozen + buffers, trainable
-
-
-def _atomic_save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _no_bar(progress: bool | None) -> bool | None:
-    return None if progress is None else not progress
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

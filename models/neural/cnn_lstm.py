@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models import target_transform
 from models.neural.base import NeuralForecaster
 from models.registry import register
 from seqcast.model_config import CNNLSTMNeighboursParams, CNNLSTMParams
@@ -64,7 +65,7 @@ class CNNLSTMNeighboursForecaster(CNNLSTMForecaster):
         if not cols:
             return X
         X = np.array(X, dtype=float)
-        X[:, cols] = np.log1p(np.maximum(X[:, cols], 0.0))
+        X[:, cols] = target_transform.apply(X[:, cols], "log1p")
         return X
 
     def _fit(self, y, X):

@@ -31,9 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.base import Forecast, ffill
-from models.neural.base import NeuralForecaster, window_index
+from models.base import Forecast
+from models.neural.base import NeuralForecaster
+from models.neural.windows import scaled_series, window_index
 from models.registry import register
+from models.residual_quantiles import ResidualQuantiles
+from models.target_transform import TargetTransform
 from seqcast.model_config import DeepARParams, DeepARPlusParams
 
 
@@ -96,17 +99,11 @@ class DeepARForecaster(NeuralForecaster):
         (mu, sigma, nu), _ = net(x)
         return net.nll(mu, sigma, nu, target)[mask].mean()
 
-    # -- per-series scaling and sequence windows ---------------------------------------
-    def _scale(self, y: np.ndarray, fit_part: np.ndarray) -> tuple[np.ndarray, float, float]:
-        t = np.log1p(np.maximum(fit_part, 0)) if self.log_ else fit_part
-        mu, sd = float(np.nanmean(t)), float(np.nanstd(t) or 1.0)
-        tz = (np.log1p(np.maximum(ffill(y), 0)) if self.log_ else ffill(y)) - mu
-        return np.nan_to_num(tz / sd, nan=0.0).astype(np.float32), mu, sd
-
+    # -- sequence windows ----------------------------------------------------------------
     def _relative(self) -> bool:
         """Windows relative to their origin's value (level-free: prices) unless log1p-scaled."""
         value = self.config.relative
-        return (not self.log_) if value == "auto" else bool(value)
+        return self.target_.kind == "none" if value == "auto" else bool(value)
 
     def _sequences(self, z: np.ndarray, raw: np.ndarray, starts: np.ndarray, wx: np.ndarray | None = None):
         T = self.input_size + self.horizon
@@ -121,49 +118,26 @@ class DeepARForecaster(NeuralForecaster):
         return inputs, seq[:, 1:], ~np.isnan(raw[idx[:, 1:]])
 
     # -- covariates (DeepAR+) -----------------------------------------------------------
-    def _weather(self, X: np.ndarray | None, n: int, names: tuple[str, ...] | list[str] = ()) -> np.ndarray | None:
-        """(n, k) scaled exogenous columns in the model's order (by name when ``names`` are
-        given: a panel series), forward-filled causally; missing -> 0 (the fit-part mean)."""
-        if not self.n_exog_:
-            return None
-        out = np.zeros((n, self.n_exog_), dtype=np.float32)
-        if X is None:
-            return out
-        X = np.asarray(X, dtype=float)
-        if len(X) < n:  # new observations came without exog (the pyfunc): hold the last row
-            X = np.vstack([X, np.repeat(X[-1:], n - len(X), axis=0)])
-        for j in range(self.n_exog_):
-            if names:
-                own = self.exog_names_[j] if j < len(self.exog_names_) else None
-                if own not in names:
-                    continue
-                col = X[:n, list(names).index(own)]
-            else:
-                col = X[:n, j]
-            out[:, j] = np.nan_to_num((ffill(col) - self.x_mu_[j]) / self.x_sd_[j], nan=0.0)
-        return out
-
     def _covariates(self, wx: np.ndarray | None, held: np.ndarray, target: np.ndarray) -> np.ndarray:
         """(..., k) inputs beside z: the weather at ``held`` positions, the phase of ``target`` positions."""
         cols = []
         if wx is not None:
             cols.append(wx[held])
-        if self._phase():
-            angle = 2 * np.pi * target / self.season
-            cols += [np.sin(angle)[..., None], np.cos(angle)[..., None]]
+        if self.inputs_.phase:
+            cols.append(self.inputs_.phase_columns(target))
         return np.concatenate(cols, axis=-1).astype(np.float32)
 
     def _fit(self, y: np.ndarray, X: np.ndarray | None) -> None:
         covariates = bool(self.config.covariates)
-        self.n_exog_ = int(X.shape[1]) if covariates and self._uses_exog(X) else 0
-        self.n_cov_ = (self.n_exog_ + 2 * self._phase()) if covariates else 0
+        X = X if covariates and self._uses_exog(X) and X.shape[1] else None
         n_fit, _, _ = self._split(len(y))
         self.holdout_start_ = n_fit
-        self._fit_scalers(y[:n_fit], X[:n_fit] if self.n_exog_ else None)
-        wx = self._weather(X, len(y))
+        self.inputs_ = self._new_inputs().fit(y[:n_fit], None if X is None else X[:n_fit], self.config.transform)
+        self.n_cov_ = (self.n_exog_ + 2 * self.inputs_.phase) if covariates else 0
+        wx = self.inputs_.exog(X, len(y))
         T = self.input_size + self.horizon
         stride = int(self.config.stride)
-        z, _, _ = self._scale(y, y[:n_fit])  # own series: the base scaler (mu_, sd_) from the fit part
+        z = scaled_series(y, self.target_).astype(np.float32)  # own series: the transform of the fit part
         # sampled paths are clipped to the fit part's range widened by 2 sd: a heavy-tailed draw fed
         # back through log1p/expm1 would otherwise explode
         self.z_range_ = (float(z[:n_fit].min()) - 2.0, float(z[:n_fit].max()) + 2.0)
@@ -176,8 +150,10 @@ class DeepARForecaster(NeuralForecaster):
             y_other = np.asarray(other.y, dtype=float)
             if np.sum(~np.isnan(y_other)) < T + 1:
                 continue
-            zo, _, _ = self._scale(y_other, y_other)  # its own scaler, its own (pre-cutoff) data only
-            wo = self._weather(other.X, len(y_other), tuple(other.exog_names or ("",)))
+            # the own series' kind of transform, scaled by the panel series' own (pre-cutoff) data only
+            panel_transform = TargetTransform.fit(y_other, self.target_.kind, "standard")
+            zo = scaled_series(y_other, panel_transform).astype(np.float32)
+            wo = self.inputs_.exog(other.X, len(y_other), tuple(other.exog_names or ("",)), self.exog_names_)
             parts.append(self._sequences(zo, y_other, np.arange(0, len(y_other) - T + 1, stride), wo))
             self.n_extra_series_ += 1
         train = tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
@@ -185,15 +161,14 @@ class DeepARForecaster(NeuralForecaster):
         # the checkpoint key covers the panel too: a resumed run must see the same training data
         data = np.concatenate([y, *[np.asarray(o.y, float) for o in self.panel_]]) if self.n_extra_series_ else y
         self.train_network(train, val, n_features=1 + self.n_cov_, fingerprint_data=data)
-        self.sigma_ = np.zeros((len(self.PROBS), self.horizon))  # unused: intervals come from samples
+        self.spread_ = ResidualQuantiles.zeros(self.horizon)  # unused: intervals come from samples
 
     # -- forecasting ------------------------------------------------------------------
     @torch.no_grad()
     def sample_paths(self, y: np.ndarray, origins: np.ndarray, h: int, chunk: int = 1024,
                      X: np.ndarray | None = None) -> np.ndarray:
         """Ancestral samples (n, S, h) in original units, each path reading y[:o+1] only."""
-        z = (np.log1p(np.maximum(ffill(np.asarray(y, float)), 0)) if self.log_ else ffill(np.asarray(y, float)))
-        z = np.nan_to_num((z - self.mu_) / self.sd_, nan=0.0).astype(np.float32)
+        z = scaled_series(np.asarray(y, float), self.target_).astype(np.float32)
         pad = max(self.input_size - 1 - int(origins.min()), 0)
         z = np.concatenate([np.repeat(z[:1], pad), z])
         windows = z[window_index(origins + pad, self.input_size)]  # (n, L)
@@ -201,7 +176,7 @@ class DeepARForecaster(NeuralForecaster):
         windows = windows - anchor
         covs = ahead = None
         if self.n_cov_:  # window inputs: weather at each position (<= origin), phase of the next one
-            wx = self._weather(X, len(y))
+            wx = self.inputs_.exog(X, len(y))
             wx = None if wx is None else np.concatenate([np.repeat(wx[:1], pad, axis=0), wx])
             pos = window_index(origins, self.input_size)  # real positions (negative: padding)
             covs = self._covariates(wx, np.maximum(pos + pad, 0), pos + 1)  # (n, L, k)
@@ -239,8 +214,7 @@ class DeepARForecaster(NeuralForecaster):
                     mu, sigma = mu[:, -1], sigma[:, -1]
                     nu = None if nu is None else nu[:, -1]
             out.append(torch.stack(draws, dim=1).reshape(b, S, h).float().cpu().numpy())
-        samples = (np.concatenate(out) + anchor[:, :, None]) * self.sd_ + self.mu_
-        return np.expm1(samples) if self.log_ else samples
+        return self.target_.inverse(np.concatenate(out) + anchor[:, :, None])
 
     def forecast_origins(self, y, origins, h, levels=(80, 95), X=None) -> Forecast:
         self._check_fitted()
@@ -249,7 +223,7 @@ class DeepARForecaster(NeuralForecaster):
             empty = np.empty((0, h))
             return Forecast(empty, {lv: empty for lv in levels}, {lv: empty for lv in levels})
         samples = self.sample_paths(np.asarray(y, float), origins, h,
-                                    X=X if getattr(self, "n_exog_", 0) else None)
+                                    X=X if self.n_exog_ else None)
         mean = samples.mean(axis=1) if self.config.point == "mean" else np.median(samples, axis=1)
         lower = {lv: np.quantile(samples, 0.5 - lv / 200, axis=1) for lv in levels}
         upper = {lv: np.quantile(samples, 0.5 + lv / 200, axis=1) for lv in levels}

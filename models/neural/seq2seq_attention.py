@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.neural.base import NeuralForecaster, window_index
+from models.neural.base import NeuralForecaster
+from models.neural.windows import window_index
 from models.registry import register
 from seqcast.model_config import Seq2SeqAttnParams
 
@@ -66,7 +67,7 @@ class Seq2SeqAttentionForecaster(NeuralForecaster):
 
     def attention_map(self, n_windows: int = 200) -> np.ndarray:
         """Mean attention (H, L) over the windows ending at the last ``n_windows`` fitted positions."""
-        feats = self._features(self.y_, self.X_ if self.n_exog_ else None)
+        feats = self.inputs_.features(self.y_, self.X_ if self.n_exog_ else None)
         ends = np.arange(max(self.input_size - 1, len(feats) - n_windows), len(feats))
         self._predict_z(feats[window_index(ends, self.input_size)], batch=len(ends))
         return self.net.last_attention.float().mean(0).cpu().numpy()

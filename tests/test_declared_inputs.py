@@ -1,4 +1,4 @@
-"""Issue-11 models read what they declare: DeepAR+ its covariates (weather up to the origin,
+"""Models read what they declare: DeepAR+ its covariates (weather up to the origin,
 the season's phase), CNN-LSTM-nb the neighbouring stations, LightGBM its calendar; the
 harness routes neighbours only to models that read them."""
 
@@ -64,8 +64,21 @@ def test_lightgbm_calendar_and_strategies():
         proto.y_input[:n], proto.X[:n], exog_names=proto.exog_names)
     names = with_cal.feature_names()
     assert len(names) == with_cal.n_features_ and {"hour", "weekday", "month", "dayofyear"} <= set(names)
+    # the calendar columns hold the origin's local hour, weekday, month and day of year
+    builder = with_cal.features_
+    series = builder.prepare(proto.y_input[:n], proto.X[:n], with_cal.scaler_, builder.calendar(n))
+    ends = np.array([30, 31, 200, n - 1])
+    feats = builder.features(series, ends)
+    stamps = proto.ds[ends]
+    for column, values in (("hour", stamps.hour), ("weekday", stamps.dayofweek), ("month", stamps.month),
+                           ("dayofyear", stamps.dayofyear)):
+        np.testing.assert_array_equal(feats[:, names.index(column)], values)
     assert len(with_cal.boosters_) == 6  # direct: one booster per step
+    origins = proto.tasks[1].origins[:3]
+    direct = with_cal.forecast_origins(proto.y_input, origins, 24, X=proto.X).mean
+    np.testing.assert_array_equal(direct[:, 6:], np.repeat(direct[:, [5]], 18, axis=1))  # past its boosters: held
     rec = create("lightgbm", season=24, **tiny, strategy="recursive").fit(proto.y_input[:n])
     assert len(rec.boosters_) == 1 and "hour" not in rec.feature_names()
-    fc = rec.forecast_origins(proto.y_input, proto.tasks[1].origins[:3], 24)
-    assert fc.mean.shape == (3, 24) and np.isfinite(fc.mean).all()
+    fc = rec.forecast_origins(proto.y_input, origins, 24)
+    assert np.isfinite(fc.mean).all() and (np.ptp(fc.mean, axis=1) > 0).all()  # fed back: every step moves
+    np.testing.assert_allclose(fc.mean[:, :1], rec.forecast_origins(proto.y_input, origins, 1).mean)

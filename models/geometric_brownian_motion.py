@@ -13,7 +13,7 @@ recursion ``s2_t = lam s2_{t-1} + (1 - lam) r_t^2`` over the returns up to each 
 returns. ``volatility: constant`` keeps the training sigma.
 
 :func:`black_scholes` is the closed form; :func:`mc_option_price` prices the same
-option from risk-neutral GBM paths (the check in the tests); :meth:`Gbm.call_price`
+option from risk-neutral GBM paths (the check in the tests); :meth:`GeometricBrownianMotion.call_price`
 prices a call from the fitted estimates (sigma annualised with 252 trading days).
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from models.base import DirectForecaster, Forecast, ffill
+from models.base import DirectForecaster, Forecast, ffill, log_returns
 from models.registry import register
 from seqcast.model_config import GbmParams
 
@@ -51,20 +51,15 @@ def mc_option_price(S: float, K: float, T: float, r: float, sigma: float, kind: 
 
 
 @register
-class Gbm(DirectForecaster):
+class GeometricBrownianMotion(DirectForecaster):
     name = "gbm"
     Params = GbmParams
     family = "classical"
     update_method = "exact: paths start from the last price; EWMA volatility updated from new returns"
     tiny_config = {"n_paths": 500}
 
-    @staticmethod
-    def _returns(y: np.ndarray) -> np.ndarray:
-        r = np.diff(np.log(ffill(np.asarray(y, dtype=float))))
-        return r
-
     def _fit(self, y, X):
-        r = self._returns(y)
+        r = log_returns(y)
         r = r[np.isfinite(r)]
         if len(r) < 2:
             raise ValueError("gbm: needs at least two returns")
@@ -94,7 +89,7 @@ class Gbm(DirectForecaster):
     def _sigma_at(self, y: np.ndarray, origins: np.ndarray) -> np.ndarray:
         if self.config.volatility != "ewma":
             return np.full(len(origins), self.sigma_)
-        r = self._returns(y[: origins[-1] + 1])
+        r = log_returns(y[: origins[-1] + 1])
         r = np.where(np.isfinite(r), r - self.m_, 0.0)
         lam = self.config.ewma_lambda
         s2 = np.empty(len(r) + 1)
