@@ -17,12 +17,12 @@ import json
 import os
 import time
 
-import pandas as pd
 from prefect import flow
 
 from seqcast import atomic
 from seqcast.config import load_params
 from seqcast.paths import project_root
+from tasks.gpt_forecaster_data import clean_tables, dataset_protocols
 from tasks.gpt_forecaster_train import MODEL, train_forecaster
 from tasks.text.gpt_train import save_checkpoint
 
@@ -34,11 +34,9 @@ def gpt_forecaster_train_flow(max_iters: int | None = None, log_mlflow: bool = T
     t_stage = time.perf_counter()
     params = load_params()
     p = params.gpt_forecaster_train
-    from tasks.gpt_forecaster_data import training_datasets
-
-    tables = {d: pd.read_parquet(params.path("clean", f"{d}.parquet")) for d in training_datasets(params)}
+    protocols = list(dataset_protocols(params, clean_tables(params)))
     out = project_root() / p.checkpoint
-    ckpt, history = train_forecaster(params, tables, out.parent, max_iters)
+    ckpt, history = train_forecaster(params, protocols, out.parent, max_iters)
     save_checkpoint(out, ckpt)
     (out.parent / "ckpt.pt").unlink(missing_ok=True)  # the optimizer state: not needed downstream
     summary = {**ckpt["train"], "stage_s": time.perf_counter() - t_stage, "loadavg_1m": os.getloadavg()[0]}

@@ -7,15 +7,20 @@ the series it held out. ``fit`` loads that file (``torch.load(weights_only=True)
 reads nothing else; the history it is handed only feeds the contexts.
 
 At an origin the last ``context`` values (forward-filled, transformed) are scaled by their
-own statistics and tokenized (models/series_tokenizer.py). For one step ahead the
+own statistics (``scale_by: history``: by those of the fitted history, as training scaled
+that series) and tokenized (models/series_tokenizer.py). For one step ahead the
 categorical distribution of the next token *is* the forecast: the median and the interval
 ends are its quantiles (interpolated inside a bin). For ``h`` steps, ``n_samples``
 continuations are sampled: every origin's context is run once (prefill), its KV cache is
 copied to its samples, and all origins x samples then advance one token per forward pass.
 The median of the sampled paths is the point forecast, their empirical quantiles the
-intervals. The random numbers of an origin come from ``(seed, origin position)``, so a
-forecast does not depend on which other origins share its batch: the batched path equals
-the one-origin-at-a-time walk (the contract test).
+intervals; ``quantiles: mixture`` takes them instead from the mixture,
+over the sampled prefixes, of the model's distribution at each step (no sampling noise in
+the quantiles: the Rao-Blackwell estimate of the same marginal). A horizon longer than the block slides: the last
+``context`` tokens are read again and sampling goes on. The random numbers of an origin
+come from ``(seed, origin position)``, so a forecast does not depend on which other
+origins share its batch: the batched path equals the one-origin-at-a-time walk (the
+contract test).
 """
 
 from __future__ import annotations
@@ -52,8 +57,14 @@ class GPTForecaster(Forecaster):
 
     # -- fitting: load the trained model ------------------------------------------------
     def _fit(self, y: np.ndarray, X: np.ndarray | None) -> None:
-        if self.model is not None:  # a reloaded model keeps its weights
-            return
+        if self.model is None:  # a reloaded model keeps its weights
+            self._load()
+        # ``scale_by: history``: every context is scaled by the statistics of the fitted history
+        # (the training part), as training scaled the series; they keep the series' level in the tokens
+        z = model_inputs(ffill(y), self.config.transform)[0]
+        self.history_stats_ = self.tok.stats(z[None, :], centered=self.config.transform != "log_return")
+
+    def _load(self) -> None:
         c = self.config
         if c.checkpoint is None:
             torch.manual_seed(c.seed)
@@ -93,29 +104,39 @@ class GPTForecaster(Forecaster):
             return super().forecast_origins(y, origins, h, levels, X)
         return self._forecast(np.asarray(y, dtype=float), origins, int(h), tuple(levels))
 
-    def _contexts(self, y: np.ndarray, origins: np.ndarray, h: int) -> tuple[np.ndarray, ...]:
+    def _contexts(self, y: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, ...]:
         """Token ids (n, C) of each origin's last C model inputs, their loc, scale (n,) and the
         level (n,) the forecasts continue from (``log_return``: the log of the last value)."""
-        C = min(self.config.context, self.model.config.block_size - h)
-        if C < 1:
-            raise ValueError(f"{self.name}: h={h} leaves no context in a block of {self.model.config.block_size}")
+        C = min(self.config.context, self.model.config.block_size - 1)  # past the block, sampling slides
         z, level = model_inputs(ffill(y), self.config.transform)
         padded = np.concatenate([np.full(C, np.nan), z])  # origins earlier than C see missing tokens
         idx = origins[:, None] + 1 + np.arange(C)[None, :]  # (n, C) positions in `padded`
         ctx = padded[idx]
-        loc, scale = self.tok.stats(ctx, centered=self.config.transform != "log_return")
+        if self.config.scale_by == "history":
+            loc, scale = (np.repeat(v, len(ctx)) for v in self.history_stats_)
+        else:
+            loc, scale = self.tok.stats(ctx, centered=self.config.transform != "log_return")
         return self.tok.encode(ctx, loc, scale), loc, scale, level[origins]
 
     def _forecast(self, y: np.ndarray, origins: np.ndarray, h: int, levels: Levels) -> Forecast:
-        ids, loc, scale, last = self._contexts(y, origins, h)
+        ids, loc, scale, last = self._contexts(y, origins)
         qs = quantile_levels(levels)
+        tf = self.config.transform
         with torch_threads(self.config.threads), torch.inference_mode():
             if h == 1:  # quantiles of the input, mapped through a monotone inverse: quantiles of y
-                z = self._one_step_quantiles(ids, qs) * scale[:, None] + loc[:, None]  # (n, q)
-                vals = inverse(z[:, :, None], last[:, None, None], self.config.transform)  # (n, q, 1)
+                probs = self._next_bin_probs(ids)  # (n, K)
+                z = categorical_quantiles(probs, qs, self.tok.low, self.tok.width) * scale[:, None] + loc[:, None]
+                vals = inverse(z[:, :, None], last[:, None, None], tf)  # (n, q, 1)
+            elif self.config.quantiles == "mixture":  # each step's distribution given each sampled prefix
+                vals = np.empty((len(ids), len(qs), h))
+
+                def on_step(rows: slice, j: int, probs: np.ndarray, drawn: np.ndarray) -> None:
+                    vals[rows, :, j] = self._mixture_step(probs, drawn, loc[rows], scale[rows], last[rows], qs)
+
+                self._sample_paths(ids, origins, h, on_step)
             else:  # whole paths back to y first (returns accumulate), then their quantiles
                 z = self.tok.decode(self._sample_paths(ids, origins, h), loc, scale)  # (n, S, h)
-                paths = inverse(z, last[:, None, None], self.config.transform)
+                paths = inverse(z, last[:, None, None], tf)
                 vals = np.moveaxis(np.quantile(paths, qs, axis=1), 0, 1)  # (n, q, h)
         mean = vals[:, 0]
         lower = {lv: vals[:, 1 + 2 * i] for i, lv in enumerate(levels)}
@@ -133,39 +154,79 @@ class GPTForecaster(Forecaster):
         per_row = 2 * c.n_layer * length * c.n_embd * 4  # bytes of keys + values of one row
         return max(1, int(self.config.memory_mb * 2**20 // (per_row * rows_per_origin)))
 
-    def _one_step_quantiles(self, ids: np.ndarray, qs: np.ndarray) -> np.ndarray:
-        """Quantiles (n, q) of the next value, scaled, from the categorical distribution of the next bin."""
+    def _next_bin_probs(self, ids: np.ndarray) -> np.ndarray:
+        """The categorical distribution (n, K) of the next bin of every context."""
         out = []
         step = self._chunk(1, ids.shape[1])
         for i in range(0, len(ids), step):
-            probs = self._logits(torch.from_numpy(ids[i : i + step]), None).softmax(-1).double().numpy()  # (b, K)
-            out.append(categorical_quantiles(probs, qs, self.tok.low, self.tok.width))
-        return np.vstack(out)
+            out.append(self._logits(torch.from_numpy(ids[i : i + step]), None).softmax(-1).double().numpy())  # (b, K)
+        probs = np.vstack(out)
+        return probs / probs.sum(axis=1, keepdims=True)
 
-    def _sample_paths(self, ids: np.ndarray, origins: np.ndarray, h: int) -> np.ndarray:
-        """Sampled bin ids (n, S, h): prefill each context once, then all origins x samples step together."""
+    def _mixture_step(self, probs: np.ndarray, drawn: np.ndarray, loc: np.ndarray, scale: np.ndarray,
+                      last: np.ndarray, qs: np.ndarray) -> np.ndarray:
+        """Values (b, q) at one step: the quantiles of the mixture over the S sampled prefixes of
+        the model's distribution for that step, probs (b, S, K); drawn (b, S, j): the prefixes' bins.
+
+        The sampled bins themselves are one draw from each of these distributions: their
+        empirical quantiles carry the sampling noise of S draws, the mixture's do not (the
+        Rao-Blackwell estimate of the same marginal)."""
+        tf = self.config.transform
+        if tf != "log_return":  # y of a step depends on that step's bin alone
+            mix = probs.mean(axis=1)  # (b, K)
+            z = categorical_quantiles(mix, qs, self.tok.low, self.tok.width) * scale[:, None] + loc[:, None]
+            return inverse(z[:, :, None], last[:, None, None], tf)[:, :, 0]  # (b, q)
+        # returns accumulate: a prefix's past bins shift where its next bin lands
+        zc = self.tok.centers[None, :] * scale[:, None] + loc[:, None]  # (b, K) every bin's value, scaled back
+        prefix = self.tok.decode(drawn, loc, scale).sum(axis=2) if drawn.shape[2] else np.zeros(drawn.shape[:2])
+        atoms = np.exp(last[:, None, None] + prefix[:, :, None] + zc[:, None, :]).reshape(len(probs), -1)  # (b, S*K)
+        w = probs.reshape(len(probs), -1) / probs.shape[1]
+        order = np.argsort(atoms, axis=1)
+        v, cw = np.take_along_axis(atoms, order, 1), np.take_along_axis(w, order, 1).cumsum(axis=1)
+        pos = np.stack([(cw < q * cw[:, -1:]).sum(axis=1) for q in qs], axis=1).clip(max=v.shape[1] - 1)
+        return np.take_along_axis(v, pos, 1)
+
+    def _sample_paths(self, ids: np.ndarray, origins: np.ndarray, h: int, on_step=None) -> np.ndarray:
+        """Sampled bin ids (n, S, h): prefill each context once, then all origins x samples step together.
+
+        A horizon longer than the block leaves room for slides: once the block is full, the
+        last C tokens (context and samples so far, on the origin's scale) are read again
+        and sampling goes on from there (the oldest values drop out, as in Chronos).
+        ``on_step(rows, j, probs (b, S, K), drawn (b, S, j))``: called at every step with the
+        distribution each sample draws its next bin from.
+        """
         S, C = self.config.n_samples, ids.shape[1]
-        cfg = replace(self.model.config, block_size=C + h)  # the cache needs C + h positions, not the block
+        seg = min(h, self.model.config.block_size - C)  # steps sampled per pass through the block
+        cfg = replace(self.model.config, block_size=C + seg)  # the cache needs C + seg positions, not the block
         out = np.empty((len(ids), S, h), dtype=np.int64)
-        step = self._chunk(S, C + h)
+        step = self._chunk(S, C + seg)
         for i in range(0, len(ids), step):
             part = torch.from_numpy(ids[i : i + step])  # (b, C)
             b = part.size(0)
             u = np.stack([np.random.default_rng([self.config.seed, int(o)]).random((S, h))
                           for o in origins[i : i + step]])  # (b, S, h): the origin's own draws
+            uu = torch.from_numpy(u.reshape(b * S, h))
             pre = KVCache(cfg, b)
             logits = self._logits(part, pre).repeat_interleave(S, dim=0)  # (b*S, K)
             cache = KVCache(cfg, b * S)
             cache.k[:, :, :, :C], cache.v[:, :, :, :C] = (t[:, :, :, :C].repeat_interleave(S, dim=1)
                                                           for t in (pre.k, pre.v))
             cache.pos = C
-            uu = torch.from_numpy(u.reshape(b * S, h))
+            drawn = torch.empty(b * S, h, dtype=torch.long)
             for j in range(h):
-                cdf = logits.softmax(-1).double().cumsum(-1)  # (b*S, K)
+                if j and j % seg == 0:  # the block is full: read the last C tokens again
+                    seq = torch.cat([part.repeat_interleave(S, dim=0), drawn[:, :j]], dim=1)[:, -C:]
+                    cache = KVCache(cfg, b * S)
+                    logits = self._logits(seq, cache)
+                probs = logits.softmax(-1).double()  # (b*S, K)
+                if on_step is not None:
+                    on_step(slice(i, i + b), j, probs.view(b, S, -1).numpy(), drawn[:, :j].reshape(b, S, j).numpy())
+                cdf = probs.cumsum(-1)
                 nxt = torch.searchsorted(cdf, uu[:, j : j + 1] * cdf[:, -1:]).clamp(max=self.tok.n_bins - 1)
-                out[i : i + b, :, j] = nxt.view(b, S).numpy()
-                if j + 1 < h:
+                drawn[:, j : j + 1] = nxt
+                if (j + 1) % seg and j + 1 < h:
                     logits = self._logits(nxt, cache)
+            out[i : i + b] = drawn.view(b, S, h).numpy()
         return out
 
     # -- persistence: the weights travel with the saved model (no checkpoint file needed) ----

@@ -23,12 +23,31 @@ class SeriesTokenizerParams(Section):
     scaling: Literal["standard", "mean"] = "standard"
 
 
+class KernelSynthParams(Section):
+    """Gaussian-process series from random compositions of a kernel bank (tasks/kernel_synth.py, Chronos)."""
+
+    n_series: int = Field(0, ge=0)
+    length: int = Field(256, ge=2)
+    max_kernels: PositiveInt = 5  # kernels composed per series: 1 .. max_kernels
+
+
 class SyntheticParams(Section):
-    """Series of the lecture's processes, for variety: white noise, random walk, AR(1), sinusoids, GBM."""
+    """Generated series: the lecture's processes (white noise, random walk, AR(1), sinusoids, GBM),
+    ``n_series`` of ``length``, and KernelSynth draws."""
 
     n_series: int = Field(40, ge=0)
     length: PositiveInt = 2000
     seed: int = 7
+    kernel_synth: KernelSynthParams = KernelSynthParams()
+
+
+class TSMixupParams(Section):
+    """TSMixup (Chronos): a ``prob`` share of the training windows are convex combinations of
+    ``k ~ U{1..max_k}`` real-series windows, each standardised by its context, weights ~ Dirichlet(alpha)."""
+
+    prob: float = Field(0.0, ge=0, le=1)
+    max_k: PositiveInt = 3
+    alpha: float = Field(1.5, gt=0)
 
 
 class GPTForecasterTrainParams(Section):
@@ -39,6 +58,9 @@ class GPTForecasterTrainParams(Section):
     horizon: PositiveInt = 24  # the longest forecast: block_size = context + horizon
     # share of training windows drawn from each source (within a dataset: in proportion to length)
     mix: dict[str, float] = {"synthetic": 1.0}  # dataset names (their clean tables) and "synthetic"
+    # which real series train: every one but the held-out (all), or each dataset's first (reference)
+    train_series: Literal["all", "reference"] = "all"
+    tsmixup: TSMixupParams = TSMixupParams()
     tokenizer: SeriesTokenizerParams = SeriesTokenizerParams()
     synthetic: SyntheticParams = SyntheticParams()
     model: ModelParams = ModelParams(n_layer=3, n_head=4, n_embd=96, rope=True, qk_norm=True, mlp="relu2",

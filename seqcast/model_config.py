@@ -344,6 +344,8 @@ class GPTForecasterParams(ForecasterParams):
     # what the model reads: y, log(1 + y) (skewed, non-negative) or log returns (prices)
     transform: Literal["none", "log1p", "log_return"] = "none"
     n_samples: PositiveInt = 64  # sampled continuations per origin (h > 1); h = 1 reads the distribution
+    quantiles: Literal["samples", "mixture"] = "samples"  # h > 1: of the sampled paths, or of each step's mixture
+    scale_by: Literal["context", "history"] = "context"  # statistics that scale the tokens: each context's, or the history's
     temperature: float = Field(1.0, gt=0)
     seed: int = 0
     memory_mb: PositiveInt = 256  # KV-cache budget: origins are sampled in chunks that fit it

@@ -2,29 +2,27 @@
 
 :func:`train_forecaster` returns the self-describing checkpoint (weights, architecture,
 tokenizer, the series seen with their cut dates, the held-out series, the transforms)
-and the loss history. The DVC stage (flows/gpt_forecaster.py) and the lever benchmark
-(benchmarks/gpt_forecaster.py, on a validation split inside the training periods) both
-call it.
+and the loss history. The DVC stage (flows/gpt_forecaster.py) hands it the protocols of
+the clean tables; the lever benchmark (benchmarks/gpt_forecaster.py) the same protocols
+moved back before a validation slice inside each training part.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from models.text.gpt import GPT, GPTConfig
 from models.series_tokenizer import SeriesTokenizer
 from seqcast.config import Params
-from tasks.gpt_forecaster_data import WindowSampler, series_sources, synthetic_sources, training_datasets
+from tasks.backtest import Protocol
+from tasks.gpt_forecaster_data import MODEL, WindowSampler, series_sources, synthetic_sources
 from tasks.text.gpt_train import train
-
-MODEL = "gpt_forecaster"
 
 
 def context_length(params: Params) -> int:
-    """The forecaster's context (the same for both datasets: one block size)."""
+    """The forecaster's context (the same for every dataset: one block size)."""
     ctx = {params.models.params_for(MODEL, d).context for d in params.datasets}
     if len(ctx) != 1:
         raise ValueError(f"models.gpt_forecaster.context must be the same for every dataset, got {sorted(ctx)}")
@@ -47,23 +45,25 @@ def mean_loss(model: GPT, xy: tuple[torch.Tensor, torch.Tensor], batch: int = 64
     return tot / max(n, 1.0)
 
 
-def train_forecaster(params: Params, tables: dict[str, pd.DataFrame], work_dir: str | Path,
+def train_forecaster(params: Params, protocols: list[tuple[str, Protocol]], work_dir: str | Path,
                      max_iters: int | None = None, progress: bool = False) -> tuple[dict, list[dict]]:
-    """(checkpoint dict, loss history) of a model trained as ``params.gpt_forecaster_train`` says."""
+    """(checkpoint dict, loss history) of a model trained as ``params.gpt_forecaster_train`` says,
+    on the training parts of ``protocols`` ((dataset, protocol) pairs)."""
     p = params.gpt_forecaster_train
-    train_src, held_src = series_sources(params, tables)
+    datasets = list(dict.fromkeys(d for d, _ in protocols))
+    train_src, held_src = series_sources(params, protocols)
     synth = synthetic_sources(p.synthetic)
     context = context_length(params)
     tok = SeriesTokenizer(**p.tokenizer.model_dump())
     block = context + p.horizon
-    sampler = WindowSampler(train_src + synth, tok, block, context, p.mix)
+    sampler = WindowSampler(train_src + synth, tok, block, context, p.mix, p.tsmixup)
     print(f"gpt_forecaster: {len(train_src)} series + {len(synth)} synthetic, held out "
           f"{[s.uid for s in held_src]}, block {block}, vocab {tok.vocab_size}")
     tp = p.train if max_iters is None else p.train.with_(max_iters=max_iters, lr_decay_iters=max_iters)
     cfg = GPTConfig(**{**p.model.model_dump(), "block_size": block, "vocab_size": tok.vocab_size})
     evals = {"train_loss": sampler.fixed(256, p.seed + 1)}
     if held_src:  # the held-out series' training parts: how well the model reads series it never saw
-        held = WindowSampler(held_src, tok, block, context, {d: 1.0 for d in training_datasets(params)})
+        held = WindowSampler(held_src, tok, block, context, {s.group: 1.0 for s in held_src})
         evals["zero_shot_loss"] = held.fixed(256, p.seed + 2)
 
     def eval_fn(m: GPT) -> dict:
@@ -78,10 +78,10 @@ def train_forecaster(params: Params, tables: dict[str, pd.DataFrame], work_dir: 
                **{k: float(v) for k, v in last.items() if k.endswith("loss")}}
     ckpt = {
         "model": model.state_dict(), "model_args": cfg.to_dict(), "tokenizer": tok.to_dict(),
-        "series": {s.uid: {"dataset": s.dataset, "train_end": s.train_end, "n_points": len(s.values)}
+        "series": {s.uid: {"dataset": s.group, "train_end": s.train_end, "n_points": len(s.values)}
                    for s in train_src},
-        "held_out": {s.dataset: s.uid for s in held_src}, "synthetic": len(synth),
-        "transforms": {d: params.models.params_for(MODEL, d).transform for d in training_datasets(params)},
+        "held_out": {s.group: s.uid for s in held_src}, "synthetic": len(synth),
+        "transforms": {d: params.models.params_for(MODEL, d).transform for d in datasets},
         "context": context, "train": summary,
     }
     return ckpt, res["history"]

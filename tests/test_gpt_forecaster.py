@@ -11,7 +11,7 @@ import torch
 from models import registry
 from models.gpt_forecaster import GPTForecaster, categorical_quantiles, quantile_levels
 from models.series_tokenizer import SeriesTokenizer
-from tasks.gpt_forecaster_data import Source, WindowSampler, synthetic_sources
+from tasks.gpt_forecaster_data import Source, WindowSampler
 
 
 @pytest.mark.parametrize("scaling", ["standard", "mean"])
@@ -83,21 +83,42 @@ def test_training_windows_come_only_from_the_sources_and_scale_by_the_context():
     s = WindowSampler([Source("a", "market", v, "t"), Source("short", "pm25", v[:10], "t")], tok, 16, 12,
                       {"market": 1.0, "pm25": 1.0})
     assert [x.uid for x in s.sources] == ["a"]  # too short for a window: dropped
-    w, centered = s.windows(torch.Generator().manual_seed(0), 5)
-    assert centered.all()
+    w, loc, scale = s.windows(torch.Generator().manual_seed(0), 5)
     assert w.shape == (5, 17) and (np.diff(w, axis=1) == 1).all()
-    x, y = s.tokenize(w)
+    np.testing.assert_allclose(loc, w[:, :12].mean(axis=1))  # the context's mean and spread only
+    np.testing.assert_allclose(scale, w[:, :12].std(axis=1))
+    x, y = s.tokenize(w, loc, scale)
     assert x.shape == y.shape == (5, 16) and (x[:, 1:] == y[:, :-1]).all()
     # a linear ramp standardised over its first 12 values: the last targets run past the range's top
     assert int(y[0, -1]) > int(y[0, 10])
 
 
-def test_synthetic_series_are_the_lecture_processes():
-    src = synthetic_sources(type("P", (), {"n_series": 5, "length": 300, "seed": 0})())
-    assert [s.uid.split("_", 1)[1].rsplit("_", 1)[0] for s in src] == [
-        "white_noise", "random_walk", "ar1", "seasonal", "gbm"]
-    assert all(len(s.values) == 300 and np.isfinite(s.values).all() for s in src)
-    assert (src[4].values > 0).all()  # GBM stays positive
+def test_a_series_scaled_by_its_history_keeps_its_level_in_the_tokens(tmp_path):
+    """scale_by history: windows of one series at different levels get different tokens (context scaling
+    maps both to the same ones), and the forecaster scales its contexts by the fitted history alike."""
+    from models.text.gpt import GPT, GPTConfig
+
+    tok = SeriesTokenizer(n_bins=64, low=-3, high=3)
+    v = np.concatenate([np.full(50, 10.0), np.full(50, 30.0)]) + np.tile([0.0, 1.0], 50)
+    by_context = WindowSampler([Source("a", "demo", v, "t")], tok, 7, 4, {"demo": 1.0})
+    by_history = WindowSampler([Source("a", "demo", v, "t", whole=True)], tok, 7, 4, {"demo": 1.0})
+    low, high = v[None, 10:18], v[None, 70:78]
+    src = np.array([0])
+    assert (by_context.tokenize(low, *by_context.stats(low, src))[0]
+            == by_context.tokenize(high, *by_context.stats(high, src))[0]).all()
+    lo_ids = by_history.tokenize(low, *by_history.stats(low, src))[0]
+    hi_ids = by_history.tokenize(high, *by_history.stats(high, src))[0]
+    assert (hi_ids > lo_ids).all()
+    np.testing.assert_allclose(by_history.stats(low, src), ([v.mean()], [v.std()]))
+    cfg = GPTConfig(block_size=16, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16, rope=True)
+    torch.save({"model": GPT(cfg).state_dict(), "model_args": cfg.to_dict(), "tokenizer": tok.to_dict(),
+                "series": {}, "held_out": {}, "transforms": {}, "train": {}}, tmp_path / "m.pt")
+    model = GPTForecaster(GPTForecaster.Params(checkpoint=str(tmp_path / "m.pt"), context=4, scale_by="history"),
+                          season=2).fit(v)
+    ids, loc, scale, _ = model._contexts(v, np.array([20, 80]))
+    np.testing.assert_allclose(loc, v.mean())
+    np.testing.assert_allclose(scale, v.std())
+    assert (ids[1] > ids[0]).all()
 
 
 def test_a_trained_checkpoint_loads_and_tags_held_out_series_as_zero_shot(tmp_path):
@@ -174,8 +195,8 @@ def test_compare_command_writes_the_table(tmp_path, mirror, prefect_server):
                          env=child_env(ws, mirror, prefect_server), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     table = (ws / "reports" / "gpt_forecaster" / "comparison.md").read_text()
-    assert "| naive | us_embassy / ^KS11 |  | 0.707 | 0.880 | – | – | 1.317 |" in table
-    assert "| gpt_forecaster | us_embassy / ^KS11 |  | 0.690 |" in table
+    assert "| naive | ^KS11 / us_embassy |  | 0.707 | 0.880 | – | – | 1.317 |" in table
+    assert "| gpt_forecaster | ^KS11 / us_embassy |  | 0.690 |" in table
 
 
 def test_returns_are_scaled_around_zero_not_their_context_mean():

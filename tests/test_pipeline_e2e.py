@@ -144,7 +144,7 @@ def test_bench_gpt_forecaster_after_the_pipeline(repro):
     trains and is scored on the validation window inside the training periods, beside naive."""
     ws, env, _ = repro
     out = subprocess.run([str(Path(sys.executable).parent / "seqcast"), "bench", "gpt_forecaster",
-                          "--variants", "samples_128", "--iters", "2"], cwd=ws, env=env, capture_output=True,
+                          "--variants", "samples_128", "--seeds", "0", "--iters", "2"], cwd=ws, env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
