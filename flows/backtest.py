@@ -60,8 +60,17 @@ def log_result(result: BacktestResult, dataset: str, table: Path, clean: pd.Data
         if factors and any(f != 1.0 for f in factors.values()):
             mlflow.set_tag("interval_factors", json.dumps(factors))
         with tempfile.TemporaryDirectory() as tmp:
-            log_forecaster(model, Path(tmp) / "forecaster", proto.levels, max(t.h for t in proto.tasks), factors)
+            log_forecaster(model, Path(tmp) / "forecaster", proto.levels, max(t.h for t in proto.tasks), factors,
+                           calendar=served_calendar(proto))
         return run.info.run_id
+
+
+def served_calendar(proto) -> dict[str, str]:
+    """What the served model needs to date its answers and keep them in the target's domain."""
+    calendar = {"last_ds": proto.train_end.isoformat(), "frequency": proto.frequency, "domain": proto.domain}
+    if proto.ds.tz is not None:
+        calendar["timezone"] = str(proto.ds.tz)
+    return calendar
 
 
 def _log_model_extras(model: Forecaster, name: str) -> None:

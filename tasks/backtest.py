@@ -44,6 +44,7 @@ import pandas as pd
 
 from models import calibration as conformal
 from models.base import Forecast, Forecaster
+from seqcast import domain
 from seqcast.contract import CUTOFF, DS, HORIZON, TZ, UNIQUE_ID, Y, hi, lo, metric_key
 from seqcast.dataset_config import DatasetParams
 from tasks import metrics
@@ -350,7 +351,9 @@ def forecast_task(forecaster: Forecaster, protocol: Protocol, task: Task) -> For
 def evaluate(forecaster: Forecaster, protocol: Protocol, calibration=None) -> BacktestResult:
     """Fit on the training part, forecast every task's origins, score. ``calibration``
     (``backtest.calibration``): check and, where off, recalibrate the intervals of its tasks
-    on a validation slice from the end of the training part (:func:`calibrate`)."""
+    on a validation slice from the end of the training part (:func:`calibrate`). Forecasts of a
+    target that cannot be negative (``protocol.domain``) are censored at 0 (:mod:`seqcast.domain`)
+    before they are scored."""
     unfitted = copy.deepcopy(forecaster) if calibration is not None else None
     t0 = time.perf_counter()
     fit_on(forecaster, protocol)
@@ -368,6 +371,7 @@ def evaluate(forecaster: Forecaster, protocol: Protocol, calibration=None) -> Ba
             fc = conformal.rescale(fc, check.factors)
             result_metrics.update(check.metrics(task.name))
             checks[task.name] = check
+        fc = domain.clip_forecast(fc, protocol.domain)  # a non-negative target: no forecast below 0
         scores, frame = _score(protocol, task, fc, forecaster.name)
         result_metrics.update(scores)
         forecasts[task.name] = frame
