@@ -217,7 +217,7 @@ def backtest_flow(dataset: str, models: list[str] | None = None) -> dict:
         raise RuntimeError(f"{dataset}: no model has scores on the reference series {reference}: "
                            f"{unscored.get(reference)}")
     report.write_metrics(params.path("reports", "backtest", f"{dataset}.json"),
-                         params.path("reports", "metrics", dataset), results)
+                         params.path("reports", "metrics", dataset), results, reference, tasks)
     report.write_summary(params.path("reports", "backtest", f"{dataset}.summary.json"), summary)
     return results
 

@@ -29,7 +29,7 @@ def pvalue(value) -> str:
 def score(metrics: dict, tasks: list[str]) -> float:
     """The champion rule's score: the mean MASE over the protocol's tasks (NaN when one is missing)."""
     values = [metrics.get(f"{t}_mase") for t in tasks]
-    if any(v is None or not math.isfinite(v) for v in values):
+    if not values or any(v is None or not math.isfinite(v) for v in values):
         return math.nan
     return sum(values) / len(values)
 

@@ -89,8 +89,9 @@ def git_commit_all(ws: Path, message: str) -> None:
 
 
 def build_pipeline_store(tmp: Path, mirror: Path) -> tuple[Path, dict]:
-    """A project copy where `dvc repro promote@market` ran (backtest of naive, drift, arima, then the
-    promotion stage registered a champion); the result is committed (a clean base for DVC experiments)."""
+    """A project copy where `dvc repro promote@market charts@market` ran (backtest of naive, drift, arima,
+    the promotion stage registered a champion, the charts of `dvc plots show`); the result is committed
+    (a clean base for DVC experiments)."""
     from prefect.settings import get_current_settings
 
     from conftest import child_env
@@ -98,7 +99,7 @@ def build_pipeline_store(tmp: Path, mirror: Path) -> tuple[Path, dict]:
     ws = copy_worktree(tmp / "project", CHEAP)
     # the session's Prefect test server (when one runs): no temporary server per stage process
     env = child_env(ws, mirror, get_current_settings().api.url)
-    run_py(["-m", "dvc", "repro", "promote@market"], ws, env)
+    run_py(["-m", "dvc", "repro", "promote@market", "charts@market"], ws, env)
     git_commit_all(ws, "pipeline run")
     return ws, env
 
