@@ -61,8 +61,9 @@ def leaderboard(results: dict[str, dict], tasks: list[str], baseline: str, level
 
 
 def series_means(summary: dict, tasks: list[str]) -> str:
-    """The multi-series leaderboard: per model the mean MASE of each task over the series it ran on."""
-    means = summary.get("mean_over_series", {})
+    """The multi-series leaderboard: per model that ran on several series, the mean MASE of each
+    task over them (a model of the reference series only is in :func:`leaderboard`)."""
+    means = {m: row for m, row in summary.get("mean_over_series", {}).items() if row.get("series", 0) > 1}
     ranked = sorted(means.items(), key=lambda kv: (math.isnan(s := score(kv[1], tasks)), s, kv[0]))
     header = ["model", "series", *[f"mean {t} MASE" for t in tasks]]
     return markdown(header, [[f"`{m}`", str(int(row.get("series", 0))), *[number(row.get(f"{t}_mase")) for t in tasks]]
