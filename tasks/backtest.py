@@ -105,6 +105,7 @@ class Protocol:
     sessions: bool = False  # the rows are the steps (trading days): positions are no fixed time step
     mase_season: int = 1  # the MASE scale's seasonal naive
     domain: str = "real"  # of the target: "non_negative" and "positive" forecasts stay >= 0
+    unit: str = ""  # of the target, on the charts' axes
     plot_steps: int | None = None  # forecast-vs-actual plots: the first N test steps (None: all)
     baseline: str = "naive"  # every model's Diebold-Mariano test is against this model on the same series
 
@@ -229,6 +230,7 @@ def build_protocol(series: pd.DataFrame, dataset: str, entry: DatasetParams, lev
         sessions=entry.data.sessions,
         mase_season=entry.mase_season,
         domain=entry.data.domain,
+        unit=entry.data.unit,
         plot_steps=spec.plot_steps,
         baseline=spec.baseline,
     )

@@ -49,6 +49,7 @@ def forecast_figure(result: BacktestResult):
         ax.plot(ds, frame[result.model], lw=1, label=result.model)
         what = "1 step ahead" if task.h == 1 else f"{task.h} steps ahead"
         ax.set_title(f"{proto.unique_id} — {task.name} ({what}): {result.model}")
+        ax.set_ylabel(f"{Y} ({proto.unit})" if proto.unit else Y)
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig
