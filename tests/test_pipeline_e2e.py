@@ -102,7 +102,7 @@ def test_metrics_and_reports(repro):
     assert validation["^KS11"]["rows_dropped_null"] == 2
     assert (ws / "reports" / "data_docs" / "pm25" / "index.html").is_file()
     plots = dvc(["plots", "show", "--json"], ws, env)
-    assert plots.returncode == 0 and "charts/market/^KS11_arima.svg" in plots.stdout
+    assert plots.returncode == 0 and "charts/market/KS11_arima.svg" in plots.stdout
     assert '"type": "image"' in plots.stdout and '"type": "vega"' not in plots.stdout  # images: no script to load
     summary = json.loads((ws / "reports" / "backtest" / "market.summary.json").read_text())
     assert summary["series"] == TICKERS and summary["mean_over_series"]["naive"]["series"] == 2
