@@ -15,8 +15,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# the scripts, styles and fonts the HTML reports load, at the versions their pages name (web/package.json):
+# copied into each report so that it renders with no network (tasks/offline_html.py)
+WEB    := $(VENV)/share/seqcast-web
+
+$(VENV)/.installed: pyproject.toml web/package.json web/package-lock.json | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	mkdir -p $(WEB) && cp web/package.json web/package-lock.json web/.npmrc $(WEB)/
+	cd $(WEB) && npm ci --silent
 	touch $@
 
 install: $(VENV)/.installed

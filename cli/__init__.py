@@ -6,6 +6,7 @@
     seqcast validate PATH... --dataset NAME     validate local files with that dataset's suite
     seqcast deploy                              register the Prefect deployments (schedules of the datasets)
     seqcast stack up|status|down                the team stack: PostgreSQL, MLflow, Prefect, Dask (127.0.0.1)
+    seqcast report [--check]                    the results tables of docs/, written from reports/
     seqcast bench NAME [ARGS...]                run benchmarks/NAME.py; the last line printed is JSON
     seqcast ui [--port N]                       the MLflow UI on the pipeline's store (127.0.0.1)
     seqcast chat [ARGS...]                      talk to the fine-tuned GPT

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import cli
-from cli import datasets, deploy, run
+from cli import datasets, deploy, report, run
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--dataset", required=True, metavar="NAME", help="a dataset of params.yaml (its connector and rules)")
     val.set_defaults(func=cmd_validate)
     deploy.add_parser(sub)
+    report.add_parser(sub)
     listing = "\n".join(f"  {name:<16} {line}" for name, line in benchmarks().items())
     bench = sub.add_parser("bench", help="run a benchmark", formatter_class=argparse.RawDescriptionHelpFormatter,
                            description=f"Run benchmarks/NAME.py with ARGS (NAME --help: its options).\n\n"

@@ -25,9 +25,9 @@ from prefect import flow, get_run_logger
 
 from models.base import Forecaster
 from models.pyfunc import log_forecaster
-from seqcast import atomic, tracking
+from seqcast import atomic, experiments, tracking
 from seqcast.config import load_params
-from tasks import report
+from tasks import report, tables
 from tasks.backtest import BacktestResult, BaselineFirst, ProtocolError, Unscored
 from tasks.jobs import Job, run_jobs
 from tasks.series import models_for, protocol_for, safe_name, split_table
@@ -48,6 +48,9 @@ def log_result(result: BacktestResult, dataset: str, table: Path, clean: pd.Data
         tracking.log_data_version(clean, table, name=f"{dataset}-clean")
         mlflow.log_params({**proto.describe(), **{f"model.{k}": v for k, v in model.describe().items()}})
         mlflow.log_metrics(result.metrics)
+        score = tables.score(result.metrics, [t.name for t in proto.tasks])
+        if score == score:  # the champion rule's score, the leaderboard view's sort key
+            mlflow.log_metric(experiments.SCORE, score)
         for task_name, frame in result.forecasts.items():
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / f"forecasts_{task_name}.parquet"
@@ -60,8 +63,17 @@ def log_result(result: BacktestResult, dataset: str, table: Path, clean: pd.Data
         if factors and any(f != 1.0 for f in factors.values()):
             mlflow.set_tag("interval_factors", json.dumps(factors))
         with tempfile.TemporaryDirectory() as tmp:
-            log_forecaster(model, Path(tmp) / "forecaster", proto.levels, max(t.h for t in proto.tasks), factors)
+            log_forecaster(model, Path(tmp) / "forecaster", proto.levels, max(t.h for t in proto.tasks), factors,
+                           calendar=served_calendar(proto))
         return run.info.run_id
+
+
+def served_calendar(proto) -> dict[str, str]:
+    """What the served model needs to date its answers and keep them in the target's domain."""
+    calendar = {"last_ds": proto.train_end.isoformat(), "frequency": proto.frequency, "domain": proto.domain}
+    if proto.ds.tz is not None:
+        calendar["timezone"] = str(proto.ds.tz)
+    return calendar
 
 
 def _log_model_extras(model: Forecaster, name: str) -> None:
@@ -87,6 +99,22 @@ def log_unscored(result: Unscored, dataset: str, table: Path, clean: pd.DataFram
                                   "unscored_reason": result.reason[:5000]}):
         tracking.log_data_version(clean, table, name=f"{dataset}-clean")
         mlflow.log_params(proto.describe())
+
+
+def describe_leaderboard(dataset: str, reference: str, tasks: list[str], results: dict, unscored: dict | None,
+                         baseline: str, levels: tuple[int, ...]) -> None:
+    """The parent run's description is the reference series' leaderboard (Markdown); the
+    experiment's view *Leaderboard* lists the same runs, sorted by score."""
+    run = mlflow.active_run()
+    link = experiments.view_link(run.info.experiment_id)
+    note = (f"**Leaderboard of {dataset}** on its reference series `{reference}`, best first. `score`: the mean MASE "
+            f"over {', '.join(tasks)} (lower is better; the champion rule's score); cov: the share of actuals inside "
+            f"the 80 / 95 % intervals; DM p: Diebold-Mariano test of the last task against `{baseline}` (small: "
+            f"the difference is real; the MASE says which side). The runs: [Leaderboard view]({link}).\n\n"
+            + tables.leaderboard(results, tasks, baseline, levels, unscored))
+    mlflow.set_tag(experiments.NOTE_TAG, note[:8000])
+    mlflow.MlflowClient().set_experiment_tag(run.info.experiment_id, experiments.VIEW_TAG,
+                                             experiments.leaderboard_view(reference, tasks))
 
 
 def plan(dataset: str, clean: pd.DataFrame, verdicts: dict, params,
@@ -183,11 +211,13 @@ def backtest_flow(dataset: str, models: list[str] | None = None) -> dict:
         if "note" in scored:
             scored = scored[scored["note"].isna()]
         tracking.log_figure(report.leaderboard_figure(scored, tasks), "leaderboard.png")
+        describe_leaderboard(dataset, reference, tasks, results.get(reference, {}), unscored.get(reference),
+                             params.dataset(dataset).protocol.baseline, tuple(params.backtest.levels))
     if reference not in results:
         raise RuntimeError(f"{dataset}: no model has scores on the reference series {reference}: "
                            f"{unscored.get(reference)}")
     report.write_metrics(params.path("reports", "backtest", f"{dataset}.json"),
-                         params.path("reports", "metrics", dataset), results)
+                         params.path("reports", "metrics", dataset), results, reference, tasks)
     report.write_summary(params.path("reports", "backtest", f"{dataset}.summary.json"), summary)
     return results
 

@@ -25,7 +25,7 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS
 
-from seqcast import atomic, frequency
+from seqcast import atomic, domain, frequency
 from seqcast.config import load_params
 from seqcast.contract import DS, UNIQUE_ID, Y, local_time
 
@@ -50,11 +50,12 @@ def new_observations(series: pd.DataFrame, train_end: str) -> pd.DataFrame:
 @task(name="champion-forecast", cache_policy=INPUTS, persist_result=True, result_serializer="json",
       cache_expiration=timedelta(days=7), timeout_seconds=1800)
 def champion_forecast(model_uri: str, table: str, data_md5: str, series_id: str, train_end: str, h: int,
-                      freq: str) -> dict[str, list]:
+                      freq: str, target_domain: str = "real") -> dict[str, list]:
     """Forecast ``h`` steps after the last observation; cached on (model version, data md5, h).
 
     Returns plain columns (``{column: values}``, timestamps as ISO strings) so the persisted
-    result is JSON."""
+    result is JSON. The point and the bounds of a target that cannot be negative are censored at
+    0 (``target_domain``, :mod:`seqcast.domain`), as the backtest scored them."""
     import mlflow
 
     from seqcast.tracking import use_store
@@ -64,14 +65,19 @@ def champion_forecast(model_uri: str, table: str, data_md5: str, series_id: str,
     series = local_time(clean.loc[clean[UNIQUE_ID] == series_id]).reset_index(drop=True)
     new = new_observations(series, train_end)
     model = mlflow.pyfunc.load_model(model_uri)
-    out = model.predict(pd.DataFrame({Y: new[Y].to_numpy(dtype=float)}), params={"h": int(h)})
-    last = pd.Timestamp(series[DS].iloc[-1])
-    out.insert(0, DS, [ts.isoformat() for ts in frequency.future_index(last, h, freq)])
+    stamps = [pd.Timestamp(ts).isoformat() for ts in new[DS]]
+    out = model.predict(pd.DataFrame({Y: new[Y].to_numpy(dtype=float), DS: stamps}), params={"h": int(h)})
+    if DS in out:  # a model logged with its calendar dates its own answers
+        out.insert(0, DS, out.pop(DS))
+    else:
+        last = pd.Timestamp(series[DS].iloc[-1])
+        out.insert(0, DS, [ts.isoformat() for ts in frequency.future_index(last, h, freq)])
     out.insert(0, UNIQUE_ID, series_id)
+    out = domain.clip_columns(out, target_domain, [c for c in out.columns if c == "mean" or c[:3] in ("lo-", "hi-")])
     return {col: [v.item() if hasattr(v, "item") else v for v in out[col]] for col in out.columns}
 
 
-def fan_chart(history: pd.DataFrame, fc: pd.DataFrame, title: str):
+def fan_chart(history: pd.DataFrame, fc: pd.DataFrame, title: str, unit: str = ""):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,6 +91,7 @@ def fan_chart(history: pd.DataFrame, fc: pd.DataFrame, title: str):
                             label=f"{level}% interval")
     ax.plot(fc[DS], fc["mean"], color="tab:blue", lw=1.5, marker=".", label="forecast")
     ax.set_title(title)
+    ax.set_ylabel(f"{Y} ({unit})" if unit else Y)
     ax.legend(loc="upper left")
     fig.autofmt_xdate()
     fig.tight_layout()
@@ -115,7 +122,7 @@ def forecast_flow(dataset: str, h: int | None = None, alias: str = "champion") -
     md5 = tracking.file_md5(table)
     series_id = mv.tags["series"]
     fc = pd.DataFrame(champion_forecast(f"models:/{name}/{mv.version}", str(table), md5, series_id,
-                                        mv.tags["train_end"], h, entry.data.frequency))
+                                        mv.tags["train_end"], h, entry.data.frequency, entry.data.domain))
     fc[DS] = pd.to_datetime(fc[DS].map(pd.Timestamp))
     clean = pd.read_parquet(table)
     history = local_time(clean.loc[clean[UNIQUE_ID] == series_id])[[DS, Y]].tail(max(120, 10 * h))
@@ -123,7 +130,8 @@ def forecast_flow(dataset: str, h: int | None = None, alias: str = "champion") -
     out_dir.mkdir(parents=True, exist_ok=True)
     csv, png = out_dir / f"{dataset}.csv", out_dir / f"{dataset}.png"
     atomic.write_text(csv, fc.to_csv(index=False))
-    fig = fan_chart(history, fc, f"{dataset}/{series_id}: {mv.tags.get('model')} (v{mv.version}), {h} steps")
+    fig = fan_chart(history, fc, f"{dataset}/{series_id}: {mv.tags.get('model')} (v{mv.version}), {h} steps",
+                    entry.data.unit)
     with atomic.atomic_path(png) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     with tracking.model_run(dataset, mv.tags.get("model", "?"), "forecast",

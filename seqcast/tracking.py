@@ -121,18 +121,31 @@ def _check_server_store(uri: str, timeout: float) -> None:
 
 
 def ensure_experiment(name: str) -> str:
-    """Get or create an experiment; on the embedded store artifacts go to ``<root>/mlruns``."""
+    """Get or create an experiment; on the embedded store artifacts go to ``<root>/mlruns``. The
+    project's experiments (``<prefix>-...``) get their description and kind for the UI
+    (:mod:`seqcast.experiments`)."""
     import mlflow
+
+    from seqcast import experiments
 
     use_store()
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=artifact_root())
-    except mlflow.exceptions.MlflowException:  # created concurrently
-        return client.get_experiment_by_name(name).experiment_id
+    if exp is None:
+        try:
+            exp = client.get_experiment(client.create_experiment(name, artifact_location=artifact_root()))
+        except mlflow.exceptions.MlflowException:  # created concurrently
+            exp = client.get_experiment_by_name(name)
+    prefix = _prefix()
+    if name.startswith(f"{prefix}-") and not {experiments.NOTE_TAG, experiments.KIND_TAG} <= set(exp.tags):
+        experiments.describe_experiment(client, exp.experiment_id, name, prefix)
+    return exp.experiment_id
+
+
+def _prefix() -> str:
+    from seqcast.config import load_params
+
+    return load_params().mlflow.experiment_prefix
 
 
 @contextlib.contextmanager

@@ -44,6 +44,7 @@ import pandas as pd
 
 from models import calibration as conformal
 from models.base import Forecast, Forecaster
+from seqcast import domain
 from seqcast.contract import CUTOFF, DS, HORIZON, TZ, UNIQUE_ID, Y, hi, lo, metric_key
 from seqcast.dataset_config import DatasetParams
 from tasks import metrics
@@ -104,6 +105,7 @@ class Protocol:
     sessions: bool = False  # the rows are the steps (trading days): positions are no fixed time step
     mase_season: int = 1  # the MASE scale's seasonal naive
     domain: str = "real"  # of the target: "non_negative" and "positive" forecasts stay >= 0
+    unit: str = ""  # of the target, on the charts' axes
     plot_steps: int | None = None  # forecast-vs-actual plots: the first N test steps (None: all)
     baseline: str = "naive"  # every model's Diebold-Mariano test is against this model on the same series
 
@@ -228,6 +230,7 @@ def build_protocol(series: pd.DataFrame, dataset: str, entry: DatasetParams, lev
         sessions=entry.data.sessions,
         mase_season=entry.mase_season,
         domain=entry.data.domain,
+        unit=entry.data.unit,
         plot_steps=spec.plot_steps,
         baseline=spec.baseline,
     )
@@ -350,7 +353,9 @@ def forecast_task(forecaster: Forecaster, protocol: Protocol, task: Task) -> For
 def evaluate(forecaster: Forecaster, protocol: Protocol, calibration=None) -> BacktestResult:
     """Fit on the training part, forecast every task's origins, score. ``calibration``
     (``backtest.calibration``): check and, where off, recalibrate the intervals of its tasks
-    on a validation slice from the end of the training part (:func:`calibrate`)."""
+    on a validation slice from the end of the training part (:func:`calibrate`). Forecasts of a
+    target that cannot be negative (``protocol.domain``) are censored at 0 (:mod:`seqcast.domain`)
+    before they are scored."""
     unfitted = copy.deepcopy(forecaster) if calibration is not None else None
     t0 = time.perf_counter()
     fit_on(forecaster, protocol)
@@ -368,6 +373,7 @@ def evaluate(forecaster: Forecaster, protocol: Protocol, calibration=None) -> Ba
             fc = conformal.rescale(fc, check.factors)
             result_metrics.update(check.metrics(task.name))
             checks[task.name] = check
+        fc = domain.clip_forecast(fc, protocol.domain)  # a non-negative target: no forecast below 0
         scores, frame = _score(protocol, task, fc, forecaster.name)
         result_metrics.update(scores)
         forecasts[task.name] = frame

@@ -52,17 +52,22 @@ def require(frame: pd.DataFrame, columns: list[str], path: Path, dataset: str,
     """Required columns, named as the file should have them; a near miss is suggested.
     ``option``: the setting that names the columns (said in the message)."""
     found = [str(c) for c in frame.columns]
+    missing = [c for c in columns if c not in found]
+    other = next((sep for sep in ";\t|" if len(found) == 1 and sep in found[0]), None)
+    if missing and other is not None:  # one column that holds them all: not renamed, another separator
+        shown = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}[other]
+        raise DataValidationError(dataset, [str(path)], [Failure(
+            "comma-separated columns", None, 0, 0,
+            detail=f"the header reads as one column {found[0][:80]!r}: the file is separated by {shown}, and this "
+                   f"layout is read with commas (columns {', '.join(map(repr, columns))})",
+            source_column=found[0][:80], hint=f"save the file with commas between its columns, not {shown}")])
     failures = []
-    for col in columns:
-        if col in found:
-            continue
+    for col in missing:
         spare = [c for c in found if c not in columns]  # a required column that is there is no candidate
         lower = {c.strip().lower(): c for c in spare}
         near = [c for c in spare if col.lower() in c.lower() or c.strip().lower() in col.lower()] or \
             [lower[m] for m in difflib.get_close_matches(col.lower(), list(lower), n=1, cutoff=0.6)]
         hint = f"; did you mean {near[0]!r} (renamed?)" if near else ""
-        if len(found) == 1 and any(sep in found[0] for sep in ";\t|"):
-            hint += "; the header is one column: is the file separated by another character (--sep)?"
         failures.append(Failure("expect_column_to_exist", (internal or {}).get(col, col), 0, 0,
                                 detail=f"required column missing: {col!r}; found {found}{hint}",
                                 source_column=col,

@@ -115,6 +115,24 @@ def decide(candidates: list[Candidate], champion: Candidate | None, force: bool 
                                            f"{champion.model} (MASE {champion.mase:.3f})")
 
 
+def runner_up(candidates: list[Candidate], best: Candidate) -> Candidate | None:
+    """The second of the ranking: the best eligible candidate that is another model."""
+    others = [c for c in eligible(candidates) if c.model != best.model]
+    return min(others, key=Candidate.rank_key) if others else None
+
+
+def why_it_won(dataset: str, best: Candidate, second: Candidate | None, tasks: list[str], reason: str) -> str:
+    """The champion version's description: its score, the runner-up's, the data it was judged on."""
+    score = (f"score {best.mase:.{DECIMALS}f}: the mean MASE over {' + '.join(tasks)} of {best.protocol} on "
+             f"`{best.series}` (lower is better)")
+    text = f"**{best.model}** is the champion of {dataset}: {score}, 95 % coverage off by {best.coverage_error:.3f} on average."
+    if second is not None:
+        text += f" Runner-up: {second.model}, score {second.mase:.{DECIMALS}f}."
+    if best.data_version:
+        text += f" Judged on data version {best.data_version[:12]} (md5 of the clean table, tag `data_version`)."
+    return f"{text} Promoted because: {reason}."
+
+
 # ------------------------------------------------------------------ MLflow side
 
 
@@ -207,6 +225,7 @@ def promote(dataset: str, force: bool = False, candidates: list[Candidate] | Non
     if not decision.promote:
         return out
     best = decision.best
+    description = why_it_won(dataset, best, runner_up(candidates, best), task_names(dataset), decision.reason)
     try:
         client.create_registered_model(name, tags={"dataset": dataset},
                                        description=f"Champion forecaster of {dataset} (tasks/promotion.py rule)")
@@ -222,8 +241,9 @@ def promote(dataset: str, force: bool = False, candidates: list[Candidate] | Non
               "coverage_error": repr(best.coverage_error), "h_mase": repr(best.h_mase),
               "data_version": best.data_version,
               "train_end": run.data.params.get("train_end", ""), "promoted_at": now, "reason": decision.reason},
-        description=decision.reason)
+        description=description)
     client.set_registered_model_alias(name, CHAMPION, mv.version)
+    client.update_registered_model(name, description=f"Version {mv.version} (alias `{CHAMPION}`): {description}")
     if old_mv is not None:
         client.set_registered_model_alias(name, CHALLENGER, old_mv.version)
         client.set_model_version_tag(name, old_mv.version, "demoted_at", now)

@@ -49,6 +49,7 @@ def forecast_figure(result: BacktestResult):
         ax.plot(ds, frame[result.model], lw=1, label=result.model)
         what = "1 step ahead" if task.h == 1 else f"{task.h} steps ahead"
         ax.set_title(f"{proto.unique_id} — {task.name} ({what}): {result.model}")
+        ax.set_ylabel(f"{Y} ({proto.unit})" if proto.unit else Y)
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig
@@ -137,12 +138,29 @@ def _rounded(vals: dict[str, float]) -> dict[str, float | None]:
             for k, v in vals.items()}
 
 
-def write_metrics(board_path: Path, metrics_dir: Path, results: dict) -> None:
-    """The leaderboard ``{series: {model: metrics}}`` as one file, and one DVC metrics file
-    per model ``{series: metrics}`` so ``dvc metrics show`` prints a row per model."""
+def headline(metrics: dict[str, float], tasks: list[str]) -> dict[str, float | None]:
+    """What a model's DVC metrics file holds: the champion rule's score (mean MASE over the tasks)
+    and each task's MASE and 95 % coverage — a few columns, so that ``dvc metrics show
+    reports/metrics/<dataset>`` reads at 120 columns (every metric is in the leaderboard file)."""
+    from tasks.tables import score
+
+    keys = [f"{t}_mase" for t in tasks] + [f"{t}_cov95" for t in tasks]
+    return _rounded({"score": score(metrics, tasks), **{k: metrics.get(k) for k in keys}})
+
+
+def write_metrics(board_path: Path, metrics_dir: Path, results: dict, reference: str | None = None,
+                  tasks: list[str] | None = None) -> None:
+    """The leaderboard ``{series: {model: metrics}}`` as one file, and one DVC metrics file per
+    model with its headline on the reference series (default: the first), so ``dvc metrics
+    show`` prints a row per model."""
     clean = {uid: {m: _rounded(vals) for m, vals in models.items()} for uid, models in results.items()}
+    reference = reference if reference is not None else next(iter(clean), None)
+    on_reference = clean.get(reference, {})
+    tasks = tasks or sorted({k[: -len("_mase")] for vals in on_reference.values() for k in vals if k.endswith("_mase")})
+    atomic.write_json(board_path, clean, sort_keys=True)  # first: a board that does not fit changes nothing
     metrics_dir.mkdir(parents=True, exist_ok=True)
-    for model in sorted({m for models in clean.values() for m in models}):
-        per_series = {uid: models[model] for uid, models in clean.items() if model in models}
-        atomic.write_json(inside(metrics_dir, f"{model}.json", what="model name"), per_series, sort_keys=True)
-    atomic.write_json(board_path, clean, sort_keys=True)  # last: the leaderboard means all files are there
+    for model, vals in sorted(on_reference.items()):
+        atomic.write_json(inside(metrics_dir, f"{model}.json", what="model name"), headline(vals, tasks), sort_keys=False)
+    for stale in metrics_dir.glob("*.json"):  # a model no longer run leaves no row behind
+        if stale.stem not in on_reference:
+            stale.unlink()

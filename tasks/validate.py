@@ -41,6 +41,7 @@ from seqcast import frequency
 from seqcast.contract import DS, UNIQUE_ID, Y, local_time
 from seqcast.dataset_config import DatasetParams, Rules
 from seqcast.errors import DataValidationError, Failure
+from tasks import offline_html
 from tasks.provenance import expand_runs, provenance
 
 log = logging.getLogger(__name__)
@@ -289,14 +290,15 @@ class Tally:
                        source_column="/".join(files), severity=severity)
 
 
-def _checkpoint(ctx, rules: Rules, data, name: str, docs: bool):
+def _checkpoint(ctx, rules: Rules, data, name: str, docs: bool, source: str | None = None, asset: str | None = None):
     """A GX suite + checkpoint for one rule set (shared by every series with the same rules: GX
     keeps each checkpoint's last batch alive, so one per series would hold a chunk of every
-    series of a large file in memory)."""
+    series of a large file in memory). The Data Docs name its data source ``source`` (the
+    dataset) and its asset ``asset`` (the data version)."""
     import great_expectations as gx
 
     suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=expectations(rules, data)))
-    asset = ctx.data_sources.add_pandas(f"{name} · source").add_dataframe_asset(f"{name} · series")
+    asset = ctx.data_sources.add_pandas(source or f"{name} · source").add_dataframe_asset(asset or f"{name} · series")
     batch = asset.add_batch_definition_whole_dataframe("all-rows")
     definition = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
     return ctx.checkpoints.add(gx.Checkpoint(
@@ -360,9 +362,11 @@ class Validation:
         self.now = pd.Timestamp.now(tz="UTC")
 
     def _suite_name(self, uid: str) -> str:
-        own = uid in self.entry.validation.overrides
-        name = f"{self.dataset} · {uid}" if own else f"{self.dataset}"
+        name = self._source_name(uid)
         return f"{name} · data {self.version[:8]}" if self.version else name
+
+    def _source_name(self, uid: str) -> str:
+        return f"{self.dataset} · {uid}" if uid in self.entry.validation.overrides else self.dataset
 
     def add(self, tidy: pd.DataFrame) -> None:
         missing = [c for c in (UNIQUE_ID, DS, Y) if c not in tidy.columns]
@@ -384,7 +388,8 @@ class Validation:
                 key = rules.model_dump_json()
                 if key not in self.checkpoints:
                     self.checkpoints[key] = _checkpoint(self.ctx, rules, self.entry.data, self._suite_name(uid),
-                                                        self.docs_dir is not None)
+                                                        self.docs_dir is not None, self._source_name(uid),
+                                                        f"data {self.version[:8]}" if self.version else "table")
                 suite = self.series[uid] = SeriesSuite(self.checkpoints[key], self.entry.data, rules, uid,
                                                        f"{self.dataset} · ")
             if len(lines) != len(series):  # no provenance: positions in the table
@@ -395,6 +400,7 @@ class Validation:
         """Raise on any error; else the report per series (with its warnings)."""
         if self.docs_dir is not None and self.series:
             self.ctx.build_data_docs()
+            offline_html.localize(self.docs_dir)  # the pages' scripts and styles from the site itself
         report, errors, warnings = {}, [], []
         for uid, suite in self.series.items():
             info = self.sources.get(uid, {})

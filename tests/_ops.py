@@ -89,8 +89,9 @@ def git_commit_all(ws: Path, message: str) -> None:
 
 
 def build_pipeline_store(tmp: Path, mirror: Path) -> tuple[Path, dict]:
-    """A project copy where `dvc repro promote@market` ran (backtest of naive, drift, arima, then the
-    promotion stage registered a champion); the result is committed (a clean base for DVC experiments)."""
+    """A project copy where `dvc repro promote@market charts@market` ran (backtest of naive, drift, arima,
+    the promotion stage registered a champion, the charts of `dvc plots show`); the result is committed
+    (a clean base for DVC experiments)."""
     from prefect.settings import get_current_settings
 
     from conftest import child_env
@@ -98,7 +99,7 @@ def build_pipeline_store(tmp: Path, mirror: Path) -> tuple[Path, dict]:
     ws = copy_worktree(tmp / "project", CHEAP)
     # the session's Prefect test server (when one runs): no temporary server per stage process
     env = child_env(ws, mirror, get_current_settings().api.url)
-    run_py(["-m", "dvc", "repro", "promote@market"], ws, env)
+    run_py(["-m", "dvc", "repro", "promote@market", "charts@market"], ws, env)
     git_commit_all(ws, "pipeline run")
     return ws, env
 
@@ -107,8 +108,30 @@ _STORE: dict[str, tuple[Path, dict]] = {}
 
 
 def shared_store(tmp_path_factory, mirror: Path) -> tuple[Path, dict]:
-    """One pipeline store per test session, shared by the modules that only read it
-    (fixtures imported into several modules would be built once per module)."""
+    """One pipeline store per test session, shared by the modules that use it (fixtures
+    imported into several modules would be built once per module). Under xdist the first
+    worker that needs it builds it once, in the session's folder beside the workers' own, while
+    a second waits on a file lock instead of building its own (a build is minutes of both
+    cores); each worker then works on its own copy (the tests write runs, experiments and
+    forecasts into it), with its own environment."""
+    import fcntl
+    import shutil
+
+    from prefect.settings import get_current_settings
+
+    from conftest import child_env
+
     if "market" not in _STORE:
-        _STORE["market"] = build_pipeline_store(tmp_path_factory.mktemp("store"), mirror)
+        base = tmp_path_factory.getbasetemp()
+        session = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+        built = session / "pipeline-store"
+        with open(session / "pipeline-store.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when its holder dies
+            if not (built / "built").is_file():
+                shutil.rmtree(built, ignore_errors=True)  # a build that died half-way
+                build_pipeline_store(built, mirror)
+                (built / "built").write_text("")
+        ws = tmp_path_factory.mktemp("store") / "project"
+        shutil.copytree(built / "project", ws, symlinks=True)
+        _STORE["market"] = ws, child_env(ws, mirror, get_current_settings().api.url)
     return _STORE["market"]

@@ -122,8 +122,11 @@ def copy_project(dest: Path, params_patch: dict | None = None, small_slice: bool
             shutil.copy2(src, target)
     if params_patch or small_slice:
         params = yaml.safe_load((dest / "params.yaml").read_text())
-        patch_params(params, SLICE if small_slice else {})
-        patch_params(params, params_patch or {})
+        patch = dict(params_patch or {})
+        chosen = patch.pop("_series", {})  # the series a test names replace the slice's for that dataset
+        base = {**SLICE, "_series": {**SLICE["_series"], **chosen}} if small_slice else {"_series": chosen}
+        patch_params(params, base)
+        patch_params(params, patch)
         (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
     git = ["git", "-c", "user.email=test@seqcast", "-c", "user.name=seqcast tests"]
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)

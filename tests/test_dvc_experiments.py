@@ -28,7 +28,7 @@ def experiment(tmp_path_factory, mirror, prefect_server):
     ws, env = shared_store(tmp_path_factory, mirror)
     env = dict(env)
     env.pop("SEQCAST_HOME")  # --temp runs in .dvc/tmp/exps/...: its own params.yaml and MLflow store
-    dvc(["exp", "run", "--temp", "-n", "arima-p1", "-S", "models.arima.p=1", "backtest@market"], ws, env)
+    dvc(["exp", "run", "--temp", "-n", "arima-p1", "-S", "models.arima.p=1", "charts@market"], ws, env)
     return ws, env
 
 
@@ -53,7 +53,7 @@ def test_metrics_and_plots_diff_against_the_committed_run(experiment):
     # only the swept model's scores moved (every model of the stage re-ran: timings may differ)
     assert not any("naive" in k and "seconds" not in k for k in changed), diff
     plots = dvc(["plots", "diff", "HEAD", "arima-p1", "--json"], ws, env)
-    assert "arima" in plots.stdout and "forecast" in plots.stdout
+    assert "charts/market/KS11_arima.svg" in plots.stdout and "arima-p1" in plots.stdout
 
 
 def test_push_to_the_default_local_remote(experiment):

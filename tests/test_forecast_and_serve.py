@@ -84,5 +84,11 @@ def test_mlflow_models_serve_answers_with_the_champion(in_store, tmp_path):
     local = mlflow.pyfunc.load_model("models:/seqcast-market@champion").predict(
         pd.DataFrame({"y": [2100.0, 2110.0]}), params={"h": 3})
     assert list(served["step"]) == [1, 2, 3]
+    # each step carries its timestamp: trading days after the training end moved on by the two new rows
+    train_end = pd.Timestamp(mlflow.MlflowClient().get_model_version_by_alias("seqcast-market", "champion")
+                             .tags["train_end"])
+    stamps = [pd.Timestamp(ts) for ts in served["ds"]]
+    assert list(served["ds"]) == list(local["ds"]) and all(ts.dayofweek < 5 for ts in stamps)
+    assert train_end < stamps[0] < stamps[1] < stamps[2] and stamps[0].utcoffset() == pd.Timedelta(hours=9)
     pd.testing.assert_series_equal(served["mean"], local["mean"], check_names=False)
     pd.testing.assert_series_equal(served["hi-95"], local["hi-95"], check_names=False)

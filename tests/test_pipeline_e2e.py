@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 BASELINES = {"market": {"naive", "drift", "arima"}, "pm25": {"naive", "arima"}}
 # the forecasting stages down to the champion's forecast (the GPT stages have tests of their own)
-TARGETS = ["forecast@market", "forecast@pm25"]
+TARGETS = ["forecast@market", "forecast@pm25", "charts@market"]  # + the static charts of `dvc plots show`
 TICKERS = ["^KS11", "^N100"]  # a second index: the multi-series leaderboard runs on both
 
 
@@ -88,7 +88,11 @@ def test_metrics_and_reports(repro):
     ws, env, _ = repro
     shown = dvc(["metrics", "show", "--json"], ws, env)
     assert shown.returncode == 0
-    assert "P2a_mase" in shown.stdout and "P1a_rmse" in shown.stdout
+    assert "P2a_mase" in shown.stdout and "P1b_cov95" in shown.stdout
+    # one narrow row per model of a dataset: readable at 120 columns
+    table = dvc(["metrics", "show", "reports/metrics/pm25", "--md"], ws, env).stdout.splitlines()
+    assert [c.strip() for c in table[0].split("|")[2:-1]] == ["P1a_cov95", "P1a_mase", "P1b_cov95", "P1b_mase", "score"]
+    assert max(len(line) for line in table) <= 120, table
     board = json.loads((ws / "reports" / "backtest" / "pm25.json").read_text())["us_embassy"]
     assert board["naive"]["P1a_rmse"] == pytest.approx(22.14, abs=0.01)
     assert board["arima"]["P1a_rmse"] < board["naive"]["P1a_rmse"]
@@ -98,7 +102,8 @@ def test_metrics_and_reports(repro):
     assert validation["^KS11"]["rows_dropped_null"] == 2
     assert (ws / "reports" / "data_docs" / "pm25" / "index.html").is_file()
     plots = dvc(["plots", "show", "--json"], ws, env)
-    assert plots.returncode == 0 and "forecast" in plots.stdout
+    assert plots.returncode == 0 and "charts/market/KS11_arima.svg" in plots.stdout
+    assert '"type": "image"' in plots.stdout and '"type": "vega"' not in plots.stdout  # images: no script to load
     summary = json.loads((ws / "reports" / "backtest" / "market.summary.json").read_text())
     assert summary["series"] == TICKERS and summary["mean_over_series"]["naive"]["series"] == 2
     both = json.loads((ws / "reports" / "backtest" / "market.json").read_text())

@@ -88,6 +88,12 @@ def test_registry_champion_challenger_and_history(mlflow_store):
     assert (champ.run_id, champ.tags["model"]) == (better, "arima")
     assert int(old.version) == 1
     assert old.tags["replaced_by"] == "2" and "demoted_at" in old.tags
+    # the champion says why it won: its score, the runner-up's, the data version (not "no champion yet")
+    assert champ.description.startswith("**arima** is the champion of market: score 1.500")
+    assert "Runner-up: naive, score 1.800" in champ.description and "data version md5-test" in champ.description
+    assert "ranks better: MASE 1.500 vs 1.800 (naive)" in champ.description
+    assert client.get_registered_model("seqcast-market").description.startswith("Version 2 (alias `champion`)")
+    assert old.description.startswith("**naive** is the champion") and "Runner-up: drift, score 1.900" in old.description
     history = json.loads(client.get_registered_model("seqcast-market").tags["champion_history"])
     assert [h["model"] for h in history] == ["naive", "arima"]
 
