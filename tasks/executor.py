@@ -65,10 +65,17 @@ def run(fn: Callable[[Item], Any], items: Iterable[Item], workers: int = 1, addr
         yield from _in_processes(fn, items, workers)
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def _one_thread() -> None:
-    """Each worker owns one core: BLAS and OpenMP pools of one thread (no oversubscription)."""
+    """Each worker owns one core: BLAS and OpenMP pools of one thread (no oversubscription).
+    The variables hold for the libraries this process loads later (OpenBLAS and OpenMP read
+    them when they load: the job's first import of statsmodels or torch); ``threadpool_limits``
+    for those it has already loaded (a spawned process imports the caller's main module first)."""
     from threadpoolctl import threadpool_limits
 
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
     threadpool_limits(1)
 
 

@@ -38,6 +38,15 @@ def flaky(path: str) -> str:
     return "done"
 
 
+def thread_counts(_) -> tuple[set, int]:
+    """The threads of every BLAS/OpenMP pool once the models' libraries are loaded, and torch's."""
+    import scipy.linalg  # noqa: F401 - statsmodels' BLAS
+    import torch
+    from threadpoolctl import threadpool_info
+
+    return {(pool["internal_api"], pool["num_threads"]) for pool in threadpool_info()}, torch.get_num_threads()
+
+
 def counted_or_flaky(item: tuple[str, str]) -> str:
     """``("count", path)``: appends a line to ``path`` (how many times it ran); ``("flaky", path)``: :func:`flaky`."""
     kind, path = item
@@ -56,6 +65,13 @@ def test_local_runs_keep_order_in_process_and_finish_every_job_in_processes():
         assert sorted(executor.run(square, [6, 7], workers=2)) == [(6, 36), (7, 49)]
     with pytest.raises(ValueError, match="three is refused"):
         list(executor.run(fail_on_three, [1, 2, 3, 4], workers=2))
+
+
+def test_each_local_process_runs_one_thread_per_blas_and_openmp_pool():
+    """The libraries load in the job, after the pool's initializer: its limit must hold for them too."""
+    for _, (pools, torch_threads) in executor.run(thread_counts, [0, 1], workers=2):
+        assert {name for name, _ in pools} >= {"openblas", "openmp"}
+        assert {n for _, n in pools} == {1} and torch_threads == 1, pools
 
 
 def test_batches_are_large_first_small_last_and_cover_every_job():
