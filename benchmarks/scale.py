@@ -16,7 +16,9 @@ the slow one; its jobs/s is measured on those rounds). A job times itself inside
 worker (the compute); the orchestration overhead per job is ``(workers x wall - compute) /
 jobs``: submission, transfer of the job and of its plain-data result, the Prefect task run,
 idle workers at the end of a round. The metrics of every job must be identical on every
-executor. Prints a table; the last line is one JSON object.
+executor. On the cluster the jobs go in batches (tasks/executor.py: one Prefect task run
+per batch); the orchestration probe also runs its jobs one task run each, as a reference.
+Prints a table; the last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ from pathlib import Path
 from tasks.jobs import Job, run_job
 
 LOCAL1, LOCAL2, CLUSTER = "local, 1 worker", "local, 2 workers", "dask, 2 workers"
+PER_JOB = "dask, a task run per job"  # the probe only: batches of one job, as a reference
 
 
 def timed_job(job: Job, params):
     """One backtest job and the seconds it took inside its worker, one thread per BLAS/OpenMP pool
-    on every executor (as the cluster's task sets it; the local pool's initializer runs before the
-    libraries are loaded, so its limit does not hold: docs/executor.md)."""
+    on every executor (the local processes and the cluster's batches set it too; in this process
+    the executor limits BLAS only)."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
@@ -78,14 +81,15 @@ def rounds(jobs: list[Job], size: int) -> list[list[Job]]:
     return [[j for j in jobs if j.protocol.unique_id in group] for group in groups]
 
 
-def run_round(jobs: list[Job], params, workers: int, address: str | None) -> tuple[float, float, dict]:
+def run_round(jobs: list[Job], params, workers: int, address: str | None, batch: int | None = None
+              ) -> tuple[float, float, dict]:
     from tasks import executor
     from tasks.jobs import label
 
     fn = functools.partial(timed_job, params=params)
     t0 = time.perf_counter()
     compute, metrics = 0.0, {}
-    for job, (result, seconds) in executor.run(fn, jobs, workers, address, label):
+    for job, (result, seconds) in executor.run(fn, jobs, workers, address, label, batch):
         compute += seconds
         metrics[(job.protocol.unique_id, job.model)] = result.metrics
     return time.perf_counter() - t0, compute, metrics
@@ -118,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     totals = {name: {"wall": 0.0, "compute": 0.0, "jobs": 0} for name in (LOCAL1, LOCAL2, CLUSTER)}
     workers = {LOCAL1: 1, LOCAL2: 2, CLUSTER: args.cluster_workers}
     mismatches = 0
-    probe = {name: {"wall": 0.0, "compute": 0.0, "jobs": 0} for name in totals}
+    probe = {name: {"wall": 0.0, "compute": 0.0, "jobs": 0} for name in (*totals, PER_JOB)}
+    workers[PER_JOB] = args.cluster_workers
     probe_jobs = [j for j in jobs if j.model == args.probe_model][:args.probe]
     with tempfile.TemporaryDirectory() as tmp, prefect_api() as api, contextlib.ExitStack() as stack_:
         os.environ["PREFECT_API_URL"] = api  # the cluster's workers report there too
@@ -131,14 +136,16 @@ def main(argv: list[str] | None = None) -> int:
         run_round(warm, params, args.cluster_workers, address)
 
         def measure(name: str, part: list[Job], into: dict) -> dict:
-            wall, compute, metrics = run_round(part, params, workers[name], address if name == CLUSTER else None)
+            wall, compute, metrics = run_round(part, params, workers[name],
+                                               address if name in (CLUSTER, PER_JOB) else None,
+                                               1 if name == PER_JOB else None)
             into[name]["wall"] += wall
             into[name]["compute"] += compute
             into[name]["jobs"] += len(part)
             return {k: {m: "nan" if v != v else v for m, v in row.items() if "seconds" not in m}  # NaN == NaN here
                     for k, row in metrics.items()}
 
-        for name in (LOCAL1, LOCAL2, CLUSTER):  # orchestration alone: jobs that take a millisecond
+        for name in (LOCAL1, LOCAL2, CLUSTER, PER_JOB):  # orchestration alone: jobs that take a millisecond
             measure(name, probe_jobs, probe)
         for i, part in enumerate(rounds(jobs, args.round)):
             names = [LOCAL2, CLUSTER] + ([LOCAL1] if i % args.serial_every == 0 else [])
@@ -148,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             mismatches += sum(m != first for m in seen.values())
             line = "  ".join(f"{n} {seen_rate(totals[n]):.2f} jobs/s" for n in names)
             print(f"round {i + 1}: {len(part)} jobs  {line}", flush=True)
-        for name in (CLUSTER, LOCAL2, LOCAL1):
+        for name in (PER_JOB, CLUSTER, LOCAL2, LOCAL1):
             measure(name, probe_jobs, probe)
     rows = []
     base = seen_rate(totals[LOCAL1])
@@ -167,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['executor']:18} {r['jobs']:>6} {r['wall_s']:>8.1f} {r['jobs_per_s']:>8.3f} "
               f"{r['compute_ms_per_job']:>11.1f} {r['overhead_ms_per_job']:>16.1f} {r['speedup_vs_1']:>8.2f}x "
               f"{r['probe_overhead_ms_per_job']:>19.1f} ms")
+    p = probe[PER_JOB]
+    per_job_ms = 1000 * (workers[PER_JOB] * p["wall"] - p["compute"]) / p["jobs"]
+    print(f"{PER_JOB:18} overhead, {args.probe_model} jobs: {per_job_ms:.1f} ms (batches of one job)")
     ratio = rows[2]["jobs_per_s"] / rows[1]["jobs_per_s"]
     per_worker_hour = 3600 * rows[2]["jobs_per_s"] / args.cluster_workers / len(args.models)
     print(f"cluster / local pool at 2 workers: {ratio:.3f}; local pool start {pool_start_s:.1f}s per call; "
@@ -175,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"benchmark": "scale", "n_series": args.n, "models": args.models, "length": args.length,
                       "round": args.round, "serial_every": args.serial_every, "probe": len(probe_jobs), "rows": rows,
                       "cluster_over_local_pool": round(ratio, 3), "pool_start_s": round(pool_start_s, 2),
+                      "probe_overhead_ms_per_job_one_job_batches": round(per_job_ms, 1),
                       "series_per_hour_per_worker": round(per_worker_hour), "identical_metrics": mismatches == 0,
                       "plan_s": round(plan_s, 1), "cpu_count": os.cpu_count(),
                       "load_avg_1m": round(os.getloadavg()[0], 2), "python": sys.version.split()[0]}))

@@ -4,12 +4,16 @@
 ``(item, result)`` as each job finishes, whatever an item holds:
 
 - no cluster, ``workers`` 1: in this process, in order (one BLAS thread: small problems);
-- no cluster, ``workers`` k > 1: k spawned processes, one thread each (no oversubscription);
-- a cluster (``address``, or ``SEQCAST_DASK_ADDRESS``, e.g. ``tcp://127.0.0.1:8786``): each
-  item is a Prefect task run (``job``) submitted through prefect-dask's ``DaskTaskRunner``:
-  its state is in the Prefect UI, a job that fails on an error of the environment (a lost
-  connection, a full disk) is retried by Prefect, and the jobs of a worker that dies are
-  rescheduled by the Dask scheduler on the others.
+- no cluster, ``workers`` k > 1: k spawned processes, one BLAS/OpenMP thread each (no
+  oversubscription);
+- a cluster (``address``, or ``SEQCAST_DASK_ADDRESS``, e.g. ``tcp://127.0.0.1:8786``): the
+  items go in batches, each batch one Prefect task run (``jobs``) submitted through
+  prefect-dask's ``DaskTaskRunner``: its state and a line per job are in the Prefect UI; a
+  batch that fails on an error of the environment (a lost connection, a full disk) is
+  retried by Prefect (the jobs it had finished are not run again), a job's own error is that
+  job's failure, and the batches of a worker that dies are rescheduled by the Dask scheduler
+  on the others. A Prefect task run and a Dask round trip cost a few hundred milliseconds
+  here, whatever the job: batching divides that by the batch size (:func:`batch_sizes`).
 
 Results come back as the function returns them (make them plain data: Dask and the process
 pool pickle them). The caller stays the only process that writes anywhere (MLflow, files).
@@ -21,8 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import multiprocessing as mp
 import os
+import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
@@ -41,12 +48,13 @@ def cluster_address(address: str | None = None) -> str | None:
 
 
 def run(fn: Callable[[Item], Any], items: Iterable[Item], workers: int = 1, address: str | None = None,
-        label: Callable[[Item], str] = str) -> Iterator[tuple[Item, Any]]:
-    """``(item, fn(item))`` as each job finishes; ``label`` names a job's Prefect task run."""
+        label: Callable[[Item], str] = str, batch: int | None = None) -> Iterator[tuple[Item, Any]]:
+    """``(item, fn(item))`` as each job finishes; ``label`` names a job in its Prefect task
+    run; ``batch`` fixes the cluster's batch size (default: :func:`batch_sizes`)."""
     items = list(items)
     address = cluster_address(address)
     if address:
-        yield from _on_cluster(fn, items, address, label)
+        yield from _on_cluster(fn, items, address, label, batch)
     elif workers <= 1 or len(items) <= 1:
         from threadpoolctl import threadpool_limits
 
@@ -57,10 +65,17 @@ def run(fn: Callable[[Item], Any], items: Iterable[Item], workers: int = 1, addr
         yield from _in_processes(fn, items, workers)
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def _one_thread() -> None:
-    """Each worker owns one core: BLAS and OpenMP pools of one thread (no oversubscription)."""
+    """Each worker owns one core: BLAS and OpenMP pools of one thread (no oversubscription).
+    The variables hold for the libraries this process loads later (OpenBLAS and OpenMP read
+    them when they load: the job's first import of statsmodels or torch); ``threadpool_limits``
+    for those it has already loaded (a spawned process imports the caller's main module first)."""
     from threadpoolctl import threadpool_limits
 
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
     threadpool_limits(1)
 
 
@@ -96,34 +111,117 @@ def _submit_all(pool: ProcessPoolExecutor, fn, items: list) -> Iterator[tuple[An
         yield futures[future], future.result()
 
 
+def batch_sizes(n: int, workers: int, least: int = 4) -> list[int]:
+    """The sizes of the batches ``n`` jobs go in on ``workers`` cluster threads, largest first:
+    each batch takes a ``1 / (2 workers)`` share of the jobs not yet in a batch, at least
+    ``least`` (guided scheduling). Few, large batches pay the per-task-run cost rarely; the
+    small last ones keep every worker busy to the end whatever the jobs' durations."""
+    sizes, rest = [], n
+    while rest > 0:
+        size = min(rest, max(least, math.ceil(rest / (2 * max(workers, 1)))))
+        sizes.append(size)
+        rest -= size
+    return sizes
+
+
+class JobsFailed(Exception):
+    """Jobs of a batch raised errors of their own: ``outcomes`` holds, in the batch's order,
+    ``(True, result)`` or ``(False, error)`` for every job (the Prefect task run is Failed,
+    not retried: a job's own error is deterministic)."""
+
+    def __init__(self, outcomes: list[tuple[bool, Any]], failed: list[str]):
+        super().__init__(outcomes, failed)
+        self.outcomes, self.failed = outcomes, failed
+
+    def __str__(self) -> str:
+        return f"{len(self.failed)} of {len(self.outcomes)} jobs failed: " + "; ".join(self.failed)
+
+    def __repr__(self) -> str:
+        return f"JobsFailed({self})"
+
+
 def _transient(task, task_run, state) -> bool:
-    """Retry a job only for an error of its environment; the job's own errors are deterministic."""
+    """Retry a batch only for an error of its environment; the jobs' own errors are deterministic."""
     error = state.result(raise_on_failure=False)
     return isinstance(error, (OSError, MemoryError))
 
 
-@task(name="job", task_run_name="{label}", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
+_FINISHED: dict[Any, dict[int, tuple[bool, Any]]] = {}  # task run id -> its jobs done before a retry
+
+
+@task(name="jobs", task_run_name="{label}", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
       retry_condition_fn=_transient)
-def job(fn: Callable[[Any], Any], item: Any, label: str) -> Any:
-    """One item on a Dask worker, with one thread per BLAS/OpenMP pool as in the local processes."""
+def jobs(fn: Callable[[Any], Any], items: list, labels: list[str], label: str) -> list[tuple[bool, Any]]:
+    """A batch of items on a Dask worker, in order, one thread per BLAS/OpenMP pool as in the
+    local processes; a line per job in the task run's log. An error of the environment
+    (``OSError``, ``MemoryError``) fails the batch, and Prefect retries it from the first job
+    not yet done; a job's own error is kept as its outcome and fails the batch at the end."""
+    from prefect import get_run_logger
+    from prefect.context import TaskRunContext
     from threadpoolctl import threadpool_limits
 
+    logger = get_run_logger()
+    context = TaskRunContext.get()
+    run_id = context.task_run.id
+    done = _FINISHED.setdefault(run_id, {})
     with threadpool_limits(1):
-        return fn(item)
+        for i, (item, name) in enumerate(zip(items, labels)):
+            if i in done:
+                continue
+            t0 = time.perf_counter()
+            try:
+                done[i] = (True, fn(item))
+            except (OSError, MemoryError):
+                if context.task_run.run_count > context.task.retries:  # the last try: nothing to keep
+                    _FINISHED.pop(run_id, None)
+                raise
+            except Exception as error:  # noqa: BLE001 - the job's own error: its outcome
+                done[i] = (False, error)
+                logger.error("%s failed: %s: %s", name, type(error).__name__, error)
+                continue
+            logger.info("%s done in %.2f s", name, time.perf_counter() - t0)
+    _FINISHED.pop(run_id, None)
+    outcomes = [done[i] for i in range(len(items))]
+    failed = [f"{name}: {type(value).__name__}: {value}" for name, (ok, value) in zip(labels, outcomes) if not ok]
+    if failed:
+        raise JobsFailed(outcomes, failed)
+    return outcomes
 
 
-def _on_cluster(fn, items: list, address: str, label) -> Iterator[tuple[Any, Any]]:
+def _on_cluster(fn, items: list, address: str, label, batch: int | None) -> Iterator[tuple[Any, Any]]:
     import distributed
     from prefect_dask import DaskTaskRunner
+    from prefect_dask.task_runners import PrefectDaskFuture
 
     with prefect_api(), DaskTaskRunner(address=address) as runner:
-        futures = {}
-        for item in items:
-            future = runner.submit(job, {"fn": fn, "item": item, "label": label(item)})
-            futures[future.wrapped_future] = (item, future)
-        for done in distributed.as_completed(list(futures), loop=runner.client.loop):
-            item, future = futures.pop(done)
-            yield item, future.result()
+        client = runner.client
+        sizes = [batch] * math.ceil(len(items) / batch) if batch else batch_sizes(len(items), _threads(client))
+        futures, start = {}, 0
+        for size in sizes:
+            part = items[start:start + size]
+            labels = [label(item) for item in part]
+            name = f"jobs {start + 1}-{start + len(part)} of {len(items)} · {labels[0]}"
+            # its own key: Dask need not hash the items to name the task
+            future = client.submit(jobs, key=f"jobs-{uuid.uuid4().hex}", return_type="state",
+                                   parameters={"fn": fn, "items": part, "labels": labels, "label": name})
+            futures[future] = (part, PrefectDaskFuture(wrapped_future=future, task_run_id=future.task_run_id))
+            start += size
+        for done in distributed.as_completed(list(futures), loop=client.loop):
+            part, future = futures.pop(done)
+            outcomes = future.result(raise_on_failure=False)
+            if isinstance(outcomes, JobsFailed):
+                outcomes = outcomes.outcomes
+            elif isinstance(outcomes, BaseException):  # the batch itself failed (retries spent)
+                raise outcomes
+            for item, (ok, value) in zip(part, outcomes):
+                if not ok:
+                    raise value
+                yield item, value
+
+
+def _threads(client) -> int:
+    """The cluster's threads: how many jobs run at once."""
+    return sum(client.nthreads().values()) or 1
 
 
 @contextlib.contextmanager

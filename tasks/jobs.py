@@ -121,10 +121,12 @@ def label(job: Job) -> str:
     return f"{job.model} · {job.protocol.unique_id}"
 
 
-def run_jobs(jobs: list[Job], params: Params, workers: int, address: str | None = None
+def run_jobs(jobs: list[Job], params: Params, workers: int, address: str | None = None, batch: int | None = None
              ) -> Iterator[tuple[Job, BacktestResult | Unscored]]:
     """``(job, result)`` as each job finishes: ``workers`` 1 in this process, in order; more in
-    that many local processes; on the Dask cluster at ``address`` / ``SEQCAST_DASK_ADDRESS``."""
-    for job, result in executor.run(functools.partial(run_job, params=params), jobs, workers, address, label):
+    that many local processes; on the Dask cluster at ``address`` / ``SEQCAST_DASK_ADDRESS``
+    in batches (``batch`` jobs each, default :func:`tasks.executor.batch_sizes`)."""
+    for job, result in executor.run(functools.partial(run_job, params=params), jobs, workers, address, label,
+                                    batch):
         result.protocol = job.protocol
         yield job, result

@@ -38,6 +38,25 @@ def flaky(path: str) -> str:
     return "done"
 
 
+def thread_counts(_) -> tuple[set, int]:
+    """The threads of every BLAS/OpenMP pool once the models' libraries are loaded, and torch's."""
+    import scipy.linalg  # noqa: F401 - statsmodels' BLAS
+    import torch
+    from threadpoolctl import threadpool_info
+
+    return {(pool["internal_api"], pool["num_threads"]) for pool in threadpool_info()}, torch.get_num_threads()
+
+
+def counted_or_flaky(item: tuple[str, str]) -> str:
+    """``("count", path)``: appends a line to ``path`` (how many times it ran); ``("flaky", path)``: :func:`flaky`."""
+    kind, path = item
+    if kind == "flaky":
+        return flaky(path)
+    with open(path, "a") as f:
+        f.write("ran\n")
+    return "counted"
+
+
 def test_local_runs_keep_order_in_process_and_finish_every_job_in_processes():
     assert list(executor.run(square, [1, 2, 3])) == [(1, 1), (2, 4), (3, 9)]
     assert sorted(executor.run(square, range(6), workers=2)) == [(i, i * i) for i in range(6)]
@@ -46,6 +65,22 @@ def test_local_runs_keep_order_in_process_and_finish_every_job_in_processes():
         assert sorted(executor.run(square, [6, 7], workers=2)) == [(6, 36), (7, 49)]
     with pytest.raises(ValueError, match="three is refused"):
         list(executor.run(fail_on_three, [1, 2, 3, 4], workers=2))
+
+
+def test_each_local_process_runs_one_thread_per_blas_and_openmp_pool():
+    """The libraries load in the job, after the pool's initializer: its limit must hold for them too."""
+    for _, (pools, torch_threads) in executor.run(thread_counts, [0, 1], workers=2):
+        assert {name for name, _ in pools} >= {"openblas", "openmp"}
+        assert {n for _, n in pools} == {1} and torch_threads == 1, pools
+
+
+def test_batches_are_large_first_small_last_and_cover_every_job():
+    assert executor.batch_sizes(300, 2) == [75, 57, 42, 32, 24, 18, 13, 10, 8, 6, 4, 4, 4, 3]
+    assert executor.batch_sizes(4, 1) == [4] and executor.batch_sizes(0, 2) == []
+    for n, workers in [(1, 2), (7, 3), (120, 2), (3000, 8)]:
+        sizes = executor.batch_sizes(n, workers)
+        assert sum(sizes) == n and sizes == sorted(sizes, reverse=True)
+        assert all(size >= 4 for size in sizes[:-1])
 
 
 def test_the_address_comes_from_the_argument_or_the_environment(monkeypatch):
@@ -126,26 +161,39 @@ def cluster(tmp_path_factory, prefect_server):
 @pytest.mark.slow
 def test_the_cluster_gives_the_local_metrics_as_prefect_task_runs(cluster, prefect_server):
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+    from prefect.client.schemas.filters import LogFilter, LogFilterTaskRunId, TaskRunFilter, TaskRunFilterName
 
     address, _ = cluster
-    jobs, params = _jobs(2)
+    jobs, params = _jobs(3)  # 6 jobs: batches of 4 and 2 (the batch size fixed)
     local = _scores(run_jobs(jobs, params, 1))
     started = time.time()
-    remote = _scores(run_jobs(jobs, params, 1, address))
+    remote = _scores(run_jobs(jobs, params, 1, address, batch=4))
     assert remote == local
+    labels = [f"{j.model} · {j.protocol.unique_id}" for j in jobs]
+    names = [f"jobs 1-4 of 6 · {labels[0]}", f"jobs 5-6 of 6 · {labels[4]}"]
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(task_run_filter=TaskRunFilter(
-            name=TaskRunFilterName(any_=[f"{j.model} · {j.protocol.unique_id}" for j in jobs])))
-    recent = [r for r in runs if r.start_time and r.start_time.timestamp() >= started - 5]
-    assert sorted(r.name for r in recent) == sorted(f"{j.model} · {j.protocol.unique_id}" for j in jobs)
-    assert {r.state_type.value for r in recent} == {"COMPLETED"}
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=names)))
+        recent = [r for r in runs if r.start_time and r.start_time.timestamp() >= started - 5]
+        assert sorted(r.name for r in recent) == names
+        assert {r.state_type.value for r in recent} == {"COMPLETED"}
+        deadline, lines = time.time() + 60, []
+        while time.time() < deadline and len(lines) < len(jobs):  # the workers send their logs every few seconds
+            logs = client.read_logs(LogFilter(task_run_id=LogFilterTaskRunId(any_=[r.id for r in recent])))
+            lines = [log.message for log in logs if " done in " in log.message]
+            time.sleep(1)
+    assert sorted(line.split(" done in ")[0] for line in lines) == sorted(labels)  # a line per job in the UI
 
 
 @pytest.mark.slow
 def test_a_transient_error_is_retried_a_job_error_is_not(cluster):
     address, tmp = cluster
-    marker = str(tmp / "flaky-marker")
-    assert list(executor.run(flaky, [marker], address=address)) == [(marker, "done")]
+    ledger, marker = str(tmp / "ledger"), str(tmp / "flaky-marker")
+    batch = [("count", ledger), ("flaky", marker), ("count", ledger)]
+    assert [r for _, r in executor.run(counted_or_flaky, batch, address=address)] == ["counted", "done", "counted"]
+    with open(ledger) as f:  # the batch was retried from its flaky job: the first one did not run again
+        assert f.read().splitlines() == ["ran", "ran"]
+    seen = []
     with pytest.raises(ValueError, match="three is refused"):  # deterministic: no retry, the error as raised
-        list(executor.run(fail_on_three, [3], address=address))
+        for item, result in executor.run(fail_on_three, [1, 2, 3, 4], address=address):
+            seen.append((item, result))
+    assert seen == [(1, 1), (2, 2)]  # the jobs before it in its batch are still results
