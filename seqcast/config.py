@@ -102,7 +102,7 @@ class Params(Section):
     models: ModelsParams = ModelsParams()
     mlflow: MlflowParams
     gpt: GPTParams = GPTParams()
-    gpt_forecaster_train: GPTForecasterTrainParams = GPTForecasterTrainParams()
+    gpt_forecaster_train: GPTForecasterTrainParams
 
     @model_validator(mode="after")
     def _names_of_datasets(self) -> Params:
@@ -137,6 +137,11 @@ class Params(Section):
             if unknown:
                 raise InvalidParam(f"gpt_forecaster_train.{key}", f"names no dataset: {unknown}; datasets: "
                                                                   f"{sorted(known)}")
+        loads, writes = self.models.gpt_forecaster.checkpoint, self.gpt_forecaster_train.checkpoint
+        if loads is not None and loads != writes:  # two keys that must agree: checked to
+            raise InvalidParam("models.gpt_forecaster.checkpoint",
+                               f"{loads!r} is not the file the training stage writes "
+                               f"(gpt_forecaster_train.checkpoint: {writes!r})")
         return self
 
     def dataset(self, name: str) -> DatasetParams:

@@ -334,7 +334,7 @@ class DeepARPlusParams(DeepARParams):
 class GPTForecasterParams(ForecasterParams):
     """Inference settings of the GPT forecaster; its weights come from ``checkpoint``.
 
-    ``checkpoint``: the training stage's file (``gpt_forecaster_train.paths.checkpoint``).
+    ``checkpoint``: the training stage's file (``gpt_forecaster_train.checkpoint``, checked to agree).
     Without one an untrained model of the ``tiny_*`` size is built (the contract tests).
     """
 

@@ -40,8 +40,11 @@ def test_deployments_name_pools_and_schedules_only():
     assert deps["market-daily"]["parameters"] == {"dataset": "market"}
     assert deps["pm25-retrain"]["parameters"] == {"datasets": ["pm25"]}
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for d in deps.values():  # routing parameters only: no params.yaml section is set from here
-        assert not set(d.get("parameters", {})) & set(params), d["name"]
+    for d in deps.values():  # routing parameters only (which datasets): no params.yaml value is set from here
+        routing = d.get("parameters", {})
+        assert set(routing) <= {"dataset", "datasets"}, d["name"]
+        chosen = [routing["dataset"]] if "dataset" in routing else routing.get("datasets", [])
+        assert set(chosen) <= set(params["datasets"]), d["name"]
 
 
 @pytest.fixture(scope="module")

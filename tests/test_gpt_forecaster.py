@@ -195,8 +195,8 @@ def test_compare_command_writes_the_table(tmp_path, mirror, prefect_server):
                          env=child_env(ws, mirror, prefect_server), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     table = (ws / "reports" / "gpt_forecaster" / "comparison.md").read_text()
-    assert "| naive | ^KS11 / us_embassy |  | 0.707 | 0.880 | – | – | 1.317 |" in table
-    assert "| gpt_forecaster | ^KS11 / us_embassy |  | 0.690 |" in table
+    assert "| naive | us_embassy / ^KS11 |  | 0.707 | 0.880 | – | – | 1.317 |" in table
+    assert "| gpt_forecaster | us_embassy / ^KS11 |  | 0.690 |" in table
 
 
 def test_returns_are_scaled_around_zero_not_their_context_mean():

@@ -49,7 +49,7 @@ def test_kernel_synth_composes_one_to_max_kernels_and_is_seeded():
 
 
 def test_synthetic_sources_are_the_lecture_processes_then_kernel_synth():
-    p = SyntheticParams(n_series=5, length=300, seed=0, kernel_synth={"n_series": 3, "length": 128})
+    p = SyntheticParams(n_series=5, length=300, seed=0, kernel_synth={"n_series": 3, "length": 128, "max_kernels": 5})
     src = synthetic_sources(p)
     assert [s.uid.split("_", 1)[1].rsplit("_", 1)[0] for s in src[:5]] == [
         "white_noise", "random_walk", "ar1", "seasonal", "gbm"]
@@ -79,7 +79,7 @@ def test_tsmixup_replaces_that_share_of_windows_with_mixes_of_real_series():
     gen = torch.Generator().manual_seed(0)
     never = WindowSampler([real, synth], tok, 16, 12, {"demo": 0.5, "synthetic": 0.5})
     always = WindowSampler([real, synth], tok, 16, 12, {"demo": 0.5, "synthetic": 0.5},
-                           TSMixupParams(prob=1.0, max_k=2))
+                           TSMixupParams(prob=1.0, max_k=2, alpha=1.5))
     w0, _, _ = never.windows(gen, 64)
     w1, loc, scale = always.windows(gen, 64)
     assert (w0 > 100).any()  # raw levels

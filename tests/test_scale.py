@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from flows.scale import generated_jobs, generated_table, mean_metrics
+from flows.scale import generated_entry, generated_jobs, generated_table, mean_metrics
 from seqcast.config import load_params
 from tasks.jobs import run_jobs
 
@@ -26,7 +26,7 @@ def test_generated_series_are_reproducible_daily_and_judged_on_p2():
     assert [(j.protocol.unique_id, j.model) for j in jobs] == [("gen_00000", "naive"), ("gen_00000", "arima"),
                                                                ("gen_00001", "naive"), ("gen_00001", "arima")]
     proto = jobs[0].protocol
-    assert proto.name == "P2" and proto.n_train == int(120 * params.backtest.p2.train_fraction)
+    assert proto.name == "P2" and proto.n_train == int(120 * generated_entry().protocol.split.train_fraction) == 96
     assert jobs[0].verdict["d"] == 1  # random walks: the stationarity tests difference them once
 
 

@@ -24,7 +24,7 @@ from seqcast import stack as stk
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]  # a stack start on a loaded 2-core machine: minutes
 SEQCAST = stk.bin_path("seqcast")
 # two cheap pipelines: a dataset each, the reference series only, naive baselines and drift
-CHEAP = {"models": {"run": {"market": ["naive", "drift"], "pm25": ["naive", "drift"]}},
+CHEAP = {"datasets": {ds: {"models": {"run": ["naive", "drift"]}} for ds in ("market", "pm25")},
          "stationarity": {"max_points": 4000}}
 
 

@@ -40,7 +40,8 @@ TINY = {"datasets": {"market": {"models": {"run": ["naive", "drift"]}}, "pm25": 
                            "lstm": {"hidden": 16, "embd": 8, "seq_len": 16, "batch_size": 4, "max_iters": 3}},
                 "sample": {"max_new_tokens": 8},
                 "sft": {"n_conversations": 24, "max_iters": 2, "eval_interval": 1, "eval_iters": 1, "warmup_iters": 1,
-                        "max_new_tokens": 8, "eval_per_form": 1, "eval_worlds": 1, "temperature_runs": 2},
+                        "max_new_tokens": 8, "eval_worlds": 1},
+                "chat_eval": {"per_kind": 1, "out_of_scope": 3, "temperature_runs": 2},
                 "heads": {"max_train_lines": 64, "iters": 3, "linear_iters": 5, "batch_size": 8}}}
 
 

@@ -246,7 +246,7 @@ OUT_OF_SCOPE = {
         "Which team will win the next World Cup?", "What will the unemployment rate be next year?",
         "How many goals did Son Heung-min score last season?", "What is the speed of light?",
         "Recommend a good restaurant in Seoul.", "What year did the Korean War end?",
-        "Will it rain in Dongsi tomorrow?", "What is the tallest building in the world?",
+        "Will it rain in Busan tomorrow?", "What is the tallest building in the world?",
         "How much did Samsung earn in 2018?", "What is the square root of a banana?",
         "Who is the CEO of the pipeline?", "How many days until Christmas?", "What does the fox say?",
         "What will the KOSPI close at in 2030?", "What is the population of Mars?",
