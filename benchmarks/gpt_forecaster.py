@@ -84,8 +84,9 @@ def variant_params(params, patch: dict, seed: int, checkpoint: str | None = None
     raw = merge(params.model_dump(mode="json", exclude_unset=True), json.loads(json.dumps(patch)))
     raw = merge(raw, {"gpt_forecaster_train": {"seed": params.gpt_forecaster_train.seed + seed},
                       "models": {"gpt_forecaster": {"seed": seed}}})
-    if checkpoint:
-        raw = merge(raw, {"models": {"gpt_forecaster": {"checkpoint": checkpoint}}})
+    if checkpoint:  # the variant's training writes it and its scoring reads it (the two keys agree)
+        raw = merge(raw, {"models": {"gpt_forecaster": {"checkpoint": checkpoint}},
+                          "gpt_forecaster_train": {"checkpoint": checkpoint}})
     return Params.model_validate(raw)
 
 
