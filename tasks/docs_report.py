@@ -71,6 +71,8 @@ def table(spec: str, params) -> str:
         return tables.heads(_json(gpt / "heads.json"))
     if name == "chat":
         return tables.chat(_json(gpt / "chat_metrics.json"))
+    if name == "chat_eval":
+        return tables.chat_eval(_json(gpt / "chat_eval.json"))
     raise ValueError(f"unknown table {name!r} in a seqcast report marker")
 
 

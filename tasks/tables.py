@@ -90,9 +90,35 @@ def heads(report: dict) -> str:
     """The GPT-1 task heads (``reports/gpt/heads.json``): accuracy of each variant."""
     names = {"majority": "majority class", "linear": "frozen decoder + linear head",
              "finetune": "full fine-tune + auxiliary LM loss", "scratch": "the same network from scratch"}
-    rows = [[label, number(report.get(key))] for key, label in names.items() if key in report]
-    header = f"speaker of a line ({len(report.get('speakers', []))} classes, {report.get('n_test', '?')} test lines)"
-    return markdown([header, "accuracy"], rows)
+    few = report.get("few") or {}
+    task = {"speaker": "speaker of a line", "acceptability": "a line as written or its words shuffled"}
+    classes = report.get("classes") or report.get("speakers") or []
+    header = (f"{task.get(report.get('task', 'speaker'), report.get('task'))} ({len(classes)} classes, "
+              f"{report.get('n_test', '?')} test lines)")
+    columns = [header, f"{report.get('n_train', '?')} labelled lines"] + (
+        [f"{few['n_train']} labelled lines"] if few else [])
+    rows = [[label, number(report.get(key))] + ([number(few.get(key))] if few else [])
+            for key, label in names.items() if key in report]
+    return markdown(columns, rows)
+
+
+def chat_eval(report: dict) -> str:
+    """The chat judged on the pipeline's own reports (``reports/gpt/chat_eval.json``): exact answers by
+    question kind, in the trained forms and in forms it never saw; the questions no tool answers."""
+    kinds = sorted({k.removeprefix("P3_chat_trained_").removesuffix("_accuracy") for k in report
+                    if k.startswith("P3_chat_trained_") and k.endswith("_accuracy")
+                    and not k.startswith("P3_chat_trained_no_tools") and "call" not in k} - {"", "accuracy"})
+    share = lambda key: number(report.get(key))  # noqa: E731
+    rows = [[kind, share(f"P3_chat_trained_{kind}_accuracy"), share(f"P3_chat_unseen_{kind}_accuracy")]
+            for kind in kinds]
+    rows.append(["**all**", share("P3_chat_trained_accuracy"), share("P3_chat_unseen_accuracy")])
+    rows.append(["all, tools disabled", share("P3_chat_trained_no_tools_accuracy"), DASH])
+    rows.append([f"no tool answers ({report.get('P3_chat_out_of_scope_n', '?')} held-out questions): refused",
+                 share("P3_chat_out_of_scope_accuracy"), DASH])
+    rows.append(["no tool answers: answers with an invented number", str(report.get("P3_chat_out_of_scope_invented", "?")),
+                 DASH])
+    return markdown([f"exact answers (share; {report.get('P3_chat_trained_n', '?')} questions each)",
+                     "trained forms", "unseen forms"], rows)
 
 
 def chat(report: dict) -> str:

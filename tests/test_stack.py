@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import ROOT, child_env, copy_project
+from conftest import ROOT, child_env, copy_project, readme_block
 from seqcast import stack as stk
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]  # a stack start on a loaded 2-core machine: minutes
@@ -34,7 +34,8 @@ def seqcast(args: list[str], env: dict, cwd: Path = ROOT, timeout: float = 900) 
 
 @pytest.fixture(scope="module")
 def stack():
-    """`seqcast stack up` in a folder the postgres user can reach; `seqcast stack down` at the end."""
+    """The README's `seqcast stack up` (as typed, in a folder the postgres user can reach and on free
+    ports: ``--dir``, ``--auto-ports``); its `seqcast stack down` at the end."""
     if not shutil.which("runuser") and os.geteuid() == 0:
         pytest.fail("runuser (util-linux) is needed to run PostgreSQL as the postgres user")
     root = Path(tempfile.mkdtemp(prefix="seqcast-stack-", dir="/var/tmp"))
@@ -43,12 +44,14 @@ def stack():
     env = {**os.environ, "SEQCAST_HOME": str(ROOT)}
     for key in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "SEQCAST_DASK_ADDRESS"):
         env.pop(key, None)
+    readme = {line.split()[2]: line.split()[1:] for line in readme_block("seqcast stack up")}
+    assert set(readme) == {"up", "status", "down"}
     try:
-        up = seqcast(["stack", "up", "--dir", str(folder), "--auto-ports"], env, timeout=900)
+        up = seqcast([*readme["up"], "--dir", str(folder), "--auto-ports"], env, timeout=900)
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         yield stk.Stack.open(folder), up.stdout, env
     finally:
-        down = seqcast(["stack", "down", "--dir", str(folder)], env, timeout=300)
+        down = seqcast([*readme["down"], "--dir", str(folder)], env, timeout=300)
         shutil.rmtree(root, ignore_errors=True)
         assert down.returncode == 0, down.stderr
 
@@ -65,7 +68,8 @@ def test_up_prints_the_exports_and_every_service_runs_on_loopback(stack):
     for key, value in s.urls.items():
         assert f"export {key}={value}" in printed
     assert (s.dir / "env.sh").read_text().count("export ") == 3
-    status = seqcast(["stack", "status", "--dir", str(s.dir)], env)
+    (status_line,) = [line for line in readme_block("seqcast stack up") if " status" in line]
+    status = seqcast([*status_line.split()[1:], "--dir", str(s.dir)], env)  # the README's, in the test's folder
     assert status.returncode == 0 and status.stdout.count(" running ") == len(stk.SERVICES), status.stdout
     again = seqcast(["stack", "up", "--dir", str(s.dir)], env)  # idempotent
     assert again.returncode == 0 and "already running" in again.stdout
