@@ -49,10 +49,15 @@ def tracking_uri() -> str:
 
 
 def artifact_root() -> str | None:
-    """Artifact location for new experiments on the embedded store (``<root>/mlruns``)."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return None  # a tracking server decides
-    return (project_root() / "mlruns").as_uri()
+    """Artifact location for new experiments: ``<root>/mlruns`` on the embedded store; beside the
+    database for another SQLite store (``sqlite:///dir/x.db`` -> ``dir/mlruns``, not the working
+    directory MLflow would pick); a tracking server decides its own."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return (project_root() / "mlruns").as_uri()
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
+    return None
 
 
 class UnsafeName(ValueError):

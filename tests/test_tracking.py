@@ -44,3 +44,15 @@ def test_log_data_version_logs_the_table_with_its_md5_and_schema(tmp_path, mlflo
     assert dataset.digest == md5 and dataset.name == "toy-clean"
     assert json.loads(dataset.schema)["mlflow_colspec"] == _infer_schema(df).to_dict()
     assert json.loads(dataset.profile) == {"num_rows": len(df), "num_elements": int(df.size)}
+
+
+def test_artifacts_go_beside_a_sqlite_store_never_into_the_working_directory(tmp_path, monkeypatch):
+    from seqcast.paths import artifact_root
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    assert artifact_root() == (tmp_path / "store" / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert artifact_root() is None  # the tracking server decides
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("SEQCAST_HOME", str(tmp_path))
+    assert artifact_root() == (tmp_path / "mlruns").as_uri()
