@@ -25,11 +25,12 @@ the params of the stages), ``{}`` takes the defaults of a block.
 
 from __future__ import annotations
 
+import copy
 from typing import Annotated, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveInt, create_model, field_validator, model_validator
 
 from seqcast import frequency
 from seqcast.config_base import Section
@@ -181,20 +182,20 @@ class Rules(Section):
         return v
 
 
-class RulesOverride(Section):
-    """The rules of one series that differ from its dataset's (only the keys given)."""
+def _every_key_optional(rules: type[Section], name: str, doc: str) -> type[Section]:
+    """``rules`` with every key optional and unset by default, its bounds kept: the keys one
+    series states (a rule added to ``rules`` can be overridden at once)."""
+    fields = {}
+    for key, info in rules.model_fields.items():
+        optional = copy.copy(info)
+        optional.default, optional.default_factory = None, None
+        optional.annotation = info.annotation | None
+        fields[key] = (optional.annotation, optional)
+    return create_model(name, __base__=Section, __doc__=doc, **fields)
 
-    max_missing_fraction: float | None = Field(None, ge=0, le=1)
-    max_missing_run: PositiveInt | None = None
-    max_future_hours: float | None = None
-    max_step: PositiveInt | None = None
-    min_gap: str | None = None
-    max_gap: str | None = None
-    max_value: float | None = None
-    max_abs_log_change: float | None = Field(None, gt=0)
-    ohlc: bool | None = None
-    weekdays: list[Annotated[int, Field(ge=0, le=6)]] | None = None
-    max_quirk_fraction: float | None = Field(None, ge=0, le=1)
+
+RulesOverride = _every_key_optional(Rules, "RulesOverride",
+                                    "The rules of one series that differ from its dataset's (only the keys given).")
 
 
 class ValidationRules(Rules):
