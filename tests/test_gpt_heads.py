@@ -1,12 +1,15 @@
-"""GPT-1 task heads: the speaker task held out by speech, the heads, the auxiliary LM loss, the three variants."""
+"""GPT-1 task heads: the acceptability task without surface cues, the speaker task held out by speech, the heads
+(last token, mean), the auxiliary LM loss, the three variants, the validation split of the recipe."""
 
 from __future__ import annotations
+
+import random
 
 import pytest
 import torch
 
 from models.text.gpt import GPT, GPTConfig
-from models.text.heads import SequenceHead, ValueHead, last_hidden
+from models.text.heads import SequenceHead, ValueHead, last_hidden, mean_hidden
 from models.text.tokenizers import CharTokenizer
 from seqcast.gpt_config import HeadsParams
 from tasks.text import heads
@@ -74,10 +77,72 @@ def test_the_three_variants_and_the_baseline_on_a_tiny_play():
     assert res["majority"] <= 0.6
 
 
+def shakespeare_like(n_lines: int, seed: int = 0) -> str:
+    """Verse-like lines: a capital at the start, names inside, commas, most lines ending with a mark."""
+    rng = random.Random(seed)
+    vocab = ["love", "night", "sweet", "good", "the", "of", "my", "lord", "and", "thou", "art", "fair", "what",
+             "light", "through", "yonder", "window", "breaks", "heaven", "Romeo", "Juliet", "I", "o'er", "'tis"]
+    lines = []
+    for _ in range(n_lines):
+        words = [rng.choice(vocab) for _ in range(rng.randint(4, 9))]
+        words = [w + "," if rng.random() < 0.15 else w for w in words]
+        line = " ".join(words)
+        lines.append(line[0].upper() + line[1:] + rng.choice([".", ",", ";", "!", "?", ":", ""]))
+    return "\n".join(lines) + "\n"
+
+
+def test_surface_rules_known_answer():
+    pairs = [("Good morrow, sir.", 1), ("Sir morrow, good.", 0), ("the night is  dark", 1), ("Dark is the night", 0)]
+    r = heads.surface_rules(pairs)  # each rule answers "as written" (1) when it holds
+    assert r["last_char_punctuation"] == 0.5  # holds on lines 1, 2: right on 1 and 4
+    assert r["first_char_capital"] == 0.25  # holds on 1, 2, 4: right on 1 only
+    assert r["no_capital_inside"] == 0.5  # holds on all four: right on the two as written
+    assert r["single_spaces"] == 0.25  # holds on 1, 2, 4: right on 1 only
+
+
+def test_the_old_shuffle_leaked_the_line_ends_and_the_new_one_does_not():
+    text = shakespeare_like(3000)
+    old = []  # the task before: the line as written against its whitespace tokens shuffled, marks moving with them
+    rng = random.Random(0)
+    for line in text.split("\n")[:-1]:
+        words = line.split()
+        mixed = words[:]
+        while mixed == words and len(set(words)) > 1:
+            rng.shuffle(mixed)
+        old.append((line, 1) if rng.random() < 0.5 else (" ".join(mixed), 0))
+    leak = heads.surface_rules(old)
+    assert leak["first_char_capital"] > 0.75 and leak["last_char_punctuation"] > 0.6  # the line's ends told the class
+    task = heads.acceptability_task(text, seed=1)
+    for part in ("train", "test"):
+        for rule, acc in heads.surface_rules(task[part]).items():
+            assert abs(acc - 0.5) < 0.06, (part, rule, acc)  # near chance: only the order of the words tells
+
+
+def test_shuffle_words_keeps_the_layout_and_moves_only_the_words():
+    lower = heads.lower_words("but soft what light through yonder window breaks romeo's\n")
+    rng = random.Random(3)
+    line = "But soft, what light through yonder window breaks?"
+    layout = lambda s: [(a, b) for a, _, b in heads.layout_words(s)[0]]  # noqa: E731
+    for _ in range(20):
+        mixed = heads.shuffle_words(line, rng, lower)
+        assert mixed != line and layout(mixed) == layout(line)  # the comma in slot 2, the "?" at the end
+        assert mixed[0].isupper() and mixed.endswith("?") and "," in mixed
+        assert sorted(heads.layout_words(mixed.lower())[0]) != [] and \
+            sorted(w.lower() for _, w, _ in heads.layout_words(mixed)[0]) == sorted(
+                w.lower() for _, w, _ in heads.layout_words(line)[0])  # the same words
+        assert not any(c.isupper() for c in mixed[1:])  # "But" lower-cased when it leaves the line start
+    # a name keeps its capital where it goes, an apostrophe stays inside its word, one word repeated: no other order
+    lower |= {"wherefore", "art", "thou"}
+    mixed = heads.shuffle_words("O Romeo, Romeo! wherefore art thou Romeo?", random.Random(0), lower)
+    assert mixed.count("Romeo") == 3 and mixed.startswith(("O", "Romeo", "Wherefore", "Art", "Thou"))
+    assert heads.shuffle_words("No, no, no, no!", rng, {"no"}) is None
+
+
 def test_acceptability_task_shuffles_half_the_lines_and_tests_on_the_unseen_text():
     from tasks.text.corpus import split_text
 
-    lines = [f"line {i} of the play is here" for i in range(400)]
+    name = lambda i: "".join(chr(97 + int(d)) for d in str(i))  # noqa: E731  (a word of letters per line)
+    lines = [f"Line {name(i)} of the line is here." for i in range(400)]
     text = "\n".join(lines) + "\n"
     task = heads.acceptability_task(text, seed=1)
     train_text, val_text = split_text(text)
@@ -87,8 +152,43 @@ def test_acceptability_task_shuffles_half_the_lines_and_tests_on_the_unseen_text
     ys = [y for _, y in task["train"] + task["test"]]
     assert 0.4 < sum(ys) / len(ys) < 0.6
     for line, y in task["train"][:50]:
-        if y == 0:  # the same words in another order: only the order tells them apart
-            assert line not in lines and sorted(line.split()) in [sorted(x.split()) for x in lines]
+        if y == 0:  # the same words in another order, the capital and the full stop where they were
+            assert line not in lines and line[0].isupper() and line.endswith(".")
+            assert "Line" not in line[1:]  # the line-start capital stays at the start, not with its word
+            assert sorted(line.lower().rstrip(".").split()) in [sorted(x.lower().rstrip(".").split()) for x in lines]
+
+
+def test_the_corpus_task_has_no_surface_cue():
+    from tasks.text.corpus import corpus_path, load_corpus
+
+    if not corpus_path().exists():
+        pytest.skip("no corpus (the ingest_text stage writes it)")
+    task = heads.acceptability_task(load_corpus(), seed=1)
+    assert len(task["test"]) > 2000
+    for rule, acc in heads.surface_rules(task["test"]).items():
+        assert abs(acc - 0.5) < 0.04, (rule, acc)
+
+
+def test_validation_split_is_carved_from_the_training_lines():
+    task = {"classes": ["a", "b"], "train": [(f"t{i}", i % 2) for i in range(50)], "test": [("x", 0)]}
+    v = heads.validation_task(task, 10, seed=4)
+    assert len(v["test"]) == 10 and len(v["train"]) == 40
+    assert set(v["test"]) | set(v["train"]) == set(task["train"]) and not set(v["test"]) & set(v["train"])
+    assert ("x", 0) not in v["test"] + v["train"]  # the test lines are never touched
+    assert v["test"] == heads.validation_task(task, 10, seed=4)["test"]  # seeded
+
+
+def test_mean_hidden_averages_the_real_tokens_only():
+    h = torch.arange(2 * 3 * 2, dtype=torch.float).view(2, 3, 2)
+    m = mean_hidden(h, torch.tensor([2, 3]))
+    assert torch.equal(m, torch.tensor([[1.0, 2.0], [8.0, 9.0]]))  # row 0: mean of (0,1) and (2,3); row 1: all three
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(block_size=8, vocab_size=7, n_layer=1, n_head=1, n_embd=8)).eval()
+    head = SequenceHead(gpt, 2, pool="mean").eval()
+    x = torch.tensor([[1, 2, 3, 0, 0]])
+    assert torch.allclose(head(x, torch.tensor([3])), head(x[:, :3], torch.tensor([3])), atol=1e-6)  # padding unseen
+    with pytest.raises(ValueError, match="pool"):
+        SequenceHead(gpt, 2, pool="max")
 
 
 def test_iterations_follow_the_labelled_lines():

@@ -23,12 +23,30 @@ def last_hidden(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return h[torch.arange(h.size(0), device=h.device), lengths - 1]  # (B, C)
 
 
-class SequenceHead(nn.Module):
-    """A GPT + a linear map of the last token's hidden state to ``n_out`` values (classes, or 1: a reward)."""
+def mean_hidden(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The mean hidden state over each row's real tokens: h (B, T, C), lengths (B,) -> (B, C) (padding left out)."""
+    mask = (torch.arange(h.size(1), device=h.device)[None, :] < lengths[:, None]).to(h.dtype)  # (B, T)
+    return (h * mask[..., None]).sum(1) / lengths[:, None].to(h.dtype)
 
-    def __init__(self, gpt: GPT, n_out: int):
+
+POOLS = {"last": last_hidden, "mean": mean_hidden}
+
+
+def pool_hidden(h: torch.Tensor, lengths: torch.Tensor, pool: str = "last") -> torch.Tensor:
+    """What a head reads of a row: ``last`` (GPT-1: the last real token) or ``mean`` (the mean over the row)."""
+    return POOLS[pool](h, lengths)
+
+
+class SequenceHead(nn.Module):
+    """A GPT + a linear map of the pooled hidden state (``pool``: the last token's, GPT-1, or the line's mean)
+    to ``n_out`` values (classes, or 1: a reward)."""
+
+    def __init__(self, gpt: GPT, n_out: int, pool: str = "last"):
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {sorted(POOLS)}, not {pool!r}")
         self.gpt = gpt
+        self.pool = pool
         self.head = nn.Linear(gpt.config.n_embd, n_out)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
@@ -36,7 +54,7 @@ class SequenceHead(nn.Module):
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor, with_lm: bool = False):
         """idx (B, T), lengths (B,) -> head outputs (B, n_out) [and the LM logits (B, T, V) for the auxiliary loss]."""
         h = self.gpt.hidden(idx)  # (B, T, C)
-        out = self.head(last_hidden(h, lengths))  # (B, n_out)
+        out = self.head(pool_hidden(h, lengths, self.pool))  # (B, n_out)
         return (out, self.gpt.lm_head(h)) if with_lm else out
 
 

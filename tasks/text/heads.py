@@ -5,19 +5,24 @@ Tasks (``gpt.heads.task``):
 - ``acceptability`` (GPT-1's CoLA, made from the corpus): is a line as written, or are its
   words shuffled? Train lines come from the P3 train part, test lines from the P3
   validation part, which the pretrained decoder never read; half of each are shuffled
-  (a seeded choice per line, never both versions of one line);
+  (a seeded choice per line, never both versions of one line). Only the words move: the
+  punctuation stays in its slots and the line-start capital on the first word, so a line's
+  first and last characters, its marks and its spacing are those of a line as written
+  (shuffling whole tokens let "first character a capital" alone score 0.87 and "last
+  character a mark" 0.76 on the test lines; :func:`surface_rules` measures such rules);
 - ``speaker``: who of the ``n_speakers`` most frequent speakers says a line, held out **by
   speech** (whole speeches go to train or test), so no test line has a neighbour line of
   its speech in training. The pretrained decoder read most test lines' text (never labels).
 
 Variants on one split (:func:`run_variants`): the majority class; ``linear``, the
-pretrained decoder frozen and a linear head on the last token's hidden state (features
-computed once); ``finetune``, the whole network fine-tuned, task loss + ``lm_coef`` x the
-language-model loss on the same lines (GPT-1, lambda = 0.5); ``scratch``, the same
-network and recipe from a random initialisation. :func:`learning_curve` repeats them over
+pretrained decoder frozen and a linear head on its pooled hidden state (``pool``: the last
+token's, GPT-1, or the line's mean; features computed once); ``finetune``, the whole
+network fine-tuned, task loss + ``lm_coef`` x the language-model loss on the same lines
+(GPT-1, lambda = 0.5); ``scratch``, the same network and recipe from a random initialisation. :func:`learning_curve` repeats them over
 numbers of labelled examples and seeds (the paper's claim: pretraining matters most when
 labels are few); iterations follow the data (``epochs`` passes, at least ``min_iters``, at
-most ``iters``).
+most ``iters``). The recipe (learning rates, steps, pooling) is chosen on
+:func:`validation_task`, lines carved from the training lines, never on the test lines.
 """
 
 from __future__ import annotations
@@ -25,13 +30,14 @@ from __future__ import annotations
 import math
 import random
 import re
+import string
 from collections import Counter
 
 import torch
 import torch.nn.functional as F
 
 from models.text.gpt import GPT, GPTConfig
-from models.text.heads import SequenceHead, last_hidden
+from models.text.heads import SequenceHead, pool_hidden
 
 SPEAKER = re.compile(r"^([A-Z][A-Za-z' ]+):$")
 
@@ -78,10 +84,10 @@ def majority_accuracy(train_y: torch.Tensor, test_y: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def features(gpt: GPT, x: torch.Tensor, lengths: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """Last-token hidden states (N, C) of the frozen decoder."""
+def features(gpt: GPT, x: torch.Tensor, lengths: torch.Tensor, batch: int = 256, pool: str = "last") -> torch.Tensor:
+    """Pooled hidden states (N, C) of the frozen decoder (``pool``: the last token's or the line's mean)."""
     gpt.eval()
-    return torch.cat([last_hidden(gpt.hidden(x[i : i + batch]), lengths[i : i + batch])
+    return torch.cat([pool_hidden(gpt.hidden(x[i : i + batch]), lengths[i : i + batch], pool)
                       for i in range(0, x.size(0), batch)])
 
 
@@ -136,25 +142,89 @@ def head_accuracy(model: SequenceHead, x: torch.Tensor, lengths: torch.Tensor, y
     return (pred == y).float().mean().item()
 
 
+AFFIX = re.compile(r"^([^\w']*)(.*?)([^\w']*)$")  # a token's leading marks, its word (apostrophes kept), trailing marks
+
+
+def layout_words(line: str) -> tuple[list[tuple[str, str, str]], list[int]]:
+    """A line's tokens as (leading marks, word, trailing marks) and the slots that hold a word."""
+    toks = [AFFIX.match(t).groups() for t in line.split()]
+    return toks, [i for i, (_, w, _) in enumerate(toks) if w]
+
+
+def lower_words(text: str) -> set[str]:
+    """The words that occur in lower case somewhere in ``text`` (a capital on them is the line start's)."""
+    return {w for t in text.split() for w in [AFFIX.match(t).group(2)] if w[:1].islower()}
+
+
+def shuffle_words(line: str, rng: random.Random, lower: set[str]) -> str | None:
+    """The line's words in a new order with its layout kept: the punctuation stays in its slots and the
+    line-start capital on the first slot (the word that leaves it is lower-cased when ``lower`` holds that
+    form; I, names), so the line's ends and its marks are those of the line as written and only the order of
+    the words differs. None when the line has fewer than 2 different words (no other order exists)."""
+    toks, slots = layout_words(line)
+    words = [toks[i][1] for i in slots]
+    if len({w.lower() for w in words}) < 2:
+        return None
+    cap = words[0][:1].isupper()
+    if cap and (plain := words[0][:1].lower() + words[0][1:]) in lower:
+        words[0] = plain
+    mixed = words[:]
+    while [w.lower() for w in mixed] == [w.lower() for w in words]:
+        rng.shuffle(mixed)
+    if cap:
+        mixed[0] = mixed[0][:1].upper() + mixed[0][1:]
+    for i, w in zip(slots, mixed):
+        toks[i] = (toks[i][0], w, toks[i][2])
+    return " ".join(a + w + b for a, w, b in toks)
+
+
 def acceptability_task(text: str, seed: int, min_words: int = 4) -> dict:
-    """{classes, train, test}: lines of the P3 train part / validation part, half of them with shuffled words."""
+    """{classes, train, test}: lines of the P3 train part / validation part, half of them with their words
+    shuffled (:func:`shuffle_words`: the layout kept, so the first and last characters, the punctuation and the
+    line-start capital are the same in both classes and only the word order tells them apart; a seeded choice
+    per line, never both versions of one line). A line as written is its tokens joined by one space, like a
+    shuffled one."""
     from tasks.text.corpus import split_text
 
     rng = random.Random(seed)
+    lower = lower_words(text)
     out = {"classes": ["shuffled", "as written"], "train": [], "test": []}
     for part, chunk in zip(("train", "test"), split_text(text)):
         for line in chunk.split("\n"):
-            words = line.split()
-            if len(words) < min_words or SPEAKER.match(line.strip()):
+            toks, slots = layout_words(line)
+            if len(slots) < min_words or SPEAKER.match(line.strip()):
                 continue
+            if len({toks[i][1].lower() for i in slots}) < 2:
+                continue  # no other order of its words
             if rng.random() < 0.5:
-                out[part].append((line.strip(), 1))
+                out[part].append((" ".join(line.split()), 1))
             else:
-                mixed = words[:]
-                while mixed == words:
-                    rng.shuffle(mixed)
-                out[part].append((" ".join(mixed), 0))
+                out[part].append((shuffle_words(line, rng, lower), 0))
     return out
+
+
+def surface_rules(pairs: list[tuple[str, int]]) -> dict[str, float]:
+    """Accuracy of rules that read no word order (a leak check of the acceptability task, label 1 = as
+    written): the last character is punctuation, the first is a capital, no capital after the first
+    character, one space between tokens. Near 0.5 when only word order differs."""
+    marks = set(string.punctuation) - {"'"}
+    rules = {
+        "last_char_punctuation": lambda s: s[-1] in marks,
+        "first_char_capital": lambda s: s[:1].isupper(),
+        "no_capital_inside": lambda s: not any(c.isupper() for c in s[1:]),
+        "single_spaces": lambda s: "  " not in s,
+    }
+    return {k: sum(int(bool(f(s))) == y for s, y in pairs) / max(1, len(pairs)) for k, f in rules.items()}
+
+
+def validation_task(task: dict, n_val: int, seed: int) -> dict:
+    """The recipe's split: ``n_val`` of the task's training lines (drawn with ``seed``) as its test lines, the
+    rest its training lines. Choices (learning rate, steps, pooling) are made here, never on the test lines."""
+    order = list(range(len(task["train"])))
+    random.Random(seed).shuffle(order)
+    val = set(order[:n_val])
+    return {"classes": task["classes"], "train": [p for i, p in enumerate(task["train"]) if i not in val],
+            "test": [task["train"][i] for i in sorted(val)]}
 
 
 def make_task(text: str, hp, seed: int) -> dict:
@@ -188,28 +258,34 @@ def run_variants(base: GPT, tok, task: dict, hp, seed: int, n_train: int | None 
         torch.manual_seed(seed)
         frozen = GPT(base.config)
         frozen.load_state_dict(base.state_dict())
-        head = train_linear(features(frozen, tr[0], tr[1]), tr[2], K, hp.linear_iters, hp.linear_lr, seed)
-        out["linear"] = (head(features(frozen, te[0], te[1])).argmax(-1) == te[2]).float().mean().item()
+        head = train_linear(features(frozen, tr[0], tr[1], pool=hp.pool), tr[2], K, hp.linear_iters, hp.linear_lr, seed)
+        out["linear"] = (head(features(frozen, te[0], te[1], pool=hp.pool)).argmax(-1) == te[2]).float().mean().item()
     if "finetune" in variants:
         torch.manual_seed(seed)
         tuned = GPT(base.config)
         tuned.load_state_dict(base.state_dict())
-        m = train_head(SequenceHead(tuned, K), tr, iters, hp.batch_size, hp.finetune_lr, hp.lm_coef, seed)
+        m = train_head(SequenceHead(tuned, K, hp.pool), tr, iters, hp.batch_size, hp.finetune_lr, hp.lm_coef, seed)
         out["finetune"] = head_accuracy(m, *te)
     if "scratch" in variants:
         torch.manual_seed(seed)
         scratch = GPT(GPTConfig(**base.config.to_dict()))
-        m = train_head(SequenceHead(scratch, K), tr, iters, hp.batch_size, hp.scratch_lr, hp.lm_coef, seed)
+        m = train_head(SequenceHead(scratch, K, hp.pool), tr, iters, hp.batch_size, hp.scratch_lr, hp.lm_coef, seed)
         out["scratch"] = head_accuracy(m, *te)
     return out
 
 
 def learning_curve(base: GPT, tok, text: str, hp, sizes: list[int], seeds: list[int],
-                   variants: tuple[str, ...] = ("linear", "finetune", "scratch")) -> list[dict]:
-    """One row per (size, seed): :func:`run_variants` with that many labelled lines (the task's split per seed)."""
+                   variants: tuple[str, ...] = ("linear", "finetune", "scratch"), split: str = "test") -> list[dict]:
+    """One row per (size, seed): :func:`run_variants` with that many labelled lines (the task's split per seed),
+    scored on the test lines, or with ``split="validation"`` on ``hp.val_lines`` lines carved from the training
+    lines (:func:`validation_task`; where the recipe is chosen)."""
+    if split not in ("test", "validation"):
+        raise ValueError(f"split must be test or validation, not {split!r}")
     rows = []
     for seed in seeds:
         task = make_task(text, hp, seed)
+        if split == "validation":
+            task = validation_task(task, hp.val_lines, seed)
         for n in sizes:
             rows.append({"seed": seed, **run_variants(base, tok, task, hp, seed, n, variants)})
     return rows
