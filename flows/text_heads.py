@@ -1,7 +1,9 @@
 """Prefect flow of the GPT-1 task heads (tasks/text/heads.py) on the pretrained model of ``flows/text_gpt.py``.
 
-The task of ``gpt.heads.task`` (default: is a line as written or are its words shuffled,
-test lines from the text the pretraining never read): majority class, frozen decoder +
+The task of ``gpt.heads.task`` (default: is a line as written or are its words shuffled, the
+punctuation and the line-start capital kept in place so that only the word order differs; test
+lines from the text the pretraining never read; ``surface_rules`` in the report: the accuracy of
+rules that read no word order, near 0.5): majority class, frozen decoder +
 linear head, full fine-tune with the auxiliary LM loss, the same network from scratch —
 with every labelled line (``max_train_lines``) and with the fewest of ``curve_sizes``
 (what pretraining buys when labels are few; the whole curve over sizes and seeds is
@@ -23,7 +25,7 @@ from models.text.gpt import model_from_checkpoint
 from models.text.tokenizers import load_tokenizer
 from seqcast.config import load_params
 from seqcast.paths import project_root
-from tasks.text.heads import make_task, run_variants
+from tasks.text.heads import make_task, run_variants, surface_rules
 from tasks.text.gpt_train import load_checkpoint
 from tasks.text.corpus import load_corpus
 from tasks.text.tracking import DATASET, FAMILY
@@ -40,17 +42,18 @@ def gpt_heads_flow() -> dict:
 
     p = load_params().gpt
     root = project_root()
-    torch.set_num_threads(p.train.threads or torch.get_num_threads())
+    hp = p.heads
+    torch.set_num_threads(hp.threads or p.train.threads or torch.get_num_threads())
     base_dir = root / p.paths.checkpoints
     base = model_from_checkpoint(load_checkpoint(base_dir / "model.pt"))
     tok = load_tokenizer(base_dir / "tokenizer.json")
     t0 = time.perf_counter()
-    hp = p.heads
     task = make_task(load_corpus(), hp, p.seed)
     res = run_variants(base, tok, task, hp, p.seed)
     few = run_variants(base, tok, task, hp, p.seed, min(hp.curve_sizes))
     res["few"] = {k: few[k] for k in ("n_train", "iters", "majority", *VARIANTS[1:])}
     res["task"], res["seconds"] = hp.task, time.perf_counter() - t0
+    res["surface_rules"] = surface_rules(task["test"]) if hp.task == "acceptability" else {}
     for v in VARIANTS:
         print(f"{hp.task} head {v}: accuracy {res[v]:.3f} with {res['n_train']} labelled lines, "
               f"{few[v]:.3f} with {few['n_train']}")
@@ -61,7 +64,8 @@ def gpt_heads_flow() -> dict:
         with model_run(DATASET, f"gpt_head_{v}", FAMILY, tags={"protocol": "P3", "task": hp.task}):
             mlflow.log_params({f"heads.{k}": val for k, val in hp.model_dump().items()})
             mlflow.log_params({"n_train": res["n_train"], "n_test": res["n_test"], "n_train_few": few["n_train"]})
-            mlflow.log_metrics({"P3_head_accuracy": res[v], "P3_head_accuracy_few": few[v]})
+            mlflow.log_metrics({"P3_head_accuracy": res[v], "P3_head_accuracy_few": few[v]}
+                               | {f"P3_head_surface_{k}": a for k, a in res["surface_rules"].items()})
     return res
 
 
