@@ -168,10 +168,10 @@ class HeadsParams(Section):
     max_chars: Pos = 64  # a line's first characters
     max_train_lines: Pos = 3000
     batch_size: Pos = 32
-    iters: Pos = 150  # fine-tune and scratch: at most
+    iters: Pos = 500  # fine-tune and scratch: at most
     epochs: Pos = 10  # passes over the labelled lines (few lines: few steps)
     min_iters: Pos = 30
-    finetune_lr: Rate = 3e-4
+    finetune_lr: Rate = 1e-3  # chosen on the validation split (tasks/text/heads.py validation_task)
     scratch_lr: Rate = 1e-3
     lm_coef: NonNegF = 0.5  # GPT-1's auxiliary LM loss weight (lambda)
     linear_iters: Pos = 300
