@@ -9,7 +9,7 @@ import re
 import pytest
 
 from tasks.text import tool_data
-from tasks.text.phrasings import CANT_ANSWER, CORES
+from tasks.text.phrasings import CANT_ANSWER, CORES, LEXICON, add_fillers, swap_synonyms
 from tasks.text.tools import Reports, ToolError, Toolbox, best_direction, calculate, fmt3, parse_call
 
 BACKTEST = {"^KS11": {"arima": {"P2a_mae": 14.812636, "P2a_mase": 1.295918, "P2a_cov80": 0.70, "P2a_dir_acc": 0.52,
@@ -132,6 +132,53 @@ def test_no_training_question_uses_a_held_out_form():
         for form in forms["heldout"]:  # the form as a pattern: its words as written, any name in its slots
             pattern = re.compile(re.sub(r"\\\{\w+\\\}", ".+", re.escape(form.rstrip("?.!"))), re.IGNORECASE)
             assert not any(pattern.search(u) for u in users), (kind, form)
+
+
+def test_synonyms_swap_intent_words_and_keep_the_slots():
+    form = "Which model has the lowest {metric} on {series}?"
+    seen = {swap_synonyms(form, random.Random(i)) for i in range(200)}
+    assert form in seen and len(seen) == len(set(LEXICON["lowest"]) | {"lowest"})  # every synonym, sometimes none
+    for s in seen:
+        assert s.startswith("Which model has the ") and s.endswith(" {metric} on {series}?")
+
+
+def test_fillers_are_made_up_words_never_beside_a_slot():
+    form = "What is the {metric} of {model} on {series}?"
+    core = form.lower().split()
+    kinds = set()
+    for i in range(300):
+        toks = add_fillers(form, random.Random(i)).split()
+        j, fillers = 0, []
+        for k, t in enumerate(toks):  # the form's words in order; every other word is a filler
+            if j < len(core) and t.lower() == core[j]:
+                j += 1
+            else:
+                fillers.append((k, t.strip(",:"), j))
+        assert j == len(core)  # the whole form, slots included, once each and in order
+        for k, w, before in fillers:
+            assert w.isalpha() and w.lower() not in core
+            if before > 0:  # between two of the form's words: neither is a slot
+                kinds.add("inside")
+                assert "{" not in toks[k - 1] and "{" not in toks[k + 1]
+            else:
+                kinds.add("opener")
+    assert kinds == {"inside", "opener"}
+
+
+def test_training_questions_hold_unknown_words_that_are_no_names():
+    """Some training questions carry made-up filler words (copy slots to the tokenizer) the call never uses."""
+    convs = tool_data.training_conversations(600, seed=2)
+    calls = [c for c in convs if len(c) >= 5]
+    with_filler = 0
+    for c in calls:
+        question, call = c[-4]["content"], json.loads(c[-3]["content"])
+        names = {str(v) for k, v in call.items() if k not in ("tool", "order")}
+        words = re.findall(r"[A-Za-z_^][\w.^-]*", question)
+        unknown = [w for w in words if w not in names and not any(w.lower() in f.lower() for forms in CORES.values()
+                                                                 for fam in forms.values() for f in fam)
+                   and not any(w.lower() in " ".join(v).lower() for v in LEXICON.values())]
+        with_filler += bool(unknown)
+    assert 0.2 < with_filler / len(calls) < 0.8
 
 
 def test_heldout_questions_reference_the_report_values(box):

@@ -10,11 +10,22 @@ question:") + a core form, with random end punctuation and first-letter case.
 Questions no tool answers (``out_of_scope``) have their own two families: the
 fine-tune learns to say :data:`CANT_ANSWER` for the training ones and is judged on the
 held-out ones (and must write no number of its own there).
+
+Training questions are varied further (:func:`question` with ``noise=True``, never the
+evaluation's): a *lexicon* swaps the words that carry an intent for their synonyms
+(``lowest`` -> ``smallest``, ``least``, ``minimum``...; ``forecast`` -> ``prediction``...),
+and *filler* words no vocabulary holds (made-up letters) open a question or stand
+between its words. A word the tokenizer does not know is a copy slot, like a name
+(:mod:`models.text.word_tokenizer`), so without fillers every unknown word of a new
+phrasing ("Excuse me, ...") was taken for the series; with them the model learns
+that a slot is a name by where it stands, not because it is unknown.
 """
 
 from __future__ import annotations
 
 import random
+import re
+import string
 
 CANT_ANSWER = "I can't answer that from the pipeline's reports."
 GREETINGS = ("Hello", "Hi", "Who are you?", "Thanks", "Good morning", "Hi there", "Thank you", "Hey")
@@ -254,10 +265,76 @@ OUT_OF_SCOPE = {
 }
 
 
-def question(kind: str, slots: dict, rng: random.Random, family: str) -> str:
-    """One phrasing of ``kind`` with ``slots`` from ``family`` (train | heldout): opener + core form."""
+# Synonyms of the words that carry an intent (training forms only; each occurrence swapped with
+# probability LEXICON_SHARE). Keys are matched as whole words, in the case written.
+LEXICON: dict[str, tuple[str, ...]] = {
+    "best": ("top", "strongest", "leading", "finest", "best-performing"),
+    "wins": ("leads", "comes first", "is ahead", "does best"),
+    "lowest": ("smallest", "least", "minimum", "minimal", "lowest"),
+    "smallest": ("lowest", "least", "minimum", "tiniest"),
+    "highest": ("largest", "greatest", "maximum", "biggest", "most"),
+    "largest": ("highest", "greatest", "maximum", "biggest"),
+    "forecast": ("prediction", "projection", "forecast"),
+    "predicted": ("forecast", "projected", "expected"),
+    "latest": ("next", "upcoming", "newest", "coming", "nearest"),
+    "next": ("latest", "upcoming", "coming", "following"),
+    "stationarity tests": ("unit root tests", "ADF and KPSS tests", "tests"),
+    "order of differencing": ("differencing order", "order of integration", "integration order", "number of differences"),
+    "champion": ("winner", "chosen model", "selected model", "promoted model"),
+    "promoted": ("chosen", "selected", "picked", "crowned"),
+    "get": ("reach", "obtain", "score", "achieve", "record"),
+    "reach": ("get", "obtain", "score", "achieve"),
+    "score": ("get", "obtain", "reach", "record"),
+    "Give me": ("Show me", "Find", "Tell me", "Look up", "Name"),
+    "Show": ("Give", "Report", "Find", "List"),
+    "Report": ("Show", "Give", "Tell me", "State"),
+    "Look up": ("Find", "Fetch", "Check", "Get"),
+    "Tell me": ("Give me", "Show me", "Say", "Let me know"),
+    "Calculate": ("Compute", "Evaluate", "Work out", "Solve", "Figure out"),
+    "Compute": ("Calculate", "Evaluate", "Work out", "Do"),
+    "What is": ("What's", "What is", "Whats"),
+}
+LEXICON_SHARE = 0.5
+FILLER_OPENER_SHARE, FILLER_INSIDE_SHARE = 0.25, 0.2
+_LEXICON_RE = re.compile(r"\b(" + "|".join(re.escape(k) for k in sorted(LEXICON, key=len, reverse=True)) + r")\b")
+
+
+def filler_word(rng: random.Random) -> str:
+    """A word no vocabulary holds (made-up letters, lower-case or capitalised): a copy slot that is no name."""
+    w = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 9)))
+    return w.capitalize() if rng.random() < 0.4 else w
+
+
+def swap_synonyms(form: str, rng: random.Random) -> str:
+    """``form`` with some of its intent words replaced by synonyms of :data:`LEXICON`."""
+    return _LEXICON_RE.sub(lambda m: rng.choice(LEXICON[m.group(1)]) if rng.random() < LEXICON_SHARE else m.group(1),
+                           form)
+
+
+def add_fillers(form: str, rng: random.Random) -> str:
+    """``form`` with made-up words: an opener of 1-3 of them, and/or one between two of its words (never beside a
+    slot, so that which piece is the name stays clear)."""
+    words = form.split(" ")
+    if rng.random() < FILLER_INSIDE_SHARE and len(words) > 2:
+        gaps = [i for i in range(1, len(words)) if "{" not in words[i - 1] and "{" not in words[i]]
+        if gaps:
+            words.insert(rng.choice(gaps), filler_word(rng))
+    text = " ".join(words)
+    if rng.random() < FILLER_OPENER_SHARE:
+        opener = " ".join(filler_word(rng) for _ in range(rng.randint(1, 3)))
+        opener = opener[0].upper() + opener[1:]
+        first = text if text.startswith(("{", "I ")) else text[0].lower() + text[1:]
+        text = opener + rng.choice([", ", ": ", " "]) + first
+    return text
+
+
+def question(kind: str, slots: dict, rng: random.Random, family: str, noise: bool = False) -> str:
+    """One phrasing of ``kind`` with ``slots`` from ``family`` (train | heldout): opener + core form;
+    ``noise`` (training only): synonyms swapped and made-up filler words added."""
     form = rng.choice(CORES[kind][family])
     opener = rng.choice(OPENERS[family])
+    if noise:
+        form = add_fillers(swap_synonyms(form, rng), rng)
     if opener and not form.startswith(("{", "I ")):  # "Tell me, what is ..." (a name keeps its case)
         form = form[0].lower() + form[1:]
     text = opener + form.format(**slots)
@@ -268,5 +345,6 @@ def question(kind: str, slots: dict, rng: random.Random, family: str) -> str:
     return text
 
 
-def out_of_scope(slots: dict, rng: random.Random, family: str) -> str:
-    return rng.choice(OUT_OF_SCOPE[family]).format(**slots)
+def out_of_scope(slots: dict, rng: random.Random, family: str, noise: bool = False) -> str:
+    form = rng.choice(OUT_OF_SCOPE[family])
+    return (add_fillers(form, rng) if noise else form).format(**slots)

@@ -34,7 +34,7 @@ VERDICTS = ("stationary", "trend-stationary", "difference-stationary", "non-stat
 KINDS = ("metric", "best", "lowest", "highest", "stationary", "differences", "forecast", "next_forecast", "champion",
          "calculator")
 KIND_WEIGHTS = {"metric": 5, "best": 3, "lowest": 1, "highest": 1, "stationary": 2, "differences": 2, "forecast": 3,
-                "next_forecast": 1, "champion": 2, "calculator": 1}
+                "next_forecast": 1, "champion": 2, "calculator": 2}
 OUT_OF_SCOPE_SHARE, GREETING_SHARE, WRONG_SERIES_SHARE, TWO_TURN_SHARE = 0.10, 0.03, 0.05, 0.10
 
 
@@ -239,7 +239,8 @@ def training_conversation(rng: random.Random) -> list[dict]:
     if u < GREETING_SHARE:
         return no_tool_conversation(system, rng.choice(GREETINGS), GREETING_ANSWER)
     if u < GREETING_SHARE + OUT_OF_SCOPE_SHARE:
-        return no_tool_conversation(system, out_of_scope(_filler_slots(rng), rng, "train"), CANT_ANSWER)
+        return no_tool_conversation(system, out_of_scope(_filler_slots(rng), rng, "train", noise=True),
+                                    CANT_ANSWER)
     world = random_reports(rng)
     kinds, weights = zip(*KIND_WEIGHTS.items())
     while True:
@@ -247,12 +248,13 @@ def training_conversation(rng: random.Random) -> list[dict]:
         q = slots_of(world, kind, rng, wrong_series=WRONG_SERIES_SHARE)
         if q is not None:
             break
-    msgs = conversation(kind, q, Toolbox(world), system, question(kind, q, rng, "train"))[0]
+    msgs = conversation(kind, q, Toolbox(world), system, question(kind, q, rng, "train", noise=True))[0]
     if rng.random() < TWO_TURN_SHARE:  # an earlier turn about the same world: the model answers the last question
         kind0 = rng.choices(kinds, weights)[0]
         q0 = slots_of(world, kind0, rng)
         if q0 is not None:
-            first = conversation(kind0, q0, Toolbox(world), system, question(kind0, q0, rng, "train"))[0]
+            first = conversation(kind0, q0, Toolbox(world), system,
+                                 question(kind0, q0, rng, "train", noise=True))[0]
             msgs = first + msgs[1:]
     return msgs
 
