@@ -93,6 +93,9 @@ def check_store(timeout: float = 5.0) -> str:
     return uri
 
 
+STORE_QUERY_TIMEOUT_S = 30.0
+
+
 def _check_server_store(uri: str, timeout: float) -> None:
     """A tracking server answers /health without its database: one read of the store itself
     (the first experiment) tells that its backend store (e.g. PostgreSQL) is usable."""
@@ -103,8 +106,9 @@ def _check_server_store(uri: str, timeout: float) -> None:
     from seqcast.errors import StoreUnavailable
 
     url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
+    wait = max(timeout, STORE_QUERY_TIMEOUT_S)  # a server whose database is down answers after its own retries
     try:
-        with urllib.request.urlopen(url, timeout=max(timeout, 10)) as resp:  # nosec B310 - http(s) only
+        with urllib.request.urlopen(url, timeout=wait) as resp:  # nosec B310 - http(s) only
             resp.read(256)
     except urllib.error.HTTPError as err:
         try:
@@ -116,8 +120,10 @@ def _check_server_store(uri: str, timeout: float) -> None:
             f"{detail[:300] or err.reason}); nothing was trained. Is its database up? (seqcast stack status)"
         ) from None
     except (urllib.error.URLError, OSError) as err:
-        raise StoreUnavailable(f"the MLflow tracking store {uri} does not answer a query "
-                               f"({getattr(err, 'reason', err)}); nothing was trained") from None
+        raise StoreUnavailable(
+            f"the MLflow tracking server {uri} answers but its backend store does not answer a query within "
+            f"{wait:g} s ({getattr(err, 'reason', err)}); nothing was trained. Is its database up? "
+            f"(seqcast stack status)") from None
 
 
 def ensure_experiment(name: str) -> str:

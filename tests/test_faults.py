@@ -58,9 +58,15 @@ def _repro_until(ws: Path, env: dict, marker: str | None, delay: float, log: lis
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     if marker:
-        if seen.wait(timeout=600) and proc.poll() is None:
+        deadline = time.time() + 600
+        while not seen.wait(timeout=1) and proc.poll() is None and time.time() < deadline:
+            pass  # until the marker, the run's own end (a failure: its log is in the assertion) or 10 minutes
+        if seen.is_set() and proc.poll() is None:
             time.sleep(delay)
             os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            reader.join(timeout=10)
+            assert seen.is_set(), f"`dvc repro` ended ({proc.poll()}) before {marker!r}:\n" + "".join(log)[-4000:]
     code = proc.wait(timeout=900)
     reader.join(timeout=10)
     return code
@@ -73,8 +79,10 @@ def killed_and_rerun(tmp_path_factory, mirror, prefect_server):
     ws = copy_project(tmp_path_factory.mktemp("sigkill") / "project", SMALL)
     env = _env(ws, mirror, prefect_server)
     log: list[str] = []
-    kills = [("Running stage 'validate@market'", 3.0), ("Running stage 'stationarity@market'", 2.0),
-             ("Running stage 'backtest@market'", 4.0)]
+    # each kill lands well inside its stage (the stage's process is still starting or working): on an idle
+    # machine validation takes ~5 s and the stationarity tests ~2 s, so a later kill could find it done
+    kills = [("Running stage 'validate@market'", 1.0), ("Running stage 'stationarity@market'", 0.5),
+             ("Running stage 'backtest@market'", 2.0)]
     codes = [_repro_until(ws, env, marker, delay, log) for marker, delay in kills]
     final = _repro_until(ws, env, None, 0, log)
     return ws, env, codes, final, "".join(log)
