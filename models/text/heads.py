@@ -29,12 +29,7 @@ def mean_hidden(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return (h * mask[..., None]).sum(1) / lengths[:, None].to(h.dtype)
 
 
-POOLS = {"last": last_hidden, "mean": mean_hidden}
-
-
-def pool_hidden(h: torch.Tensor, lengths: torch.Tensor, pool: str = "last") -> torch.Tensor:
-    """What a head reads of a row: ``last`` (GPT-1: the last real token) or ``mean`` (the mean over the row)."""
-    return POOLS[pool](h, lengths)
+POOLS = {"last": last_hidden, "mean": mean_hidden}  # what a head reads of a row: GPT-1's last token, or the mean
 
 
 class SequenceHead(nn.Module):
@@ -54,7 +49,7 @@ class SequenceHead(nn.Module):
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor, with_lm: bool = False):
         """idx (B, T), lengths (B,) -> head outputs (B, n_out) [and the LM logits (B, T, V) for the auxiliary loss]."""
         h = self.gpt.hidden(idx)  # (B, T, C)
-        out = self.head(pool_hidden(h, lengths, self.pool))  # (B, n_out)
+        out = self.head(POOLS[self.pool](h, lengths))  # (B, n_out)
         return (out, self.gpt.lm_head(h)) if with_lm else out
 
 

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from models.text.gpt import GPT, GPTConfig
-from models.text.heads import SequenceHead, pool_hidden
+from models.text.heads import POOLS, SequenceHead
 
 SPEAKER = re.compile(r"^([A-Z][A-Za-z' ]+):$")
 
@@ -87,7 +87,7 @@ def majority_accuracy(train_y: torch.Tensor, test_y: torch.Tensor) -> float:
 def features(gpt: GPT, x: torch.Tensor, lengths: torch.Tensor, batch: int = 256, pool: str = "last") -> torch.Tensor:
     """Pooled hidden states (N, C) of the frozen decoder (``pool``: the last token's or the line's mean)."""
     gpt.eval()
-    return torch.cat([pool_hidden(gpt.hidden(x[i : i + batch]), lengths[i : i + batch], pool)
+    return torch.cat([POOLS[pool](gpt.hidden(x[i : i + batch]), lengths[i : i + batch])
                       for i in range(0, x.size(0), batch)])
 
 
