@@ -9,7 +9,7 @@ import re
 import pytest
 
 from tasks.text import tool_data
-from tasks.text.phrasings import CANT_ANSWER, CORES, LEXICON, add_fillers, swap_synonyms
+from tasks.text.phrasings import CANT_ANSWER, CORES, DEV_EVERY, LEXICON, add_fillers, forms, swap_synonyms
 from tasks.text.tools import Reports, ToolError, Toolbox, best_direction, calculate, fmt3, parse_call
 
 BACKTEST = {"^KS11": {"arima": {"P2a_mae": 14.812636, "P2a_mase": 1.295918, "P2a_cov80": 0.70, "P2a_dir_acc": 0.52,
@@ -195,6 +195,42 @@ def test_heldout_questions_reference_the_report_values(box):
             assert q["reference"] in ("1", "The order of differencing of ^KS11 is 1.")
         if q["kind"] == "champion":
             assert q["reference"] in ("naive", "The champion of market is naive on ^KS11.")
+
+
+def test_the_development_family_splits_the_training_forms():
+    """dev (every DEV_EVERY-th training form) and fit (the others) are the training forms, shared by neither;
+    a fine-tune on fit never reads a dev form; an unknown family is refused."""
+    for kind, fam in CORES.items():
+        fit, dev = forms(kind, "fit"), forms(kind, "dev")
+        assert not set(fit) & set(dev) and sorted(fit + dev) == sorted(fam["train"]), kind
+        assert dev == fam["train"][DEV_EVERY - 1 :: DEV_EVERY] and set(forms(kind, "heldout")) == set(fam["heldout"])
+    dev_forms = {f for k in CORES for f in forms(k, "dev")}
+    qs = tool_data.synthetic_sets(3, 0, "dev")[0][0]
+    assert all(q["family"] == "dev" for q in qs)
+    convs = tool_data.training_conversations(600, seed=2, family="fit")
+    users = [m["content"] for c in convs for m in c if m["role"] == "user"]
+    for form in dev_forms:
+        if len(form.split()) < 5 or form.startswith("{"):  # a short form ("Champion of {dataset}?") is a part of
+            continue  # longer ones; one that opens with a name matches any opener ("Tell me: what is ...")
+        pattern = re.compile(re.sub(r"\\\{\w+\\\}", ".+", re.escape(form.rstrip("?.!"))), re.IGNORECASE)
+        assert not any(pattern.search(u) for u in users), form
+    with pytest.raises(ValueError, match="unknown phrasing family"):
+        forms("metric", "test")
+
+
+def test_training_conversations_do_not_depend_on_the_hash_seed():
+    """The fine-tune's data are the same in every process (names deduplicated in order, not through a set):
+    a stage rerun on another machine trains on the same conversations."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import hashlib, json; from tasks.text import tool_data; "
+            "print(hashlib.sha256(json.dumps(tool_data.training_conversations(300, 7)).encode()).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parents[1], env={**os.environ, "PYTHONHASHSEED": str(h)}).stdout for h in (1, 2, 3)}
+    assert len(digests) == 1
 
 
 def test_random_worlds_are_reproducible():

@@ -108,15 +108,16 @@ def masked_loss(model: GPT, xs: tuple[torch.Tensor, ...], batch: int = 64) -> fl
 
 
 def fine_tune(p: GPTParams, base: GPT, base_tok, out_dir, *, max_iters: int | None = None, resume: bool = True,
-              saved_tok=None, progress: bool = True) -> dict:
-    """The whole fine-tune: data, tokenizer (``saved_tok``: a resumed run's), first model, training.
+              saved_tok=None, progress: bool = True, family: str = "train") -> dict:
+    """The whole fine-tune: data (phrasings of ``family``: ``fit`` where a recipe is chosen), tokenizer
+    (``saved_tok``: a resumed run's), first model, training.
 
     Returns the trainer's result (``model``, ``history``, ``timing``, ``train_s``) + ``tok`` and the ``data``.
     """
     from models.text.tokenizers import load_tokenizer
     from tasks.text.gpt_train import train
 
-    convs = tool_data.training_conversations(p.sft.n_conversations, p.seed)
+    convs = tool_data.training_conversations(p.sft.n_conversations, p.seed, family)
     tok = load_tokenizer(saved_tok) if saved_tok is not None else chat_tokenizer(p, base_tok, convs)
     data = examples(convs, tok, p.sft.block_size)
     out_dir.mkdir(parents=True, exist_ok=True)

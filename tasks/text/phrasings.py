@@ -7,6 +7,11 @@ no training conversation ever uses — the evaluation's "unseen phrasings" (othe
 other orders). A question is an *opener* of the same family ("Tell me", "Quick
 question:") + a core form, with random end punctuation and first-letter case.
 
+A recipe is chosen on the training forms alone: ``dev`` is every :data:`DEV_EVERY`-th
+training form of each kind and ``fit`` the others (:func:`forms`; ``seqcast bench
+gpt_chat`` fine-tunes on ``fit`` and scores ``dev``), so the held-out forms judge a
+recipe that never saw them, not one tuned on them.
+
 Questions no tool answers (``out_of_scope``) have their own two families: the
 fine-tune learns to say :data:`CANT_ANSWER` for the training ones and is judged on the
 held-out ones (and must write no number of its own there).
@@ -228,6 +233,9 @@ CORES: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
+FAMILIES = ("train", "heldout", "fit", "dev")
+DEV_EVERY = 4  # every 4th training form of a kind is the development family
+
 OPENERS = {
     "train": ("", "", "", "", "Please tell me: ", "Tell me, ", "Can you tell me: ", "I'd like to know: ",
               "Quick question: ", "Hey, ", "Please, ", "Do you know: "),
@@ -328,11 +336,29 @@ def add_fillers(form: str, rng: random.Random) -> str:
     return text
 
 
+def forms(kind: str, family: str) -> tuple[str, ...]:
+    """The core forms of ``kind`` in ``family``: ``train`` (every form trained on), ``heldout`` (never trained on),
+    and the two parts of ``train`` a recipe is chosen on: ``dev`` (every DEV_EVERY-th form) and ``fit`` (the rest)."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown phrasing family {family!r}; one of {', '.join(FAMILIES)}")
+    if family == "heldout":
+        return CORES[kind]["heldout"]
+    train = CORES[kind]["train"]
+    if family == "train":
+        return train
+    return tuple(f for i, f in enumerate(train) if (i % DEV_EVERY == DEV_EVERY - 1) == (family == "dev"))
+
+
+def _outer(family: str) -> str:
+    """The family of openers and out-of-scope questions: ``fit`` and ``dev`` are parts of ``train``."""
+    return "heldout" if family == "heldout" else "train"
+
+
 def question(kind: str, slots: dict, rng: random.Random, family: str, noise: bool = False) -> str:
-    """One phrasing of ``kind`` with ``slots`` from ``family`` (train | heldout): opener + core form;
+    """One phrasing of ``kind`` with ``slots`` from ``family`` (:data:`FAMILIES`): opener + core form;
     ``noise`` (training only): synonyms swapped and made-up filler words added."""
-    form = rng.choice(CORES[kind][family])
-    opener = rng.choice(OPENERS[family])
+    form = rng.choice(forms(kind, family))
+    opener = rng.choice(OPENERS[_outer(family)])
     if noise:
         form = add_fillers(swap_synonyms(form, rng), rng)
     if opener and not form.startswith(("{", "I ")):  # "Tell me, what is ..." (a name keeps its case)
@@ -346,5 +372,5 @@ def question(kind: str, slots: dict, rng: random.Random, family: str, noise: boo
 
 
 def out_of_scope(slots: dict, rng: random.Random, family: str, noise: bool = False) -> str:
-    form = rng.choice(OUT_OF_SCOPE[family])
+    form = rng.choice(OUT_OF_SCOPE[_outer(family)])
     return (add_fillers(form, rng) if noise else form).format(**slots)

@@ -151,11 +151,11 @@ def random_reports(rng: random.Random) -> Reports:
     """A small made-up world: 1-2 datasets, 1-3 series each x 3-6 models x 2-4 metrics, stationarity verdicts,
     a champion and its forecast per dataset (a few daily or hourly steps)."""
     r = Reports()
-    metrics = list({random_metric(rng) for _ in range(rng.randint(2, 4))})
-    models = list({random_model(rng) for _ in range(rng.randint(3, 6))})
+    metrics = list(dict.fromkeys(random_metric(rng) for _ in range(rng.randint(2, 4))))
+    models = list(dict.fromkeys(random_model(rng) for _ in range(rng.randint(3, 6))))
     for _ in range(rng.randint(1, 2)):
         ds = random_dataset(rng)
-        series = list({random_series(rng) for _ in range(rng.randint(1, 3))})
+        series = list(dict.fromkeys(random_series(rng) for _ in range(rng.randint(1, 3))))
         for s in series:
             r.backtest[s] = {m: {k: random_value(rng) for k in metrics} for m in models}
             r.stationarity[s] = {"verdict": rng.choice(VERDICTS), "d": rng.randint(0, 2)}
@@ -232,14 +232,14 @@ def _filler_slots(rng: random.Random) -> dict:
             "dataset": random_dataset(rng)}
 
 
-def training_conversation(rng: random.Random) -> list[dict]:
-    """One conversation of the fine-tune (train phrasings only, a fresh made-up world)."""
+def training_conversation(rng: random.Random, family: str = "train") -> list[dict]:
+    """One conversation of the fine-tune (phrasings of ``family``: train, or its part fit; a fresh made-up world)."""
     system = rng.choice(SYSTEMS)
     u = rng.random()
     if u < GREETING_SHARE:
         return no_tool_conversation(system, rng.choice(GREETINGS), GREETING_ANSWER)
     if u < GREETING_SHARE + OUT_OF_SCOPE_SHARE:
-        return no_tool_conversation(system, out_of_scope(_filler_slots(rng), rng, "train", noise=True),
+        return no_tool_conversation(system, out_of_scope(_filler_slots(rng), rng, family, noise=True),
                                     CANT_ANSWER)
     world = random_reports(rng)
     kinds, weights = zip(*KIND_WEIGHTS.items())
@@ -248,20 +248,20 @@ def training_conversation(rng: random.Random) -> list[dict]:
         q = slots_of(world, kind, rng, wrong_series=WRONG_SERIES_SHARE)
         if q is not None:
             break
-    msgs = conversation(kind, q, Toolbox(world), system, question(kind, q, rng, "train", noise=True))[0]
+    msgs = conversation(kind, q, Toolbox(world), system, question(kind, q, rng, family, noise=True))[0]
     if rng.random() < TWO_TURN_SHARE:  # an earlier turn about the same world: the model answers the last question
         kind0 = rng.choices(kinds, weights)[0]
         q0 = slots_of(world, kind0, rng)
         if q0 is not None:
             first = conversation(kind0, q0, Toolbox(world), system,
-                                 question(kind0, q0, rng, "train", noise=True))[0]
+                                 question(kind0, q0, rng, family, noise=True))[0]
             msgs = first + msgs[1:]
     return msgs
 
 
-def training_conversations(n: int, seed: int) -> list[list[dict]]:
+def training_conversations(n: int, seed: int, family: str = "train") -> list[list[dict]]:
     rng = random.Random(seed)
-    return [training_conversation(rng) for _ in range(n)]
+    return [training_conversation(rng, family) for _ in range(n)]
 
 
 # ----------------------------------------------------------------- held-out questions
