@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import set_values
+
 SCORES = ("fit", "dev", "dev_opener")
 
 
@@ -102,8 +104,6 @@ def main(argv: list[str] | None = None) -> int:
 
     configure()
     import torch
-    import yaml
-
     from seqcast.config import load_params
     from seqcast.gpt_config import SFTParams
     from seqcast.paths import project_root
@@ -123,12 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.text.tokenizers import load_tokenizer
     from tasks.text.gpt_train import load_checkpoint
 
-    sets = {}
-    for kv in a.set:
-        key, sep, val = kv.partition("=")
-        if not sep:
-            ap.error(f"--set wants KEY=VALUE, not {kv!r}")
-        sets[key] = yaml.safe_load(val)
+    sets = set_values(ap, a.set)
     sft = SFTParams.model_validate(p.sft.model_dump() | sets)
     if a.quick:
         sft = sft.model_copy(update={"n_conversations": 60, "batch_size": 4, "max_iters": 2, "eval_interval": 1,

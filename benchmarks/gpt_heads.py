@@ -23,6 +23,8 @@ import os
 import statistics
 import time
 
+from benchmarks import set_values
+
 VARIANTS = ("majority", "linear", "finetune", "scratch")
 
 
@@ -105,17 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     from models.text.tokenizers import load_tokenizer
     from tasks.text.corpus import load_corpus
     from tasks.text.gpt_train import load_checkpoint
-    import yaml
 
     from seqcast.gpt_config import HeadsParams
     from tasks.text.heads import learning_curve, make_task, surface_rules, validation_task
 
-    sets = {}
-    for kv in a.set:
-        key, sep, val = kv.partition("=")
-        if not sep:
-            ap.error(f"--set wants KEY=VALUE, not {kv!r}")
-        sets[key] = yaml.safe_load(val)
+    sets = set_values(ap, a.set)
     hp = HeadsParams.model_validate(p.heads.model_dump() | sets | {"task": a.task})
     if a.quick:
         hp = hp.model_copy(update={"iters": 2, "min_iters": 1, "linear_iters": 3, "max_chars": 16})
