@@ -363,9 +363,27 @@ def start_mlflow(stack: Stack) -> None:
     artifacts.mkdir(parents=True, exist_ok=True)
     pid = _start(stack, "mlflow", [bin_path("mlflow"), "server", "--backend-store-uri", stack.db_url("mlflow"),
                                    "--artifacts-destination", str(artifacts), "--serve-artifacts",
-                                   "--host", stack.host, "--port", str(stack.ports["mlflow"]), "--workers", "2"],
+                                   "--host", stack.host, "--port", str(stack.ports["mlflow"]), "--workers", "1"],
                  stack.env(), stack.dir)
     wait_http(stack.health_url("mlflow"), 300, pid, stack.log("mlflow"))
+    _open_the_store(stack, pid)
+
+
+def _open_the_store(stack: Stack, pid: int) -> None:
+    """The server opens its backend store at its first query, retrying a database that does not
+    answer for about 100 s, and keeps it: one query now, so that the store is known to work and a
+    later query meets the database at once (a database that goes down is then reported in the
+    answer, its address in it, instead of a request that hangs). One worker process holds the one
+    store (it serves requests on threads)."""
+    url = stack.health_url("mlflow").removesuffix("/health") + "/api/2.0/mlflow/experiments/search?max_results=1"
+    try:
+        with urllib.request.urlopen(url, timeout=180) as resp:  # nosec B310 - loopback URL built here
+            resp.read(256)
+    except (urllib.error.URLError, OSError) as err:
+        raise StackError(f"the MLflow server answers but cannot use its backend store ({err}); "
+                         f"is PostgreSQL up? its log:\n{_tail(stack.log('mlflow'))}") from None
+    if not alive(pid):
+        raise StackError(f"the MLflow server exited after its first query; its log:\n{_tail(stack.log('mlflow'))}")
 
 
 def start_prefect(stack: Stack) -> None:

@@ -18,7 +18,7 @@
 Results come back as the function returns them (make them plain data: Dask and the process
 pool pickle them). The caller stays the only process that writes anywhere (MLflow, files).
 Every Dask worker needs this project importable and ``PREFECT_API_URL`` reachable: the task
-runs report to the caller's Prefect API.
+runs report to the caller's Prefect API (:func:`report_to`, whatever API a worker reported to before).
 """
 
 from __future__ import annotations
@@ -190,11 +190,13 @@ def jobs(fn: Callable[[Any], Any], items: list, labels: list[str], label: str) -
 
 def _on_cluster(fn, items: list, address: str, label, batch: int | None) -> Iterator[tuple[Any, Any]]:
     import distributed
+    from prefect.settings import get_current_settings
     from prefect_dask import DaskTaskRunner
     from prefect_dask.task_runners import PrefectDaskFuture
 
     with prefect_api(), DaskTaskRunner(address=address) as runner:
         client = runner.client
+        client.run(report_to, get_current_settings().api.url)
         sizes = [batch] * math.ceil(len(items) / batch) if batch else batch_sizes(len(items), _threads(client))
         futures, start = {}, 0
         for size in sizes:
@@ -217,6 +219,23 @@ def _on_cluster(fn, items: list, address: str, label, batch: int | None) -> Iter
                 if not ok:
                     raise value
                 yield item, value
+
+
+def report_to(api_url: str | None) -> int:
+    """Run on every Dask worker before a caller's batches. Prefect keeps one events client per
+    process, bound to the API of the first task run it reported: a worker that ran the batches of
+    another caller (another Prefect server, or the temporary one of a run without an API, gone
+    since) would send this caller's task runs there. A client bound to another API than
+    ``api_url`` is stopped, so that the next task run opens one to its own; returns how many."""
+    from prefect.events.worker import EventsWorker
+
+    want = (api_url or "").rstrip("/")
+    stale = [w for w in list(EventsWorker._instances.values())
+             if isinstance(w, EventsWorker) and not w._stopped
+             and (getattr(getattr(w, "_client", None), "_api_url", None) or want).rstrip("/") != want]
+    for w in stale:
+        w._stop()  # without waiting: what it still held was the other caller's
+    return len(stale)
 
 
 def _threads(client) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from conftest import ROOT, child_env, copy_project, readme_block
 from seqcast import stack as stk
@@ -116,8 +117,7 @@ def test_a_dask_worker_killed_mid_backtest_its_jobs_run_on_the_other(stack):
     params = load_params()
     jobs = generated_jobs(8, ["naive", "arima"], params, length=200)
     uninterrupted = _scores(run_jobs(jobs, params, 1))
-    os.environ["PREFECT_API_URL"] = s.urls["PREFECT_API_URL"]  # the task runs report to the stack's server
-    try:
+    with temporary_settings({PREFECT_API_URL: s.urls["PREFECT_API_URL"]}):  # the task runs report to the stack's
         results = run_jobs(jobs, params, 1, address)
         done = [next(results)]
         with distributed.Client(address, timeout=60) as client:
@@ -127,10 +127,49 @@ def test_a_dask_worker_killed_mid_backtest_its_jobs_run_on_the_other(stack):
             victim = next(iter(busy))
             os.kill(pids[victim], signal.SIGKILL)
             done += list(results)
-    finally:
-        os.environ.pop("PREFECT_API_URL", None)
     assert len(done) == len(jobs) and _scores(done) == uninterrupted
     stk.wait_for_workers(address, stk.DASK_WORKERS, timeout=300)  # the nanny started a new worker
+
+
+def _task_runs(s: stk.Stack, of: str, n: int, within: float = 120) -> list[str]:
+    """The names of the stack's recorded task runs holding ``of``, once there are ``n`` (events arrive late)."""
+    names, waited = [], time.time() + within
+    while len(names) < n and time.time() < waited:
+        names = [x for x in stk.psql(s, "prefect", "SELECT name FROM task_run").splitlines() if of in x]
+        time.sleep(0 if len(names) >= n else 3)
+    return names
+
+
+def test_the_task_runs_reach_the_callers_prefect_api_whatever_the_workers_reported_to_before(stack):
+    """A worker's Prefect events client is one per process, bound to the first API it reported to: batches of a
+    caller without an API (a temporary server, gone after its run) first, then of the stack's user."""
+    import distributed
+
+    from flows.scale import generated_jobs
+    from seqcast.config import load_params
+    from tasks.executor import batch_sizes
+    from tasks.jobs import run_jobs
+
+    def _events_api() -> list[str]:  # in a Dask worker (a local function: sent by value): where its events go
+        from prefect.events.worker import EventsWorker
+
+        return [w._client._api_url for w in list(EventsWorker._instances.values())
+                if isinstance(w, EventsWorker) and not w._stopped and getattr(w, "_client", None) is not None]
+
+    s, _, _ = stack
+    address, params = s.urls["SEQCAST_DASK_ADDRESS"], load_params()
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):  # no API: the executor starts its own
+        assert len(list(run_jobs(generated_jobs(8, ["naive"], params, length=120), params, 1, address))) == 8
+    with distributed.Client(address, timeout=60) as client:
+        bound = client.run(_events_api)
+    assert len({u for urls in bound.values() for u in urls} - {s.urls["PREFECT_API_URL"]}) >= 1, bound
+    jobs = generated_jobs(6, ["drift"], params, length=120)
+    with temporary_settings({PREFECT_API_URL: s.urls["PREFECT_API_URL"]}):
+        assert len(list(run_jobs(jobs, params, 1, address))) == 6
+    batches = _task_runs(s, " of 6 · drift", len(batch_sizes(6, stk.DASK_WORKERS)))
+    assert len(batches) == len(batch_sizes(6, stk.DASK_WORKERS)), batches
+    with distributed.Client(address, timeout=60) as client:
+        assert all(urls == [s.urls["PREFECT_API_URL"]] for urls in client.run(_events_api).values())
 
 
 def test_a_bounded_load_on_the_tracking_server_loses_nothing(stack):
@@ -204,12 +243,8 @@ def test_two_runs_at_once_against_the_stack_survive_an_mlflow_restart(stack, tmp
     # them as events, which the server writes to its tables later (on a loaded machine, during the
     # restart above, one dataset's batch was seen to arrive after two minutes or not at all: the runs
     # and aliases checked above are the results; this row is the task run's record)
-    batches, waited = [], time.time() + 120
-    while not batches and time.time() < waited:
-        names = stk.psql(s, "prefect", "SELECT name FROM task_run").splitlines()
-        batches = [n for n in names if n.startswith("jobs ") and " of " in n and " · " in n]
-        time.sleep(0 if batches else 3)
-    assert batches, names
+    for ds, series in (("market", "^KS11"), ("pm25", "us_embassy")):
+        assert _task_runs(s, f" · naive · {series}", 1), ds
 
 
 def test_postgres_down_stops_seqcast_run_before_any_training(stack, tmp_path, mirror):
