@@ -8,7 +8,8 @@ The pretrained GPT of the ``gpt_train`` stage is fine-tuned as the ``gpt_chat_sf
 4th training form of each kind is the ``dev`` family and stays out). Each model is scored, exact
 answers, on made-up worlds of seeds training never draws from: in the ``fit`` forms (what it was
 trained on) and in the ``dev`` forms (phrasings it never read), also with made-up words opening the
-question. ``--set max_iters=1200`` tries a value of ``gpt.sft`` (read through its schema) without
+question; and on questions no tool answers, in their training forms (refused, or answered with a
+number of its own). The calls are decoded as the stage decodes them (``gpt.sft.constrain_calls``). ``--set max_iters=1200`` tries a value of ``gpt.sft`` (read through its schema) without
 editing params.yaml. The held-out forms the ``gpt_chat_eval`` stage judges are never used here.
 
 Prints the table by question kind (mean and spread over seeds); MLflow: one run (tags family=gpt,
@@ -62,11 +63,14 @@ def run_seed(p, base, base_tok, seed: int, worlds: int) -> dict:
     sets = {"fit": tool_data.synthetic_sets(worlds, seed + 5, "fit"),
             "dev": tool_data.synthetic_sets(worlds, seed + 5, "dev")}
     sets["dev_opener"] = with_opener(sets["dev"], seed + 7)
+    sets["out_of_scope"] = [(tool_data.out_of_scope_questions(world, 2, seed + 11 + i, "train"), world)
+                            for i, (_, world) in enumerate(sets["dev"])]
     row = {"seed": seed, "train_s": train_s, "vocab": tok.vocab_size,
            "val_loss": chat_sft.masked_loss(model, res["data"]["val"])}
     for name, s in sets.items():
-        r = accuracy_on_sets(model, tok, s, p.sft.max_new_tokens)
-        row[name] = {"accuracy": r["accuracy"], "call_accuracy": r["call_accuracy"], "by_kind": r["by_kind"], "n": r["n"]}
+        r = accuracy_on_sets(model, tok, s, p.sft.max_new_tokens, constrain=p.sft.constrain_calls)
+        row[name] = {"accuracy": r["accuracy"], "call_accuracy": r["call_accuracy"], "by_kind": r["by_kind"], "n": r["n"],
+                     "invented": r["invented"], "constrained": r["constrained"]}
         if name == "dev":
             row["dev_wrong"] = [{"question": x["question"], "call": x["call"], "answer": x["answer"]}
                                 for x in r["rows"] if not x["correct"]][:10]
@@ -85,6 +89,9 @@ def aggregate(rows: list[dict]) -> dict:
         kinds = sorted(rows[0][name]["by_kind"])
         out[name] = {"accuracy": m, "accuracy_sd": sd,
                      "by_kind": {k: _mean_sd([r[name]["by_kind"][k] for r in rows])[0] for k in kinds}}
+    out["out_of_scope"] = {"accuracy": statistics.fmean(r["out_of_scope"]["accuracy"] for r in rows),
+                           "invented": sum(r["out_of_scope"]["invented"] for r in rows),
+                           "n": sum(r["out_of_scope"]["n"] for r in rows)}
     out["train_s"] = statistics.fmean(r["train_s"] for r in rows)
     return out
 
@@ -96,6 +103,9 @@ def markdown(agg: dict) -> str:
         lines.append(f"| {k} | " + " | ".join(f"{agg[s]['by_kind'][k]:.2f}" for s in SCORES) + " |")
     lines.append("| **all** | " + " | ".join(f"**{agg[s]['accuracy']:.3f} ± {agg[s]['accuracy_sd']:.3f}**"
                                              for s in SCORES) + " |")
+    oos = agg["out_of_scope"]
+    lines.append(f"\nQuestions no tool answers (training forms, {oos['n']}): {oos['accuracy']:.3f} refused, "
+                 f"{oos['invented']} with an invented number.")
     return "\n".join(lines)
 
 
@@ -151,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         with model_run(DATASET, "gpt_chat_recipe", FAMILY, tags={"protocol": "P3", "split": "dev"}):
             mlflow.log_params({f"sft.{k}": v for k, v in sft.model_dump().items()} | {"seeds": str(a.seeds),
                                                                                        "worlds": a.worlds})
-            mlflow.log_metrics({f"P3_chat_{s}_accuracy": agg[s]["accuracy"] for s in SCORES}
+            mlflow.log_metrics({f"P3_chat_{s}_accuracy": agg[s]["accuracy"] for s in (*SCORES, "out_of_scope")}
                                | {f"P3_chat_{s}_accuracy_sd": agg[s]["accuracy_sd"] for s in SCORES}
                                | {"P3_chat_train_s": agg["train_s"]})
             mlflow.log_text(md, "chat_recipe.md")

@@ -53,7 +53,8 @@ def gpt_chat_sft_flow(resume: bool = True, max_iters: int | None = None, registe
     print(f"chat SFT data: {data['n']} of {data['of']} synthetic tool-use conversations fit the context of "
           f"{s.block_size} tokens; {s.tokenizer} tokenizer, vocabulary {tok.vocab_size}")
     save_slim(model, out_dir / "model.pt", {"sampling": {"temperature": 0.0, "max_new_tokens": s.max_new_tokens}})
-    synthetic = accuracy_on_sets(model, tok, tool_data.synthetic_sets(s.eval_worlds, p.seed), s.max_new_tokens)
+    synthetic = accuracy_on_sets(model, tok, tool_data.synthetic_sets(s.eval_worlds, p.seed), s.max_new_tokens,
+                                 constrain=s.constrain_calls)
     metrics = {"P3_sft_val_loss": chat_sft.masked_loss(model, data["val"]), "P3_sft_tokens_per_s": res["tokens_per_s"],
                "P3_sft_train_s": res["train_s"], "P3_sft_cpu_s": time.process_time() - cpu0,
                "P3_sft_loadavg": os.getloadavg()[0],

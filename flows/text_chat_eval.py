@@ -28,12 +28,18 @@ from tasks.text.tools import Reports, Toolbox
 from tasks.text.tracking import DATASET, FAMILY
 
 
-def evaluate(model, tok, reports: Reports, per_kind: int, n_out_of_scope: int, seed: int, max_new_tokens: int) -> dict:
-    """{trained, unseen, out_of_scope, trained_no_tools}: each :func:`tasks.text.tool_chat.accuracy`'s summary."""
+def evaluate(model, tok, reports: Reports, per_kind: int, n_out_of_scope: int, seed: int, max_new_tokens: int,
+             constrain: bool = False) -> dict:
+    """{trained, unseen, out_of_scope, trained_no_tools, unseen_as_written}: each
+    :func:`tasks.text.tool_chat.accuracy`'s summary, the calls held to the reports with ``constrain``
+    (``unseen_as_written``: the unseen forms with the calls as the model wrote them, the measure of the model alone)."""
     sets = tool_data.evaluation_sets(reports, per_kind, n_out_of_scope, seed)
     box = Toolbox(reports)
-    out = {name: accuracy(model, tok, qs, box, max_new_tokens) for name, qs in sets.items()}
-    out["trained_no_tools"] = accuracy(model, tok, sets["trained"], Toolbox(reports, enabled=False), max_new_tokens)
+    out = {name: accuracy(model, tok, qs, box, max_new_tokens, constrain) for name, qs in sets.items()}
+    out["trained_no_tools"] = accuracy(model, tok, sets["trained"], Toolbox(reports, enabled=False), max_new_tokens,
+                                       constrain)
+    if constrain:
+        out["unseen_as_written"] = accuracy(model, tok, sets["unseen"], box, max_new_tokens)
     return out
 
 
@@ -50,19 +56,23 @@ def table(ev: dict) -> str:
         lines.append(f"| {k} | {cell('trained', k)} | {cell('unseen', k)} |")
     tr, un, oos = ev["trained"], ev["unseen"], ev["out_of_scope"]
     lines.append(f"| **all** | **{tr['accuracy']:.1%}** ({tr['n']}) | **{un['accuracy']:.1%}** ({un['n']}) |")
+    if "unseen_as_written" in ev:
+        aw = ev["unseen_as_written"]
+        lines.append(f"| all, the calls as the model wrote them | | {aw['accuracy']:.1%} ({aw['n']}; "
+                     f"{un['constrained']} calls held to the reports above) |")
     lines.append(f"| no tool answers (held out) | {oos['accuracy']:.1%} refused ({oos['n']}), "
                  f"{oos['invented']} with an invented number | |")
     return "\n".join(lines)
 
 
 def temperature_experiment(model, tok, toolbox: Toolbox, question: str, temperatures: list[float], runs: int,
-                           max_new_tokens: int) -> list[dict]:
+                           max_new_tokens: int, constrain: bool = False) -> list[dict]:
     """The lecture's slide: one question, ``runs`` times at each temperature (sampling seeds 0..runs-1)."""
     rows = []
     for t in temperatures:
         for run in range(runs):
             msgs = [{"role": "system", "content": tool_data.SYSTEM_FULL}, {"role": "user", "content": question}]
-            ans = chat_turn(model, tok, msgs, toolbox, max_new_tokens, temperature=t, seed=run)
+            ans = chat_turn(model, tok, msgs, toolbox, max_new_tokens, temperature=t, seed=run, constrain=constrain)
             rows.append({"temperature": t, "run": run, "answer": ans,
                          "call": next((m["content"] for m in msgs[2:] if m["role"] == "assistant"), "")})
     return rows
@@ -82,16 +92,17 @@ def gpt_chat_eval_flow() -> dict:
     found = sorted(set(reports.datasets.values()) | set(reports.champions))
     print(f"reports of {len(found)} datasets: {', '.join(found) or 'none'}")
     t0 = time.perf_counter()
-    ev = evaluate(model, tok, reports, e.per_kind, e.out_of_scope, p.seed, p.sft.max_new_tokens)
+    ev = evaluate(model, tok, reports, e.per_kind, e.out_of_scope, p.seed, p.sft.max_new_tokens, p.sft.constrain_calls)
     first = next(iter(sorted(reports.stationarity or reports.backtest)), "the series")
     question = e.temperature_question.format(series=first)  # {series}: the first series of the reports
     temp_rows = temperature_experiment(model, tok, Toolbox(reports), question, e.temperatures, e.temperature_runs,
-                                       p.sft.max_new_tokens)
+                                       p.sft.max_new_tokens, p.sft.constrain_calls)
     metrics = {"P3_chat_eval_s": time.perf_counter() - t0}
     for name, r in ev.items():
         metrics[f"P3_chat_{name}_accuracy"] = r["accuracy"]
         metrics[f"P3_chat_{name}_call_accuracy"] = r["call_accuracy"]
         metrics[f"P3_chat_{name}_n"] = r["n"]
+        metrics[f"P3_chat_{name}_constrained"] = r["constrained"]
         for kind, acc in r["by_kind"].items():
             metrics[f"P3_chat_{name}_{kind}_accuracy"] = acc
     metrics["P3_chat_out_of_scope_invented"] = ev["out_of_scope"]["invented"]

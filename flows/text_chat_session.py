@@ -3,7 +3,10 @@
 The model may answer with a tool call (a JSON object, ``tasks/text/tools.py``): the call is
 validated and run on the pipeline's reports (``paths.reports`` of params.yaml, as the
 last ``dvc repro`` left them), printed as ``tool> ...`` with its result, and the model
-writes the answer from it; the answer is the last line, ``assistant> ...``.
+writes the answer from it; the answer is the last line, ``assistant> ...``. With
+``gpt.sft.constrain_calls``, an argument the reports do not hold is replaced by the likeliest one
+they hold before the call runs (the call line then shows what the model wrote);
+``--calls-as-written`` runs the model's calls untouched.
 
 The model comes from a local checkpoint folder (default ``checkpoints/gpt-chat``:
 ``model.pt`` + ``tokenizer.json``) or from the MLflow registry
@@ -40,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reports", default=str(project_root() / params.paths.reports),
                     help="the pipeline's reports the tools read (default: paths.reports)")
     ap.add_argument("--no-tools", action="store_true", help="answer every tool call with an error")
+    ap.add_argument("--calls-as-written", action="store_true",
+                    help="run the model's calls as it wrote them (default: gpt.sft.constrain_calls decides)")
     a = ap.parse_args(argv)
+    constrain = p.sft.constrain_calls and not a.calls_as_written
 
     try:
         model, tok = load_chat_model(a.checkpoint, a.model_uri)
@@ -55,11 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         if msg["role"] == "tool":
             print(f"tool> {msg['content']}", flush=True)
         elif msg["content"].lstrip().startswith("{"):
-            print(f"call> {msg['content']}", flush=True)
+            held = f"   (written: {msg['written']})" if msg.get("written") else ""
+            print(f"call> {msg['content']}{held}", flush=True)
 
     def turn(user: str) -> None:
         messages.append({"role": "user", "content": user})  # the calls, results and answer are kept too
-        reply = chat_turn(model, tok, messages, toolbox, a.max_new_tokens, a.temperature, a.seed, on_message=show)
+        reply = chat_turn(model, tok, messages, toolbox, a.max_new_tokens, a.temperature, a.seed, on_message=show,
+                          constrain=constrain)
         print(f"assistant> {reply}", flush=True)
 
     if a.once:

@@ -131,6 +131,7 @@ class SFTParams(Section):
     eval_interval: Pos = 200
     eval_iters: Pos = 10
     max_new_tokens: Pos = 60  # of one assistant message (a tool call or an answer)
+    constrain_calls: bool = True  # a call's argument the reports do not hold -> the likeliest one they hold
     eval_worlds: NonNeg = 8  # made-up held-out worlds judged after training (one question per kind each)
     copy_ngram: NonNeg = 0  # char tokenizer only: a copy head matching the last copy_ngram tokens (0: none)
 

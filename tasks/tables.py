@@ -112,6 +112,9 @@ def chat_eval(report: dict) -> str:
     rows = [[kind, share(f"P3_chat_trained_{kind}_accuracy"), share(f"P3_chat_unseen_{kind}_accuracy")]
             for kind in kinds]
     rows.append(["**all**", share("P3_chat_trained_accuracy"), share("P3_chat_unseen_accuracy")])
+    if "P3_chat_unseen_as_written_accuracy" in report:
+        rows.append([f"all, the calls as the model wrote them (above: {report.get('P3_chat_unseen_constrained', '?')} "
+                     f"unseen-form calls held to the reports)", DASH, share("P3_chat_unseen_as_written_accuracy")])
     rows.append(["all, tools disabled", share("P3_chat_trained_no_tools_accuracy"), DASH])
     rows.append([f"no tool answers ({report.get('P3_chat_out_of_scope_n', '?')} held-out questions): refused",
                  share("P3_chat_out_of_scope_accuracy"), DASH])

@@ -38,6 +38,10 @@ def test_seqcast_bench_gpt_chat_quick_as_typed(tmp_path):
         assert all(0 <= a <= 1 for a in accs)
         assert out["aggregate"][s]["accuracy"] == statistics.fmean(accs)
         assert set(out["aggregate"][s]["by_kind"]) == set(tool_data.KINDS)
+    oos = [r["out_of_scope"] for r in out["rows"]]  # two questions no tool answers per world, training forms
+    assert [o["n"] for o in oos] == [2, 2] and out["aggregate"]["out_of_scope"]["n"] == 4
+    assert out["aggregate"]["out_of_scope"]["accuracy"] == statistics.fmean(o["accuracy"] for o in oos)
+    assert out["aggregate"]["out_of_scope"]["invented"] == sum(o["invented"] for o in oos)
     bad = subprocess.run([seqcast, "bench", "gpt_chat", "--quick", "--no-mlflow", "--set", "lr=-1",
                           "--checkpoint", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "lr" in bad.stderr

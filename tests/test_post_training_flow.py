@@ -70,6 +70,10 @@ def test_chat_stages_train_without_the_reports_and_judge_on_every_dataset_found(
         assert metrics[f"P3_chat_{name}_n"] == len(rows) > 0
         assert metrics[f"P3_chat_{name}_accuracy"] == sum(r["answer"] == r["reference"] for r in rows) / len(rows)
     assert metrics["P3_chat_out_of_scope_invented"] == sum(bool(r["invented"]) for r in demo["out_of_scope"])
+    # the calls held to the reports (gpt.sft.constrain_calls), beside the same questions with the calls as written
+    assert metrics["P3_chat_unseen_constrained"] == sum(bool(r["written"]) for r in demo["unseen"])
+    assert [r["question"] for r in demo["unseen_as_written"]] == [r["question"] for r in demo["unseen"]]
+    assert not any(r["written"] for r in demo["unseen_as_written"])
     ours = {s for f in (ws / "reports" / "backtest").glob("*.json") if f.name.count(".") == 1
             for s in json.loads(f.read_text())}  # the series of the copy's own reports, every dataset
     asked = {s for r in demo["trained"] + demo["unseen"] for s in ours if s in r["question"]}

@@ -74,6 +74,17 @@ def to_example(ids: list[int], mask: list[int], block_size: int) -> tuple[torch.
     return x, y, m
 
 
+def pad_right(rows: list[tuple[list[int], list[int]]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) rows -> right-padded ids (B, T) and their 0/1 mask (B, T, float)."""
+    T = max(len(ids) for ids, _ in rows)
+    x = torch.zeros(len(rows), T, dtype=torch.long)
+    mask = torch.zeros(len(rows), T, dtype=torch.float32)
+    for i, (ids, m) in enumerate(rows):
+        x[i, : len(ids)] = torch.tensor(ids)
+        mask[i, : len(m)] = torch.tensor(m, dtype=torch.float32)
+    return x, mask
+
+
 def trim_padding(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """(x, y, mask) cut to the longest conversation of the batch: the padding on the right is never attended
     to (causal) nor scored (target -1), so the loss is the same and the step costs what the tokens cost."""
@@ -81,22 +92,26 @@ def trim_padding(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return tuple(t[:, :n] for t in batch)
 
 
-def answer(model, tok, messages: list[dict], max_new_tokens: int, temperature: float = 0.0, seed: int = 0) -> str:
-    """The assistant's next message for a conversation.
-
-    Past the context, whole earlier exchanges (a user message and the calls, results and answers after it) are
-    forgotten, oldest first; the system message and the current exchange always stay, and what room is left
-    after them is what the model may write.
-    """
+def context(model, tok, messages: list[dict], max_new_tokens: int) -> list[dict]:
+    """The messages the model is shown for its next message: past the context, whole earlier exchanges (a user
+    message and the calls, results and answers after it) are forgotten, oldest first; the system message and
+    the current exchange always stay."""
     T = model.config.block_size
     system, turns = messages[:1], messages[1:]
     while True:
-        slots: list[str] = []
-        ids, _ = encode_chat(system + turns, tok, slots, add_generation_prompt=True)  # the ids of render(...)
+        ids, _ = encode_chat(system + turns, tok, [], add_generation_prompt=True)
         later = [i for i, m in enumerate(turns) if m["role"] == "user" and i > 0]
         if len(ids) + max_new_tokens <= T or not later:
-            break
+            return system + turns
         turns = turns[later[0] :]  # forget the oldest exchange
+
+
+def answer(model, tok, messages: list[dict], max_new_tokens: int, temperature: float = 0.0, seed: int = 0) -> str:
+    """The assistant's next message for a conversation, in its :func:`context`: what room is left after it is
+    what the model may write."""
+    T = model.config.block_size
+    slots: list[str] = []
+    ids, _ = encode_chat(context(model, tok, messages, max_new_tokens), tok, slots, add_generation_prompt=True)
     ids = ids[-(T - 1) :]
     room = max(1, min(max_new_tokens, T - len(ids)))
     out = model.generate(torch.tensor([ids]), room, temperature, seed=seed, stop_token=tok.token_id(IM_END))

@@ -32,7 +32,7 @@ import torch
 from models.text.gpt import GPT
 from models.text.heads import SequenceHead, ValueHead
 from tasks.text import tool_data
-from tasks.text.chatml import encode_chat
+from tasks.text.chatml import encode_chat, pad_right
 from tasks.text.phrasings import CANT_ANSWER, out_of_scope, question
 from tasks.text.rlhf_losses import (dpo_loss, gae, masked_sum, ppo_policy_loss, ppo_rewards, ppo_value_loss,
                                     reward_model_loss, token_kl, token_logprobs, whiten)
@@ -158,12 +158,7 @@ def encode_batch(convs: list[list[dict]], tok, block_size: int) -> tuple[torch.T
     """Right-padded ids (B, T), lengths (B,), and the action mask (B, T-1) of each *target* token (assistant tokens)."""
     enc = [encode_chat(c, tok) for c in convs]
     enc = [(ids[-block_size:], m[-block_size:]) for ids, m in enc]
-    T = max(len(ids) for ids, _ in enc)
-    x = torch.zeros(len(enc), T, dtype=torch.long)
-    mask = torch.zeros(len(enc), T, dtype=torch.float32)
-    for i, (ids, m) in enumerate(enc):
-        x[i, : len(ids)] = torch.tensor(ids)
-        mask[i, : len(m)] = torch.tensor(m, dtype=torch.float32)
+    x, mask = pad_right(enc)
     return x, torch.tensor([len(ids) for ids, _ in enc]), mask[:, 1:]
 
 

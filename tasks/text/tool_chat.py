@@ -3,9 +3,11 @@
     user question -> model -> {"tool": ...}?  yes: Toolbox.call -> tool message -> model -> ... -> answer
                                               no:  that message is the answer
 
-The model alone decides whether to call and with which arguments; the loop only
+The model alone decides whether to call, which tool and with which arguments; the loop only
 executes what it wrote (validated by :class:`tasks.text.tools.Toolbox`) and stops after
-``max_calls`` calls (the last word is then the model's, whatever it says).
+``max_calls`` calls (the last word is then the model's, whatever it says). With ``constrain``
+(``gpt.sft.constrain_calls``), an argument the reports do not hold is first replaced by the value
+they hold that the model finds likeliest (:mod:`tasks.text.constrained_calls`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tasks.text.chatml import answer
+from tasks.text.constrained_calls import constrain as constrain_call
+from tasks.text.constrained_calls import scorer
 from tasks.text.tools import Toolbox, is_tool_call
 
 
@@ -29,11 +33,16 @@ def chat_turn(
     seed: int = 0,
     max_calls: int = 2,
     on_message: Callable[[dict], None] | None = None,
+    constrain: bool = False,
 ) -> str:
     """Extend ``messages`` (ending with the user's) with calls, results and the answer; return the answer."""
     for i in range(max_calls + 1):
         reply = answer(model, tok, messages, max_new_tokens, temperature, seed + i)
         msg = {"role": "assistant", "content": reply}
+        if constrain and is_tool_call(reply) and i < max_calls:
+            held = constrain_call(reply, toolbox, scorer(model, tok, max_new_tokens), messages)
+            if held != reply:  # what the model wrote stays in the transcript beside what ran
+                msg, reply = {"role": "assistant", "content": held, "written": reply}, held
         messages.append(msg)
         if on_message:
             on_message(msg)
@@ -62,23 +71,25 @@ def _same_call(a: str | None, b: str | None) -> bool:
         return False
 
 
-def accuracy(model, tok, questions: list[dict], toolbox: Toolbox, max_new_tokens: int = 120) -> dict:
+def accuracy(model, tok, questions: list[dict], toolbox: Toolbox, max_new_tokens: int = 120,
+             constrain: bool = False) -> dict:
     """Exact-answer accuracy on questions with references (greedy), overall and per kind, and the transcripts.
 
     A row is correct when the final answer equals the reference; ``call_correct`` when the first call is the
     reference call (no call where none is needed); ``invented``: numbers the answer holds that the question
-    and the tool results do not.
+    and the tool results do not; ``written``: the first call as the model wrote it, where ``constrain``
+    replaced an argument of it.
     """
     rows = []
     for q in questions:
         msgs = [dict(m) for m in q["messages"]]
-        got = chat_turn(model, tok, msgs, toolbox, max_new_tokens)
-        calls = [m["content"] for m in msgs[len(q["messages"]):-1] if m["role"] == "assistant"]
-        call = calls[0] if calls else None
+        got = chat_turn(model, tok, msgs, toolbox, max_new_tokens, constrain=constrain)
+        calls = [m for m in msgs[len(q["messages"]):-1] if m["role"] == "assistant"]
+        call = calls[0]["content"] if calls else None
         rows.append({**{k: q.get(k) for k in ("kind", "family", "system", "question", "reference")}, "answer": got,
                      "correct": got == q["reference"], "call": call,
                      "call_correct": _same_call(call, q.get("call")) if q.get("call") else call is None,
-                     "invented": invented_numbers(got, msgs)})
+                     "invented": invented_numbers(got, msgs), "written": calls[0].get("written") if calls else None})
     return summary(rows)
 
 
@@ -89,15 +100,16 @@ def summary(rows: list[dict]) -> dict:
             "call_accuracy": sum(r["call_correct"] for r in rows) / n,
             "by_kind": {k: sum(r["correct"] for r in rows if r["kind"] == k) / sum(r["kind"] == k for r in rows)
                         for k in kinds},
-            "invented": sum(bool(r["invented"]) for r in rows), "n": len(rows), "rows": rows}
+            "invented": sum(bool(r["invented"]) for r in rows),
+            "constrained": sum(bool(r.get("written")) for r in rows), "n": len(rows), "rows": rows}
 
 
 def accuracy_on_sets(model, tok, sets: list[tuple[list[dict], object]], max_new_tokens: int = 120,
-                     enabled: bool = True) -> dict:
+                     enabled: bool = True, constrain: bool = False) -> dict:
     """:func:`accuracy` pooled over several (questions, reports) sets, each with its own toolbox."""
     rows = []
     for qs, reports in sets:
-        rows += accuracy(model, tok, qs, Toolbox(reports, enabled=enabled), max_new_tokens)["rows"]
+        rows += accuracy(model, tok, qs, Toolbox(reports, enabled=enabled), max_new_tokens, constrain)["rows"]
     return summary(rows)
 
 

@@ -296,12 +296,13 @@ def heldout_questions(reports: Reports, n_per_kind: int, seed: int, family: str 
     return out
 
 
-def out_of_scope_questions(reports: Reports, n: int, seed: int) -> list[dict]:
-    """``n`` held-out questions no tool answers (names from ``reports`` where a form has slots)."""
+def out_of_scope_questions(reports: Reports, n: int, seed: int, family: str = "heldout") -> list[dict]:
+    """``n`` questions no tool answers, in the forms of ``family`` (held-out by default; ``train`` where a
+    recipe is chosen without them), names from ``reports`` where a form has slots."""
     from tasks.text.phrasings import OUT_OF_SCOPE
 
     rng = random.Random(seed)
-    forms = list(OUT_OF_SCOPE["heldout"])
+    forms = list(OUT_OF_SCOPE[family])
     rng.shuffle(forms)
     series = next(iter(sorted(reports.backtest)), "X")
     rows = reports.backtest.get(series, {})
@@ -312,7 +313,7 @@ def out_of_scope_questions(reports: Reports, n: int, seed: int) -> list[dict]:
     for i, form in enumerate((forms * (n // len(forms) + 1))[:n]):
         system = SYSTEMS[i % 2]
         text = form.format(**names)
-        out.append({"kind": "out_of_scope", "family": "heldout", "system": system, "question": text,
+        out.append({"kind": "out_of_scope", "family": family, "system": system, "question": text,
                     "messages": no_tool_conversation(system, text, CANT_ANSWER)[:2], "reference": CANT_ANSWER,
                     "call": None})
     return out

@@ -220,6 +220,34 @@ class Toolbox:
         args = {k: v for k, v in call.items() if k != "tool"}
         return getattr(self, f"_{name}")(**args)
 
+    def choices(self, call: dict, arg: str) -> list[str] | None:
+        """The values the reports hold for argument ``arg`` of ``call``'s tool, given the arguments before it
+        that the reports hold (a model: those with the call's metric on its series); None for a free-text
+        argument (the calculator's expression)."""
+        r, name = self.reports, call["tool"]
+        series = call.get("series")
+        if arg == "series":
+            if name == "stationarity":
+                return sorted(r.stationarity)
+            if name == "forecast":
+                return sorted({*r.forecasts, *(f["dataset"] for f in r.forecasts.values())})
+            return sorted(r.backtest)
+        if arg == "metric":
+            rows = [r.backtest[series]] if series in r.backtest else list(r.backtest.values())
+            return sorted({k for table in rows for row in table.values() for k, v in (row or {}).items()
+                           if _as_float(v) is not None})
+        if arg == "model":
+            scores = r.backtest.get(series, {})
+            return sorted(m for m, row in scores.items() if _as_float((row or {}).get(call.get("metric"))) is not None)
+        if arg == "order":
+            return list(ORDERS)
+        if arg == "dataset":
+            return sorted(r.champions)
+        if arg == "date":
+            f = r.forecasts.get(series) or next((v for v in r.forecasts.values() if v["dataset"] == series), None)
+            return [row["ds"] for row in f["rows"]] if f else []
+        return None
+
     def _scores(self, series: str, metric: str) -> dict[str, float]:
         if series not in self.reports.backtest:
             raise ToolError(f"unknown series {series!r} in the backtest reports")
