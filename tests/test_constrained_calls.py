@@ -124,3 +124,27 @@ def test_the_chat_runs_the_held_call_and_keeps_what_the_model_wrote(monkeypatch)
     msgs = [dict(m) for m in MSGS]
     tool_chat.chat_turn(None, None, msgs, Toolbox(REPORTS))  # off: what the model wrote runs
     assert "error" in json.loads(msgs[3]["content"]) and "written" not in msgs[2]
+
+
+def test_seqcast_chat_holds_the_calls_unless_asked_to_run_them_as_written(tmp_path, capsys, monkeypatch):
+    """`seqcast chat` (its main): the call line shows the held call and what was written; --calls-as-written runs
+    the written one (its error is what the tool answers)."""
+    from _tiny_chat import train_tiny_chat
+    from flows.text_chat_session import main
+
+    train_tiny_chat(tmp_path / "chat", steps=1)  # the replies are scripted: only the files are needed
+    (tmp_path / "reports" / "stationarity").mkdir(parents=True)
+    (tmp_path / "reports" / "stationarity" / "any.json").write_text(json.dumps(
+        {"^KS11": {"verdict": "difference-stationary", "d": 1}, "Dongsi": {"verdict": "stationary", "d": 0}}))
+    monkeypatch.setattr(tool_chat, "scorer", lambda *a, **k: Prefers())
+    args = ["--checkpoint", str(tmp_path / "chat"), "--reports", str(tmp_path / "reports"),
+            "--once", "To make Dongsi stationary, how many differences are needed?"]
+    for extra, call, result in (([], '{"tool":"stationarity","series":"Dongsi"}', '{"verdict":"stationary","d":0}'),
+                                (["--calls-as-written"], '{"tool":"stationarity","series":"needed"}', '{"error":')):
+        replies = ['{"tool":"stationarity","series":"needed"}', "0"]
+        monkeypatch.setattr(tool_chat, "answer", lambda *a, **k: replies.pop(0))
+        assert main(args + extra) == 0
+        out = capsys.readouterr().out.splitlines()
+        (line,) = [ln for ln in out if ln.startswith("call> ")]
+        assert line.startswith(f"call> {call}") and ("(written: " in line) == (not extra)
+        assert any(ln.startswith(f"tool> {result}") for ln in out)
