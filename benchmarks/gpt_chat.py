@@ -9,8 +9,9 @@ The pretrained GPT of the ``gpt_train`` stage is fine-tuned as the ``gpt_chat_sf
 answers, on made-up worlds of seeds training never draws from: in the ``fit`` forms (what it was
 trained on) and in the ``dev`` forms (phrasings it never read), also with made-up words opening the
 question; and on questions no tool answers, in their training forms (refused, or answered with a
-number of its own). The calls are decoded as the stage decodes them (``gpt.sft.constrain_calls``). ``--set max_iters=1200`` tries a value of ``gpt.sft`` (read through its schema) without
-editing params.yaml. The held-out forms the ``gpt_chat_eval`` stage judges are never used here.
+number of its own). The calls are decoded as the stage decodes them (``gpt.sft.constrain_calls``).
+``--set max_iters=1200`` tries a value of ``gpt.sft`` (read through its schema) without editing
+params.yaml. The held-out forms the ``gpt_chat_eval`` stage judges are never used here.
 
 Prints the table by question kind (mean and spread over seeds); MLflow: one run (tags family=gpt,
 model=gpt_chat_recipe) with the table. The last line is JSON.

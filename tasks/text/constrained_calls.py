@@ -91,14 +91,11 @@ def scorer(model, tok, max_new_tokens: int, batch: int = 64) -> Scorer:
     def score(messages: list[dict], completions: Sequence[str]) -> list[float]:
         T = model.config.block_size
         kept = context(model, tok, messages, max_new_tokens)
+        start = len(encode_chat(kept, tok, [], add_generation_prompt=True)[0])  # where the new message begins
         rows = []
         for c in completions:
-            slots: list[str] = []
-            prompt, _ = encode_chat(kept, tok, list(slots), add_generation_prompt=True)
-            ids, mask = encode_chat([*kept, {"role": "assistant", "content": c}], tok, slots)
-            mine = [0] * len(ids)
-            for i in range(len(prompt), len(ids)):
-                mine[i] = mask[i]  # the new message's tokens only (earlier answers are context)
+            ids, mask = encode_chat([*kept, {"role": "assistant", "content": c}], tok, [])
+            mine = [0] * start + mask[start:]  # the new message's tokens only (earlier answers are context)
             rows.append((ids[-T:], mine[-T:]))
         out: list[float] = []
         for i in range(0, len(rows), batch):

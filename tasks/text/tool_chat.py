@@ -38,17 +38,19 @@ def chat_turn(
     """Extend ``messages`` (ending with the user's) with calls, results and the answer; return the answer."""
     for i in range(max_calls + 1):
         reply = answer(model, tok, messages, max_new_tokens, temperature, seed + i)
-        msg = {"role": "assistant", "content": reply}
-        if constrain and is_tool_call(reply) and i < max_calls:
-            held = constrain_call(reply, toolbox, scorer(model, tok, max_new_tokens), messages)
-            if held != reply:  # what the model wrote stays in the transcript beside what ran
-                msg, reply = {"role": "assistant", "content": held, "written": reply}, held
+        msg, ran = {"role": "assistant", "content": reply}, None
+        if is_tool_call(reply) and i < max_calls:
+            ran = toolbox.call(reply)
+            if constrain and "error" in json.loads(ran):  # only a failing call is held to the reports
+                held = constrain_call(reply, toolbox, scorer(model, tok, max_new_tokens), messages)
+                if held != reply:  # what the model wrote stays in the transcript beside what ran
+                    msg, reply, ran = {"role": "assistant", "content": held, "written": reply}, held, toolbox.call(held)
         messages.append(msg)
         if on_message:
             on_message(msg)
-        if not is_tool_call(reply) or i == max_calls:
+        if ran is None:
             return reply
-        result = {"role": "tool", "content": toolbox.call(reply)}
+        result = {"role": "tool", "content": ran}
         messages.append(result)
         if on_message:
             on_message(result)

@@ -237,14 +237,16 @@ class Toolbox:
             return sorted({k for table in rows for row in table.values() for k, v in (row or {}).items()
                            if _as_float(v) is not None})
         if arg == "model":
-            scores = r.backtest.get(series, {})
-            return sorted(m for m, row in scores.items() if _as_float((row or {}).get(call.get("metric"))) is not None)
+            try:
+                return sorted(self._scores(series, call.get("metric")))
+            except ToolError:
+                return []
         if arg == "order":
             return list(ORDERS)
         if arg == "dataset":
             return sorted(r.champions)
         if arg == "date":
-            f = r.forecasts.get(series) or next((v for v in r.forecasts.values() if v["dataset"] == series), None)
+            f = self._forecast_of(series)
             return [row["ds"] for row in f["rows"]] if f else []
         return None
 
@@ -284,10 +286,13 @@ class Toolbox:
         r = self.reports.stationarity[series]
         return {"verdict": str(r.get("verdict")), "d": int(r.get("d", 0))}
 
-    def _forecast(self, series: str, date: str | None = None) -> dict:
+    def _forecast_of(self, series: str) -> dict | None:
+        """The forecast of a series, or of a dataset's champion series when ``series`` names a dataset."""
         f = self.reports.forecasts.get(series)
-        if f is None:  # a dataset's name: the forecast of its champion's series
-            f = next((v for v in self.reports.forecasts.values() if v["dataset"] == series), None)
+        return f if f is not None else next((v for v in self.reports.forecasts.values() if v["dataset"] == series), None)
+
+    def _forecast(self, series: str, date: str | None = None) -> dict:
+        f = self._forecast_of(series)
         if f is None or not f["rows"]:
             raise ToolError(f"no forecast of {series!r}")
         rows = f["rows"]
