@@ -253,9 +253,14 @@ def prefect_api() -> Iterator[str]:
     if url:
         yield url
         return
+    import socket
+
     from prefect.server.api.server import SubprocessASGIServer
 
-    server = SubprocessASGIServer()
+    with socket.socket() as sock:  # a port of its own: Prefect keeps one server per port, and the one without
+        sock.bind(("127.0.0.1", 0))  # a port is the process's default (a flow's, a test harness's): not ours to stop
+        port = sock.getsockname()[1]
+    server = SubprocessASGIServer(port=port)
     server.start(timeout=180)
     try:
         with temporary_settings({PREFECT_API_URL: server.api_url}):

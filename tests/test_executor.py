@@ -197,3 +197,20 @@ def test_a_transient_error_is_retried_a_job_error_is_not(cluster):
         for item, result in executor.run(fail_on_three, [1, 2, 3, 4], address=address):
             seen.append((item, result))
     assert seen == [(1, 1), (2, 2)]  # the jobs before it in its batch are still results
+
+
+def test_the_temporary_prefect_api_is_its_own_and_stops_alone(prefect_server, monkeypatch):
+    """Without an API, the executor starts a temporary server for its workers; stopping it leaves the process's
+    default server (here the session's) running: Prefect keeps one server per port, the default one without."""
+    import urllib.request
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        with executor.prefect_api() as url:
+            assert url != prefect_server
+            with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=30) as resp:
+                assert resp.status == 200
+    with urllib.request.urlopen(prefect_server.rstrip("/") + "/health", timeout=30) as resp:
+        assert resp.status == 200
