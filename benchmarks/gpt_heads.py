@@ -1,13 +1,15 @@
 """GPT-1's claim measured: accuracy against the number of labelled examples, pretrained + fine-tuned vs from scratch.
 
     seqcast bench gpt_heads [--sizes 50 100 ...] [--seeds 1 2 3] [--task acceptability|speaker]
-                            [--split test|validation] [--set KEY=VALUE ...]
+                            [--split test|validation] [--set KEY=VALUE ...] [--variants V ...]
                             [--checkpoint checkpoints/gpt] [--no-mlflow] [--quick]
 
 The pretrained decoder of the ``gpt_train`` stage, the task of ``gpt.heads`` (tasks/text/heads.py):
 for each number of labelled lines and seed, the majority class, the frozen decoder + linear head,
 the whole network fine-tuned with the auxiliary LM loss, and the same network and recipe from
-scratch. ``--split validation`` scores on ``gpt.heads.val_lines`` lines carved from the labelled
+scratch; on the acceptability task also the likelihood heads of those three networks (a line's
+log-probability against orders of its own words; ``score_finetune`` - ``score_scratch`` is the same
+comparison: one recipe, only the initialisation differs). ``--split validation`` scores on ``gpt.heads.val_lines`` lines carved from the labelled
 (training) lines instead of the test lines: where the recipe is chosen, ``--set finetune_lr=1e-3`` trying
 a value of ``gpt.heads`` (read through its schema) without editing params.yaml. Prints the accuracy of the
 surface rules on the scored lines (a leak check: near 0.5 when only word order tells the classes apart) and
@@ -25,7 +27,11 @@ import time
 
 from benchmarks import set_values
 
-VARIANTS = ("majority", "linear", "finetune", "scratch")
+VARIANTS = ("majority", "linear", "finetune", "scratch", "score", "score_finetune", "score_scratch")
+GAINS = {"gain": ("finetune", "scratch"), "score_gain": ("score_finetune", "score_scratch")}  # pretrained - scratch
+LABELS = {"majority": "majority", "linear": "frozen + linear", "finetune": "fine-tuned (pretrained)",
+          "scratch": "from scratch", "score": "likelihood, frozen", "score_finetune": "likelihood, fine-tuned",
+          "score_scratch": "likelihood, from scratch"}
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
@@ -40,18 +46,24 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 row[v] = statistics.fmean(vals)
                 row[f"{v}_sd"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
                 row[f"{v}_min"], row[f"{v}_max"] = min(vals), max(vals)
-        if "finetune" in row and "scratch" in row:
-            row["gain"] = row["finetune"] - row["scratch"]
+        for gain, (a, b) in GAINS.items():
+            if a in row and b in row:
+                row[gain] = row[a] - row[b]
         out.append(row)
     return out
 
 
 def markdown(agg: list[dict]) -> str:
-    head = "| labelled lines | majority | frozen + linear | fine-tuned (pretrained) | from scratch | pretrained - scratch |"
-    lines = [head, "|---|---|---|---|---|---|"]
+    """One row per number of labelled lines: mean ± sd of each variant measured, then each pretrained - scratch gain."""
+    shown = [v for v in VARIANTS if any(v in r for r in agg)]
+    gains = [g for g in GAINS if any(g in r for r in agg)]
+    names = {"gain": "pretrained - scratch", "score_gain": "likelihood: pretrained - scratch"}
+    lines = ["| labelled lines | " + " | ".join([LABELS[v] for v in shown] + [names[g] for g in gains]) + " |",
+             "|---" * (1 + len(shown) + len(gains)) + "|"]
     for r in agg:
-        cells = [f"{r[v]:.3f} ± {r[f'{v}_sd']:.3f}" if v in r else "-" for v in VARIANTS]
-        lines.append(f"| {r['n_train']} | " + " | ".join(cells) + f" | {r.get('gain', float('nan')):+.3f} |")
+        cells = [f"{r[v]:.3f} ± {r[f'{v}_sd']:.3f}" if v in r else "-" for v in shown]
+        cells += [f"{r[g]:+.3f}" if g in r else "-" for g in gains]
+        lines.append(f"| {r['n_train']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -61,20 +73,26 @@ def plot(agg: list[dict], path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    xs = [r["n_train"] for r in agg]
-    for v, label in (("finetune", "pretrained + fine-tuned"), ("scratch", "from scratch"),
-                     ("linear", "frozen + linear head"), ("majority", "majority class")):
-        if v in agg[0]:
-            ys, sd = [r[v] for r in agg], [r[f"{v}_sd"] for r in agg]
-            ax.errorbar(xs, ys, yerr=sd, marker="o", capsize=3, label=label, linestyle="--" if v == "majority" else "-")
-    ax.set_xscale("log")
-    ax.set_xlabel("labelled lines")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "seqcast"}):  # an SVG keeps its text, same bytes each run
+        fig, ax = plt.subplots(figsize=(8.5, 4.2))
+        xs = [r["n_train"] for r in agg]
+        colours = {"finetune": "C0", "scratch": "C1", "linear": "C2", "majority": "C7"}  # one colour per network
+        for v, label in (("finetune", "pretrained + fine-tuned"), ("scratch", "from scratch"),
+                         ("linear", "frozen + linear head"), ("score_finetune", "likelihood head, pretrained + fine-tuned"),
+                         ("score_scratch", "likelihood head, from scratch"), ("score", "likelihood head, frozen"),
+                         ("majority", "majority class")):
+            if v in agg[0]:
+                ys, sd = [r[v] for r in agg], [r[f"{v}_sd"] for r in agg]
+                style = "--" if v == "majority" else ":" if v.startswith("score") else "-"
+                colour = colours[{"score": "linear"}.get(v, v.removeprefix("score_"))]
+                ax.errorbar(xs, ys, yerr=sd, marker="o", capsize=3, label=label, linestyle=style, color=colour)
+        ax.set_xscale("log")
+        ax.set_xlabel("labelled lines")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(title)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        fig.tight_layout()
+        fig.savefig(path, dpi=120, **({"metadata": {"Date": None}} if str(path).endswith(".svg") else {}))
     plt.close(fig)
 
 
@@ -96,9 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", choices=["test", "validation"], default="test",
                     help="score on the test lines, or on validation lines carved from the training lines (recipe choices)")
     ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override a gpt.heads value (schema-checked)")
+    ap.add_argument("--variants", nargs="+", choices=VARIANTS[1:], default=None,
+                    help="only these (default: every variant of the task; the majority class is always shown)")
     ap.add_argument("--quick", action="store_true", help="tiny settings (tests)")
     ap.add_argument("--no-mlflow", action="store_true")
-    ap.add_argument("--out", default=str(project_root() / p.paths.reports / "heads_curve.png"))
+    ap.add_argument("--out", default=str(project_root() / p.paths.reports / "heads_curve.png"),
+                    help="the plot (its format from the name: .png, .svg)")
     a = ap.parse_args(argv)
 
     from pathlib import Path
@@ -120,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     tok = load_tokenizer(Path(a.checkpoint) / "tokenizer.json")
     load, t0, c0 = os.getloadavg()[0], time.perf_counter(), time.process_time()
     text = load_corpus()
-    rows = learning_curve(base, tok, text, hp, a.sizes, a.seeds, split=a.split)
+    rows = learning_curve(base, tok, text, hp, a.sizes, a.seeds, a.variants and tuple(a.variants), split=a.split)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     agg = aggregate(rows)
     md = markdown(agg)

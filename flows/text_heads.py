@@ -4,7 +4,9 @@ The task of ``gpt.heads.task`` (default: is a line as written or are its words s
 punctuation and the line-start capital kept in place so that only the word order differs; test
 lines from the text the pretraining never read; ``surface_rules`` in the report: the accuracy of
 rules that read no word order, near 0.5): majority class, frozen decoder +
-linear head, full fine-tune with the auxiliary LM loss, the same network from scratch —
+linear head, full fine-tune with the auxiliary LM loss, the same network from scratch, and on the
+acceptability task the likelihood heads of those three networks (``score``, ``score_finetune``,
+``score_scratch``: a line's log-probability against orders of its own words) —
 with every labelled line (``max_train_lines``) and with the fewest of ``curve_sizes``
 (what pretraining buys when labels are few; the whole curve over sizes and seeds is
 ``seqcast bench gpt_heads``). One MLflow run per variant (tags family=gpt,
@@ -25,7 +27,7 @@ from models.text.gpt import model_from_checkpoint
 from models.text.tokenizers import load_tokenizer
 from seqcast.config import load_params
 from seqcast.paths import project_root
-from tasks.text.heads import make_task, run_variants, surface_rules
+from tasks.text.heads import SCORED, lower_words, make_task, run_variants, surface_rules
 from tasks.text.gpt_train import load_checkpoint
 from tasks.text.corpus import load_corpus
 from tasks.text.tracking import DATASET, FAMILY
@@ -48,19 +50,22 @@ def gpt_heads_flow() -> dict:
     base = model_from_checkpoint(load_checkpoint(base_dir / "model.pt"))
     tok = load_tokenizer(base_dir / "tokenizer.json")
     t0 = time.perf_counter()
-    task = make_task(load_corpus(), hp, p.seed)
-    res = run_variants(base, tok, task, hp, p.seed)
-    few = run_variants(base, tok, task, hp, p.seed, min(hp.curve_sizes))
-    res["few"] = {k: few[k] for k in ("n_train", "iters", "majority", *VARIANTS[1:])}
+    text = load_corpus()
+    task = make_task(text, hp, p.seed)
+    variants = VARIANTS + (tuple(SCORED) if hp.task == "acceptability" else ())
+    lower, cache = lower_words(text), {}
+    res = run_variants(base, tok, task, hp, p.seed, lower=lower, cache=cache)
+    few = run_variants(base, tok, task, hp, p.seed, min(hp.curve_sizes), lower=lower, cache=cache)
+    res["few"] = {k: few[k] for k in ("n_train", "iters", *variants)}
     res["task"], res["seconds"] = hp.task, time.perf_counter() - t0
     res["surface_rules"] = surface_rules(task["test"]) if hp.task == "acceptability" else {}
-    for v in VARIANTS:
+    for v in variants:
         print(f"{hp.task} head {v}: accuracy {res[v]:.3f} with {res['n_train']} labelled lines, "
               f"{few[v]:.3f} with {few['n_train']}")
     rep = root / p.paths.reports
     rep.mkdir(parents=True, exist_ok=True)
     (rep / "heads.json").write_text(json.dumps(res, indent=2))
-    for v in VARIANTS:
+    for v in variants:
         with model_run(DATASET, f"gpt_head_{v}", FAMILY, tags={"protocol": "P3", "task": hp.task}):
             mlflow.log_params({f"heads.{k}": val for k, val in hp.model_dump().items()})
             mlflow.log_params({"n_train": res["n_train"], "n_test": res["n_test"], "n_train_few": few["n_train"]})

@@ -177,6 +177,7 @@ class HeadsParams(Section):
     lm_coef: NonNegF = 0.5  # GPT-1's auxiliary LM loss weight (lambda)
     linear_iters: Pos = 300
     linear_lr: Rate = 1e-2
+    reshuffles: Pos = 4  # the likelihood heads: orders of a line's own words it is compared with
     pool: Literal["last", "mean"] = "last"  # what the head reads: the last token's hidden state (GPT-1) or the line's mean
     val_lines: Pos = 1000  # the recipe's validation lines, carved from the labelled (training) lines
     threads: NonNeg = 0  # torch threads of the stage and the bench (0: gpt.train.threads)

@@ -89,7 +89,10 @@ def ladder(rungs: dict[str, dict]) -> str:
 def heads(report: dict) -> str:
     """The GPT-1 task heads (``reports/gpt/heads.json``): accuracy of each variant."""
     names = {"majority": "majority class", "linear": "frozen decoder + linear head",
-             "finetune": "full fine-tune + auxiliary LM loss", "scratch": "the same network from scratch"}
+             "finetune": "full fine-tune + auxiliary LM loss", "scratch": "the same network from scratch",
+             "score": "likelihood head, frozen pretrained decoder",
+             "score_finetune": "likelihood head, the fine-tuned network",
+             "score_scratch": "likelihood head, the network from scratch"}
     few = report.get("few") or {}
     task = {"speaker": "speaker of a line", "acceptability": "a line as written or its words shuffled"}
     classes = report.get("classes") or report.get("speakers") or []

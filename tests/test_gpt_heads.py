@@ -205,3 +205,94 @@ def test_learning_curve_has_a_row_per_size_and_seed():
     rows = heads.learning_curve(base, tok, text, hp, sizes=[10, 40], seeds=[1, 2], variants=("finetune",))
     assert [(r["seed"], r["n_train"]) for r in rows] == [(1, 10), (1, 40), (2, 10), (2, 40)]
     assert all("finetune" in r and "scratch" not in r for r in rows)
+
+
+def test_line_logprobs_is_the_sum_of_each_characters_log_probability_after_the_opening_newline():
+    text = "abc ab\nba cab\n"
+    tok = CharTokenizer.train(text)
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(block_size=16, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=8)).eval()
+    got = heads.line_logprobs(gpt, tok, ["abc ab", "ba"], max_chars=4)
+    for line, value in zip(["abc ", "ba"], got):  # max_chars=4: "abc ab" is read as "abc " and its newline
+        ids = torch.tensor([tok.encode("\n" + line + "\n")])
+        logp = torch.log_softmax(gpt.lm_head(gpt.hidden(ids[:, :-1])), -1)
+        want = logp[0, torch.arange(ids.size(1) - 1), ids[0, 1:]].sum()
+        assert abs(value.item() - want.item()) < 1e-4
+
+
+def memorised_verse() -> tuple[str, GPT, CharTokenizer]:
+    """Twelve lines repeated, and a tiny GPT trained on them until it knows their word order."""
+    verse = ["the king is dead and gone", "my lord the night is cold", "a horse for my good kingdom",
+             "sweet love will come to thee", "the sun doth rise at dawn", "o gentle heart be still",
+             "we go to war this night", "her eyes are bright as stars", "the crown is heavy now",
+             "what light is in the window", "a fool would speak of gold", "thy word is all I have"]
+    text = "\n".join(verse * 40) + "\n"
+    tok = CharTokenizer.train(text)
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(block_size=32, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=32))
+    data = torch.tensor(tok.encode(text))
+    opt = torch.optim.AdamW(gpt.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        ix = torch.randint(len(data) - 33, (16,), generator=g)
+        x = torch.stack([data[i : i + 32] for i in ix])
+        y = torch.stack([data[i + 1 : i + 33] for i in ix])
+        loss = torch.nn.functional.cross_entropy(gpt.lm_head(gpt.hidden(x)).flatten(0, 1), y.flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return text, gpt.eval(), tok
+
+
+def test_the_likelihood_features_tell_a_line_from_its_shuffles_to_a_model_that_knows_the_order():
+    text, gpt, tok = memorised_verse()
+    lines = ["the king is dead and gone", "my lord the night is cold"]
+    lower = heads.lower_words(text)
+    shuffled = [heads.shuffle_words(line, random.Random(i), lower) for i, line in enumerate(lines)]
+    f = heads.likelihood_features(gpt, tok, lines + shuffled, lower, reshuffles=4, max_chars=64, seed=0)
+    assert f.shape == (4, 2)
+    assert (f[:2, 1] > 5).all()  # many nats likelier than orders of the same words
+    assert (f[:2, 0] > f[2:, 0]).all()  # and likelier per character than those lines shuffled
+    assert f[2:, 1].abs().max() < f[:2, 1].min()  # a shuffled line is one of its orders: no such margin
+    torch.manual_seed(1)
+    random_net = GPT(GPTConfig(block_size=32, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=32)).eval()
+    g = heads.likelihood_features(random_net, tok, lines, lower, reshuffles=4, max_chars=64, seed=0)
+    assert g[:, 1].abs().max() < f[:2, 1].min() / 4  # a network that knows nothing: next to no margin
+
+
+def test_the_likelihood_heads_read_what_pretraining_knows_and_the_scratch_network_does_not():
+    text, gpt, tok = memorised_verse()
+    hp = HeadsParams(max_chars=32, iters=30, min_iters=30, batch_size=8, linear_iters=200, linear_lr=0.05,
+                     finetune_lr=1e-4, reshuffles=4)
+    task = heads.acceptability_task(text, seed=0)
+    res = heads.run_variants(gpt, tok, task, hp, seed=0, n_train=20, lower=heads.lower_words(text))
+    assert set(res) >= {"linear", "finetune", "scratch", "score", "score_finetune", "score_scratch"}
+    assert res["score"] >= 0.95 and res["score_finetune"] >= 0.9  # the order of memorised lines is known
+    assert res["score_scratch"] <= 0.75  # 30 steps on 20 lines from a random start know next to nothing
+    with pytest.raises(ValueError, match="lower"):
+        heads.run_variants(gpt, tok, task, hp, seed=0, n_train=20, variants=("score",))
+    speaker = {"classes": ["A", "B"], "train": task["train"], "test": task["test"]}
+    assert "score" not in heads.run_variants(gpt, tok, speaker, hp, seed=0, n_train=20, variants=None)
+
+
+def test_the_bench_table_shows_both_gains():
+    from benchmarks.gpt_heads import aggregate, markdown
+
+    rows = [{"n_train": 50, "majority": 0.5, "finetune": 0.52, "scratch": 0.5, "score": 0.8, "score_finetune": 0.7,
+             "score_scratch": 0.5, "seed": s} for s in (1, 2)]
+    agg = aggregate(rows)
+    assert agg[0]["gain"] == pytest.approx(0.02) and agg[0]["score_gain"] == pytest.approx(0.2)
+    md = markdown(agg)
+    assert "likelihood: pretrained - scratch" in md and "+0.200" in md and "| 50 |" in md
+
+
+def test_the_bench_plot_is_an_svg_with_its_text_and_no_date(tmp_path):
+    from benchmarks.gpt_heads import aggregate, plot
+
+    rows = [{"n_train": n, "majority": 0.5, "finetune": 0.5 + n / 1e4, "scratch": 0.5, "score": 0.85,
+             "score_finetune": 0.6, "score_scratch": 0.5, "seed": 1} for n in (50, 200)]
+    plot(aggregate(rows), tmp_path / "a.svg", "curve")
+    plot(aggregate(rows), tmp_path / "b.svg", "curve")
+    svg = (tmp_path / "a.svg").read_text()
+    assert "likelihood head, frozen" in svg and "labelled lines" in svg  # text, not glyph paths
+    assert svg == (tmp_path / "b.svg").read_text()  # the same bytes each time: no date, fixed ids

@@ -87,7 +87,7 @@ def test_chat_stages_train_without_the_reports_and_judge_on_every_dataset_found(
     assert {("gpt-chat", "sft"), ("gpt-chat", "eval")} <= steps
 
 
-def test_heads_stage_writes_the_four_accuracies_with_all_and_with_few_labels(pretrained):
+def test_heads_stage_writes_the_seven_accuracies_with_all_and_with_few_labels(pretrained):
     ws, env = pretrained
     run([sys.executable, "-m", "dvc", "repro", "-s", "gpt_heads"], ws, env)
     heads = json.loads((ws / "reports" / "gpt" / "heads.json").read_text())
@@ -95,6 +95,7 @@ def test_heads_stage_writes_the_four_accuracies_with_all_and_with_few_labels(pre
     assert heads["n_train"] == 64 and heads["few"]["n_train"] == 16
     assert 0.4 <= heads["majority"] <= 0.6  # half the test lines are shuffled
     runs = runs_of(ws)
-    for v in ("majority", "linear", "finetune", "scratch"):
+    for v in ("majority", "linear", "finetune", "scratch", "score", "score_finetune", "score_scratch"):
+        assert 0.0 <= heads[v] <= 1.0 and 0.0 <= heads["few"][v] <= 1.0
         row = runs[runs["tags.model"] == f"gpt_head_{v}"].iloc[0]
         assert row["metrics.P3_head_accuracy"] == heads[v] and row["metrics.P3_head_accuracy_few"] == heads["few"][v]

@@ -18,7 +18,12 @@ Variants on one split (:func:`run_variants`): the majority class; ``linear``, th
 pretrained decoder frozen and a linear head on its pooled hidden state (``pool``: the last
 token's, GPT-1, or the line's mean; features computed once); ``finetune``, the whole
 network fine-tuned, task loss + ``lm_coef`` x the language-model loss on the same lines
-(GPT-1, lambda = 0.5); ``scratch``, the same network and recipe from a random initialisation. :func:`learning_curve` repeats them over
+(GPT-1, lambda = 0.5); ``scratch``, the same network and recipe from a random initialisation. On the acceptability
+task three more heads read what a language model knows of word order, its likelihood (GPT-1's zero-shot
+heuristic for CoLA, made a head): :func:`likelihood_features`, a line's log-probability per character and its
+margin over ``reshuffles`` orders of its own words, and a logistic head on those two numbers fit on the
+labelled lines; ``score`` on the frozen pretrained decoder, ``score_finetune`` and ``score_scratch`` on the
+networks of ``finetune`` and ``scratch`` (the same recipe, only the initialisation differs). :func:`learning_curve` repeats them over
 numbers of labelled examples and seeds (the paper's claim: pretraining matters most when
 labels are few); iterations follow the data (``epochs`` passes, at least ``min_iters``, at
 most ``iters``). The recipe (learning rates, steps, pooling) is chosen on
@@ -217,6 +222,52 @@ def surface_rules(pairs: list[tuple[str, int]]) -> dict[str, float]:
     return {k: sum(int(bool(f(s))) == y for s, y in pairs) / max(1, len(pairs)) for k, f in rules.items()}
 
 
+@torch.no_grad()
+def line_logprobs(gpt: GPT, tok, lines: list[str], max_chars: int, batch: int = 128) -> torch.Tensor:
+    """Each line's log-probability (N,) under the decoder: its first ``max_chars`` characters and the newline
+    after them, each read after the newline that opens the line (a line of the corpus starts after one).
+    Lines are read in batches of similar length (less padding), the result in the order given."""
+    ids = [tok.encode("\n" + line[:max_chars] + "\n")[: gpt.config.block_size + 1] for line in lines]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    gpt.eval()
+    out = torch.zeros(len(ids))
+    for start in range(0, len(order), batch):
+        rows = order[start : start + batch]
+        T = max(len(ids[i]) for i in rows)
+        x = torch.zeros(len(rows), T, dtype=torch.long)
+        for j, i in enumerate(rows):
+            x[j, : len(ids[i])] = torch.tensor(ids[i])
+        n = torch.tensor([len(ids[i]) - 1 for i in rows])  # characters scored per line
+        logp = F.log_softmax(gpt.lm_head(gpt.hidden(x[:, :-1])), -1).gather(-1, x[:, 1:, None]).squeeze(-1)
+        out[rows] = (logp * (torch.arange(T - 1)[None, :] < n[:, None])).sum(1)
+    return out
+
+
+def likelihood_features(gpt: GPT, tok, lines: list[str], lower: set[str], reshuffles: int, max_chars: int,
+                        seed: int) -> torch.Tensor:
+    """(N, 2): a line's log-probability per character, and its log-probability minus the mean over
+    ``reshuffles`` orders of its own words (:func:`shuffle_words`, seeded): a line as written is likelier than
+    its reorderings to a model that knows word order, a shuffled line is one of them. Both characters and words
+    are those of the line, so only the model's knowledge of their order moves these numbers."""
+    rng = random.Random(seed)
+    own = line_logprobs(gpt, tok, lines, max_chars)
+    others = [shuffle_words(line, rng, lower) or line for line in lines for _ in range(reshuffles)]
+    mean_other = line_logprobs(gpt, tok, others, max_chars).view(len(lines), reshuffles).mean(1)
+    chars = torch.tensor([min(len(line), max_chars) + 1 for line in lines], dtype=torch.float)
+    return torch.stack([own / chars, own - mean_other], dim=1)
+
+
+def score_head(train: torch.Tensor, y: torch.Tensor, test: torch.Tensor, hp, seed: int) -> torch.Tensor:
+    """Predicted classes of the test lines from a logistic head on the standardised likelihood features."""
+    mu, sd = train.mean(0), train.std(0).clamp_min(1e-6)
+    head = train_linear((train - mu) / sd, y, 2, hp.linear_iters, hp.linear_lr, seed)
+    with torch.no_grad():
+        return head((test - mu) / sd).argmax(-1)
+
+
+SCORED = {"score": "linear", "score_finetune": "finetune", "score_scratch": "scratch"}  # head -> its network's variant
+
+
 def validation_task(task: dict, n_val: int, seed: int) -> dict:
     """The recipe's split: ``n_val`` of the task's training lines (drawn with ``seed``) as its test lines, the
     rest its training lines. Choices (learning rate, steps, pooling) are made here, never on the test lines."""
@@ -241,9 +292,17 @@ def iterations(n_train: int, hp) -> int:
 
 
 def run_variants(base: GPT, tok, task: dict, hp, seed: int, n_train: int | None = None,
-                 variants: tuple[str, ...] = ("linear", "finetune", "scratch")) -> dict:
-    """Accuracies of the majority class and of ``variants`` with ``n_train`` labelled lines (default
-    ``hp.max_train_lines``, drawn with ``seed``) on the task's test lines."""
+                 variants: tuple[str, ...] | None = None, lower: set[str] | None = None,
+                 cache: dict | None = None) -> dict:
+    """Accuracies of the majority class and of ``variants`` (default: every variant the task has; the
+    likelihood heads only on acceptability, where ``lower`` is :func:`lower_words` of the corpus) with
+    ``n_train`` labelled lines (default ``hp.max_train_lines``, drawn with ``seed``) on the task's test lines.
+    ``cache`` keeps the frozen decoder's test features between calls on the same task."""
+    if variants is None:
+        variants = ("linear", "finetune", "scratch") + (tuple(SCORED) if task["classes"] == ["shuffled", "as written"] else ())
+    if set(variants) & set(SCORED) and lower is None:
+        raise ValueError("the likelihood heads need lower: the corpus's lower-case words (lower_words)")
+    cache = {} if cache is None else cache
     rng = random.Random(seed)
     n = min(n_train or hp.max_train_lines, len(task["train"]))
     train_pairs = rng.sample(task["train"], n)
@@ -254,38 +313,60 @@ def run_variants(base: GPT, tok, task: dict, hp, seed: int, n_train: int | None 
     iters = iterations(n, hp)
     out = {"classes": task["classes"], "n_train": n, "n_test": len(task["test"]), "iters": iters,
            "majority": majority_accuracy(tr[2], te[2])}
-    if "linear" in variants:
+
+    def scored(variant: str, net: GPT) -> None:
+        if variant not in variants:
+            return
+        lines = ([ln for ln, _ in train_pairs], [ln for ln, _ in task["test"]])
+        f_tr = likelihood_features(net, tok, lines[0], lower, hp.reshuffles, max_len, seed)
+        key = (seed, hash(tuple(lines[1])))
+        if variant == "score" and key in cache:
+            f_te = cache[key]
+        else:
+            f_te = likelihood_features(net, tok, lines[1], lower, hp.reshuffles, max_len, seed + 1)
+            if variant == "score":
+                cache[key] = f_te
+        out[variant] = (score_head(f_tr, tr[2], f_te, hp, seed) == te[2]).float().mean().item()
+
+    if "linear" in variants or "score" in variants:
         torch.manual_seed(seed)
         frozen = GPT(base.config)
         frozen.load_state_dict(base.state_dict())
-        head = train_linear(features(frozen, tr[0], tr[1], pool=hp.pool), tr[2], K, hp.linear_iters, hp.linear_lr, seed)
-        out["linear"] = (head(features(frozen, te[0], te[1], pool=hp.pool)).argmax(-1) == te[2]).float().mean().item()
-    if "finetune" in variants:
+        frozen.eval()
+        if "linear" in variants:
+            head = train_linear(features(frozen, tr[0], tr[1], pool=hp.pool), tr[2], K, hp.linear_iters, hp.linear_lr, seed)
+            out["linear"] = (head(features(frozen, te[0], te[1], pool=hp.pool)).argmax(-1) == te[2]).float().mean().item()
+        scored("score", frozen)
+    if "finetune" in variants or "score_finetune" in variants:
         torch.manual_seed(seed)
         tuned = GPT(base.config)
         tuned.load_state_dict(base.state_dict())
         m = train_head(SequenceHead(tuned, K, hp.pool), tr, iters, hp.batch_size, hp.finetune_lr, hp.lm_coef, seed)
-        out["finetune"] = head_accuracy(m, *te)
-    if "scratch" in variants:
+        if "finetune" in variants:
+            out["finetune"] = head_accuracy(m, *te)
+        scored("score_finetune", m.gpt)
+    if "scratch" in variants or "score_scratch" in variants:
         torch.manual_seed(seed)
         scratch = GPT(GPTConfig(**base.config.to_dict()))
         m = train_head(SequenceHead(scratch, K, hp.pool), tr, iters, hp.batch_size, hp.scratch_lr, hp.lm_coef, seed)
-        out["scratch"] = head_accuracy(m, *te)
+        if "scratch" in variants:
+            out["scratch"] = head_accuracy(m, *te)
+        scored("score_scratch", m.gpt)
     return out
 
 
 def learning_curve(base: GPT, tok, text: str, hp, sizes: list[int], seeds: list[int],
-                   variants: tuple[str, ...] = ("linear", "finetune", "scratch"), split: str = "test") -> list[dict]:
+                   variants: tuple[str, ...] | None = None, split: str = "test") -> list[dict]:
     """One row per (size, seed): :func:`run_variants` with that many labelled lines (the task's split per seed),
     scored on the test lines, or with ``split="validation"`` on ``hp.val_lines`` lines carved from the training
     lines (:func:`validation_task`; where the recipe is chosen)."""
     if split not in ("test", "validation"):
         raise ValueError(f"split must be test or validation, not {split!r}")
-    rows = []
+    rows, lower, cache = [], lower_words(text), {}
     for seed in seeds:
         task = make_task(text, hp, seed)
         if split == "validation":
             task = validation_task(task, hp.val_lines, seed)
         for n in sizes:
-            rows.append({"seed": seed, **run_variants(base, tok, task, hp, seed, n, variants)})
+            rows.append({"seed": seed, **run_variants(base, tok, task, hp, seed, n, variants, lower, cache)})
     return rows
