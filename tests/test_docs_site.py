@@ -66,3 +66,10 @@ def test_a_stale_table_is_found(tmp_path):
     assert docs_report.stale(tmp_path, load_params()) == ["results.md: leaderboard pm25"]
     docs_report.write(tmp_path, load_params())
     assert (tmp_path / "results.md").read_text(encoding="utf-8") == page
+
+
+def test_every_file_the_readme_links_or_shows_is_in_the_repository():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    local = [t for t in re.findall(r"\]\(([^)\s]+)\)", readme) if "://" not in t and not t.startswith("#")]
+    assert local  # the README links the docs pages
+    assert [t for t in local if not (ROOT / t.split("#")[0]).is_file()] == []
