@@ -52,9 +52,9 @@ def gpt_heads_flow() -> dict:
     t0 = time.perf_counter()
     text = load_corpus()
     task = make_task(text, hp, p.seed)
-    variants = VARIANTS + (tuple(SCORED) if hp.task == "acceptability" else ())
     lower, cache = lower_words(text), {}
     res = run_variants(base, tok, task, hp, p.seed, lower=lower, cache=cache)
+    variants = [v for v in VARIANTS + tuple(SCORED) if v in res]  # those the task has (run_variants decides)
     few = run_variants(base, tok, task, hp, p.seed, min(hp.curve_sizes), lower=lower, cache=cache)
     res["few"] = {k: few[k] for k in ("n_train", "iters", *variants)}
     res["task"], res["seconds"] = hp.task, time.perf_counter() - t0
