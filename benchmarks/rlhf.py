@@ -5,9 +5,12 @@
 
 Per seed: the SFT model preference tuning starts from (``gpt.rlhf.sft_iters`` steps of the chat
 fine-tune's recipe on the pretrained GPT of ``--base``; 0: the chat model of the ``gpt_chat_sft``
-stage, ``--checkpoint``), preference pairs (rule-made and from the SFT model's own samples), the
-reward model (held-out pair accuracy), DPO in each of ``gpt.rlhf.dpo_variants`` (plain, length-
-normalised, IPO, + an SFT term) and PPO against the reward model with a KL penalty. Then for every
+stage, ``--checkpoint``), preference pairs (rule-made and from the SFT model's own greedy and sampled
+answers), the reward model (held-out pair accuracy, trained on all pairs), DPO in each of
+``gpt.rlhf.dpo_variants`` (plain, length-normalised, IPO, + an SFT term; on the model's own mistakes,
+``gpt.rlhf.dpo_pairs``), the control ``sft_chosen`` (the SFT term alone, the same steps: what the
+preference term adds) and PPO against the reward model with a KL penalty, plain and as InstructGPT's
+PPO-ptx (+ a supervised term on the chosen answers, ``gpt.rlhf.ppo_ptx_coef``). Then for every
 model: exact-answer accuracy on held-out questions (made-up worlds of unseen seeds and the pipeline's
 real reports, in trained and unseen phrasings), the reward model's mean score of its answers and the
 exact KL to the SFT model along its own samples. Reward hacking (reward up, accuracy down) is flagged.
@@ -56,20 +59,26 @@ def run_seed(seed: int, p, hp, base, base_tok, chat_dir: Path, reports, quick: b
     else:
         sft, tok = load_chat_model(chat_dir)
     t["sft"] = time.perf_counter()
-    pairs = rlhf.rule_pairs(hp.n_pairs, seed) + rlhf.sampled_pairs(
-        sft, tok, hp.n_sampled_pairs, seed, hp.samples_per_prompt, hp.sample_temperature, hp.max_new_tokens)
+    sampled = rlhf.sampled_pairs(sft, tok, hp.n_sampled_pairs, seed, hp.samples_per_prompt, hp.sample_temperature,
+                                 hp.max_new_tokens, greedy=hp.greedy_sample)
+    pairs = rlhf.rule_pairs(hp.n_pairs, seed) + sampled  # the reward model learns from all of them
     held = rlhf.rule_pairs(hp.n_heldout_pairs, seed + 99) + rlhf.sampled_pairs(
         sft, tok, max(1, hp.n_sampled_pairs // 4), seed + 99, hp.samples_per_prompt, hp.sample_temperature,
-        hp.max_new_tokens)
+        hp.max_new_tokens, greedy=hp.greedy_sample)
+    dpo_pairs = sampled if hp.dpo_pairs == "sampled" and sampled else pairs
     t["pairs"] = time.perf_counter()
     rm = rlhf.train_reward_model(sft, tok, pairs, hp, seed)
     rm_acc = rlhf.pair_accuracy(rm, tok, held)
     t["reward_model"] = time.perf_counter()
     models, logs = {"sft": sft}, {}
     for v in hp.dpo_variants:
-        models[v], logs[v] = rlhf.train_dpo(sft, tok, pairs, hp, seed, v)
+        models[v], logs[v] = rlhf.train_dpo(sft, tok, dpo_pairs, hp, seed, v)
     t["dpo"] = time.perf_counter()
     models["ppo"], logs["ppo"] = rlhf.train_ppo(sft, rm, tok, hp, seed)
+    if hp.ppo_ptx_coef:  # InstructGPT's PPO-ptx: the same run + a supervised term on the chosen answers
+        hp_ptx = hp.model_copy(update={"ppo_lr": hp.ppo_ptx_lr, "ppo_iters": hp.ppo_ptx_iters})
+        models["ppo_ptx"], logs["ppo_ptx"] = rlhf.train_ppo(sft, rm, tok, hp_ptx, seed,
+                                                            [p["prompt"] + p["chosen"] for p in dpo_pairs], hp.ppo_ptx_coef)
     t["ppo"] = time.perf_counter()
 
     sets = heldout_sets(reports, hp, seed + 20_000)
@@ -143,14 +152,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from models.text.gpt import model_from_checkpoint
     from models.text.tokenizers import load_tokenizer
+    from tasks.text import rlhf
     from tasks.text.gpt_train import load_checkpoint
     from tasks.text.tools import Reports
 
     hp = p.rlhf.model_copy(update={"sft_iters": a.sft_iters})
     if a.quick:
         hp = hp.model_copy(update={"n_pairs": 10, "n_sampled_pairs": 2, "samples_per_prompt": 2, "n_heldout_pairs": 5,
-                                   "batch_size": 4, "rm_iters": 2, "dpo_iters": 2, "ppo_iters": 1, "ppo_batch": 2,
-                                   "ppo_epochs": 1, "max_new_tokens": 8, "eval_per_kind": 1, "eval_worlds": 1})
+                                   "batch_size": 4, "rm_iters": 2, "dpo_iters": 2, "ppo_iters": 1, "ppo_ptx_iters": 1,
+                                   "ppo_batch": 2, "ppo_epochs": 1, "max_new_tokens": 8, "eval_per_kind": 1, "eval_worlds": 1})
         p = p.model_copy(update={"sft": p.sft.model_copy(update={"n_conversations": 40, "batch_size": 4})})
         if hp.sft_iters:
             hp = hp.model_copy(update={"sft_iters": 2})
@@ -179,15 +189,16 @@ def main(argv: list[str] | None = None) -> int:
               f"({row['gain_min']:+.3f})   KL {row['kl']:.3f}" + (f"  hacking in {row['hacking']} seeds" if row["hacking"] else ""))
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(f"{seconds:.0f} s ({cpu:.0f} s of CPU); loadavg at start {load:.2f}")
-    dpo_names = [v for v in hp.dpo_variants]
+    dpo_names = [v for v in hp.dpo_variants if v not in rlhf.CONTROLS]
     best_dpo = max(dpo_names, key=lambda v: agg[v]["gain"]) if dpo_names else None
+    best_ppo = max([k for k in ("ppo", "ppo_ptx") if k in agg], key=lambda v: agg[v]["gain"])
     if not a.no_mlflow:
         _log_mlflow(hp, per_seed, agg)
-    out = {"seeds": a.seeds, "sft_iters": hp.sft_iters, "summary": agg, "best_dpo": best_dpo,
+    out = {"seeds": a.seeds, "sft_iters": hp.sft_iters, "summary": agg, "best_dpo": best_dpo, "best_ppo": best_ppo,
            "rm_pair_accuracy": statistics.fmean(r["rm"]["accuracy"] for r in per_seed.values()),
-           "sft_accuracy": agg["sft"]["accuracy"], "ppo_accuracy": agg["ppo"]["accuracy"],
+           "sft_accuracy": agg["sft"]["accuracy"], "ppo_accuracy": agg[best_ppo]["accuracy"],
            "dpo_accuracy": agg[best_dpo]["accuracy"] if best_dpo else None,
-           "ppo_kl": agg["ppo"]["kl"], "dpo_kl": agg[best_dpo]["kl"] if best_dpo else None,
+           "ppo_kl": agg[best_ppo]["kl"], "dpo_kl": agg[best_dpo]["kl"] if best_dpo else None,
            "seconds": seconds, "cpu_s": cpu, "loadavg": load, "quick": a.quick}
     print(json.dumps(out))
     return 0

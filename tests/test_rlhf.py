@@ -56,6 +56,35 @@ def test_sampled_pairs_reject_the_models_own_wrong_conversation():
         assert p["rejected"][-1]["content"] != box_answer and p["chosen"][0]["content"].startswith("{")
 
 
+def test_greedy_sampled_pairs_reject_the_answer_the_model_is_judged_by():
+    from tasks.text.tool_chat import chat_turn
+
+    model, t = tiny()
+    pairs = rlhf.sampled_pairs(model, t, 2, seed=4, samples=3, max_new_tokens=8, greedy=True)
+    rng = random.Random(4)
+    for p in pairs:  # the same questions, in order: the rejected is the greedy conversation
+        _, _, box, _, msgs, _, _ = rlhf._question(rng)
+        conv = [dict(m) for m in msgs[:2]]
+        chat_turn(model, t, conv, box, 8, 0.0, max_calls=1)
+        assert p["prompt"] == msgs[:2] and p["rejected"] == conv[2:]
+
+
+def test_the_control_only_learns_the_chosen_answers():
+    """sft_chosen: the SFT term alone, the chosen answers likelier; no term pushes the rejected ones down."""
+    model, t = tiny()
+    pairs = rlhf.rule_pairs(8, seed=5)
+    x, _, m = rlhf.encode_batch([p["prompt"] + p["chosen"] for p in pairs], t, 256)
+    with torch.no_grad():
+        before = rlhf.sequence_logprob(model, x, m).mean()
+    policy, log = rlhf.train_dpo(model, t, pairs, TINY, seed=0, variant="sft_chosen")
+    with torch.no_grad():
+        assert rlhf.sequence_logprob(policy, x, m).mean() > before
+    plain = TINY.model_copy(update={"rpo_alpha": 0.0})  # alpha weighs RPO's term, not the control's
+    again, _ = rlhf.train_dpo(model, t, pairs, plain, seed=0, variant="sft_chosen")
+    assert all(torch.equal(a, b) for a, b in zip(policy.state_dict().values(), again.state_dict().values()))
+    assert "sft_chosen" in rlhf.CONTROLS
+
+
 def test_encode_batch_masks_the_assistant_tokens_of_each_row():
     _, t = tiny()
     p = rlhf.rule_pairs(1, seed=1)[0]
@@ -74,7 +103,7 @@ def test_reward_model_and_every_dpo_variant_learn_the_training_pairs():
                                 t, 256)
     with torch.no_grad():
         before = rlhf.sequence_logprob(model, x, m)
-    for variant in rlhf.DPO_VARIANTS:
+    for variant in set(rlhf.DPO_VARIANTS) - set(rlhf.CONTROLS):
         policy, log = rlhf.train_dpo(model, t, pairs, TINY, seed=0, variant=variant)
         with torch.no_grad():
             after = rlhf.sequence_logprob(policy, x, m)
@@ -100,6 +129,21 @@ def test_ppo_first_rollouts_have_zero_kl_and_the_exact_kl_is_never_negative():
     assert rlhf.exact_kl(noisy, model, t, prompts, 8, seed=0) > 0.01
 
 
+def test_ppo_ptx_keeps_the_supervised_answers_likelier_than_plain_ppo():
+    """PPO-ptx (InstructGPT's eq. 2): the same prompts and rollouts as PPO, + the NLL of supervised conversations."""
+    model, t = tiny()
+    pairs = rlhf.rule_pairs(6, seed=6)
+    convs = [p["prompt"] + p["chosen"] for p in pairs]
+    rm = rlhf.train_reward_model(model, t, pairs, TINY.model_copy(update={"rm_iters": 1}), 0)
+    hp = TINY.model_copy(update={"ppo_iters": 3, "ppo_lr": 3e-3})
+    plain, _ = rlhf.train_ppo(model, rm, t, hp, seed=0)
+    ptx, log = rlhf.train_ppo(model, rm, t, hp, seed=0, ptx=convs, ptx_coef=3.0)
+    x, _, m = rlhf.encode_batch(convs, t, 256)
+    with torch.no_grad():
+        assert rlhf.sequence_logprob(ptx, x, m).mean() > rlhf.sequence_logprob(plain, x, m).mean()
+    assert len(log) == 3 and log[0]["kl"] == pytest.approx(0.0, abs=1e-5)
+
+
 def test_seqcast_bench_rlhf_quick_as_typed(tmp_path):
     """The bench on a saved chat model (--sft-iters 0): per seed the SFT row has no gain and no KL, every other
     row's gain is its accuracy minus the SFT's, its KL is non-negative, and the summary is over both seeds."""
@@ -118,11 +162,12 @@ def test_seqcast_bench_rlhf_quick_as_typed(tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     s = out["summary"]
     assert out["seeds"] == [1, 2] and out["quick"] is True
-    assert set(s) == {"sft", "ppo", *rlhf.DPO_VARIANTS}
+    assert set(s) == {"sft", "ppo", "ppo_ptx", *rlhf.DPO_VARIANTS}
+    assert out["ppo_accuracy"] == s[out["best_ppo"]]["accuracy"] and out["best_ppo"] in ("ppo", "ppo_ptx")
     assert s["sft"]["gain"] == 0.0 and s["sft"]["kl"] == 0.0
     for name, row in s.items():
         assert row["gain"] == pytest.approx(row["accuracy"] - s["sft"]["accuracy"]) and row["kl"] >= 0, name
-    assert out["dpo_accuracy"] == s[out["best_dpo"]]["accuracy"]
+    assert out["dpo_accuracy"] == s[out["best_dpo"]]["accuracy"] and out["best_dpo"] not in rlhf.CONTROLS
 
 
 def test_toolbox_of_a_pair_answers_its_call():

@@ -4,9 +4,10 @@ Preference pairs, built openly for questions about made-up worlds (``tasks/text/
 the *chosen* conversation is the correct one (the right call, the answer copied from the
 result in the system message's style); the *rejected* one is, by ``kind``:
 
-- ``sampled``: the SFT model's own wrong conversation for that question (sampled at
-  temperature 1, judged by the tools' ground truth), against one of its right ones (or the
-  reference when it never got it right): preferences where the model actually errs;
+- ``sampled``: the SFT model's own wrong conversation for that question (its greedy answer,
+  else one sampled at temperature 1, judged by the tools' ground truth), against one of its
+  right ones (or the reference when it never got it right): preferences where the model
+  actually errs;
 - ``wrong_value``: the same call and result, the answer with another value;
 - ``invented``: no tool call, an answer with an invented number;
 - ``style``: the right value in the other style (terse for "full sentence" and vice versa);
@@ -17,7 +18,8 @@ The reward model is the SFT model's backbone + a scalar head (pairwise loss); PP
 optimises the policy against it with a KL penalty to the SFT model (the non-negative k3
 estimate); DPO optimises the same pairs directly, with the remedies against its
 over-optimisation (``dpo_variant``): its ``beta``, IPO's loss, length-normalised log-probs,
-and an SFT term on the chosen answer (RPO). All are judged by ground truth: exact answers
+and an SFT term on the chosen answer (RPO); beside them, the control ``sft_chosen`` (the SFT term
+alone, the same steps) says what the preference term adds. All are judged by ground truth: exact answers
 on held-out questions; the KL to the SFT model is the exact divergence of the next-token
 distributions along the policy's own samples.
 """
@@ -42,11 +44,13 @@ from tasks.text.tools import Toolbox, fmt3
 RULE_KINDS = ("wrong_value", "invented", "style", "wrong_call", "refusal")
 KINDS = ("sampled", *RULE_KINDS)
 DPO_VARIANTS = {  # the remedies against DPO's reward hacking, measured side by side (seqcast bench rlhf)
-    "dpo": {"loss": "sigmoid", "length_norm": False, "rpo_alpha": 0.0},
-    "dpo_norm": {"loss": "sigmoid", "length_norm": True, "rpo_alpha": 0.0},
-    "ipo": {"loss": "ipo", "length_norm": True, "rpo_alpha": 0.0},
-    "rpo": {"loss": "sigmoid", "length_norm": False, "rpo_alpha": 1.0},
+    "dpo": {"loss": "sigmoid", "length_norm": False, "sft_term": False},
+    "dpo_norm": {"loss": "sigmoid", "length_norm": True, "sft_term": False},
+    "ipo": {"loss": "ipo", "length_norm": True, "sft_term": False},
+    "rpo": {"loss": "sigmoid", "length_norm": False, "sft_term": True},  # + rpo_alpha x the SFT term
+    "sft_chosen": {"loss": None, "length_norm": False, "sft_term": True},  # the control: the SFT term alone
 }
+CONTROLS = ("sft_chosen",)  # not preference tuning: what the same steps of supervised learning on the chosen give
 
 
 def copy_gpt(model: GPT) -> GPT:
@@ -133,10 +137,14 @@ def rule_pairs(n: int, seed: int) -> list[dict]:
 
 
 def sampled_pairs(model: GPT, tok, n: int, seed: int, samples: int = 4, temperature: float = 1.0,
-                  max_new_tokens: int = 60, max_tries: int | None = None) -> list[dict]:
+                  max_new_tokens: int = 60, max_tries: int | None = None, greedy: bool = False) -> list[dict]:
     """Up to ``n`` pairs from the model's own samples: for a made-up-world question, ``samples`` conversations at
     ``temperature``; one it got wrong (the final answer is not the reference) is rejected, one it got right — or
-    the reference conversation — is chosen. Questions it always answers right give no pair."""
+    the reference conversation — is chosen. Questions it always answers right give no pair.
+
+    ``greedy``: the first sample is the greedy one, so a wrong greedy answer — the mistake the model makes when
+    it is judged — is the one rejected (samples at ``temperature`` err elsewhere, where greedy decoding never goes).
+    """
     rng = random.Random(seed)
     out = []
     for t in range(max_tries or 4 * n):
@@ -146,7 +154,8 @@ def sampled_pairs(model: GPT, tok, n: int, seed: int, samples: int = 4, temperat
         right, wrong = [], []
         for k in range(samples):
             conv = [dict(m) for m in msgs[:2]]
-            got = chat_turn(model, tok, conv, box, max_new_tokens, temperature, seed=seed + 97 * t + k, max_calls=1)
+            temp = 0.0 if greedy and k == 0 else temperature
+            got = chat_turn(model, tok, conv, box, max_new_tokens, temp, seed=seed + 97 * t + k, max_calls=1)
             (right if got == ans else wrong).append(conv[2:])
         if wrong:
             out.append({"prompt": msgs[:2], "chosen": right[0] if right else msgs[2:], "rejected": wrong[0],
@@ -218,8 +227,9 @@ def pair_accuracy(rm: SequenceHead, tok, pairs: list[dict]) -> dict:
 def train_dpo(sft: GPT, tok, pairs: list[dict], hp, seed: int, variant: str = "dpo") -> tuple[GPT, list[dict]]:
     """Direct preference optimisation of a copy of the SFT model (the SFT model is the frozen reference).
 
-    ``variant`` (:data:`DPO_VARIANTS`): the loss (DPO's sigmoid or IPO's square), summed or length-normalised
-    log-probabilities, and ``rpo_alpha`` x the mean negative log-likelihood of the chosen answers' tokens.
+    ``variant`` (:data:`DPO_VARIANTS`): the loss (DPO's sigmoid, IPO's square, or none for the control),
+    summed or length-normalised log-probabilities, and with ``sft_term`` ``hp.rpo_alpha`` x the mean negative
+    log-likelihood of the chosen answers' tokens (RPO).
     """
     v = DPO_VARIANTS[variant]
     torch.manual_seed(seed)
@@ -239,10 +249,11 @@ def train_dpo(sft: GPT, tok, pairs: list[dict], hp, seed: int, variant: str = "d
         pi_lp = masked_sum(tok_lp, m)
         if v["length_norm"]:
             pi_lp = pi_lp / m.sum(-1).clamp(min=1)
-        loss, margin = dpo_loss(pi_lp[:n], pi_lp[n:], ref_lp[:n], ref_lp[n:], hp.dpo_beta, v["loss"])
-        if v["rpo_alpha"]:
+        pref, margin = dpo_loss(pi_lp[:n], pi_lp[n:], ref_lp[:n], ref_lp[n:], hp.dpo_beta, v["loss"] or "sigmoid")
+        loss = pref if v["loss"] else 0.0  # the control has no preference term (its margin is still logged)
+        if v["sft_term"]:
             nll = -(tok_lp[:n] * m[:n]).sum() / m[:n].sum().clamp(min=1)
-            loss = loss + v["rpo_alpha"] * nll
+            loss = loss + (hp.rpo_alpha if v["loss"] else 1.0) * nll
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
@@ -273,13 +284,20 @@ def ppo_prompts(n: int, rng: random.Random) -> list[dict]:
     return out
 
 
-def train_ppo(sft: GPT, rm: SequenceHead, tok, hp, seed: int) -> tuple[GPT, list[dict]]:
-    """PPO on fresh made-up-world questions: reward = RM score - kl_coef * KL(policy || SFT), clipped updates."""
+def train_ppo(sft: GPT, rm: SequenceHead, tok, hp, seed: int, ptx: list[list[dict]] | None = None,
+              ptx_coef: float = 0.0) -> tuple[GPT, list[dict]]:
+    """PPO on fresh made-up-world questions: reward = RM score - kl_coef * KL(policy || SFT), clipped updates.
+
+    ``ptx`` and ``ptx_coef`` > 0: InstructGPT's PPO-ptx (Ouyang et al. 2022, eq. 2), every update also adds
+    ``ptx_coef`` x the mean negative log-likelihood of a batch of these supervised conversations (the
+    paper mixes in pretraining text; here the chosen answers of the preference pairs), against the
+    regressions the reward model alone lets through.
+    """
     torch.manual_seed(seed)
     policy, ref = copy_gpt(sft), copy_gpt(sft).eval()
     value = ValueHead(sft.config.n_embd)
     opt = torch.optim.AdamW(list(policy.parameters()) + list(value.parameters()), lr=hp.ppo_lr, weight_decay=0.0)
-    rng = random.Random(seed + 1)
+    rng, ptx_rng = random.Random(seed + 1), random.Random(seed + 2)  # the same prompts with and without ptx
     log = []
     T = sft.config.block_size
     for it in range(hp.ppo_iters):
@@ -303,6 +321,10 @@ def train_ppo(sft: GPT, rm: SequenceHead, tok, hp, seed: int) -> tuple[GPT, list
             pg, clipfrac = ppo_policy_loss(logp, logp_old, adv, m, hp.clip)
             vf = ppo_value_loss(value(h)[:, :-1], v_old, ret, m, hp.clip_value)
             loss = pg + hp.vf_coef * vf
+            if ptx and ptx_coef:
+                xs, _, ms = encode_batch(ptx_rng.sample(ptx, min(hp.batch_size, len(ptx))), tok, T)
+                lp = token_logprobs(policy.head(xs, policy.hidden(xs)), xs)
+                loss = loss - ptx_coef * (lp * ms).sum() / ms.sum().clamp(min=1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
