@@ -36,8 +36,8 @@ from models.text.heads import SequenceHead, ValueHead
 from tasks.text import tool_data
 from tasks.text.chatml import encode_chat, pad_right
 from tasks.text.phrasings import CANT_ANSWER, out_of_scope, question
-from tasks.text.rlhf_losses import (dpo_loss, gae, masked_sum, ppo_policy_loss, ppo_rewards, ppo_value_loss,
-                                    reward_model_loss, token_kl, token_logprobs, whiten)
+from tasks.text.rlhf_losses import (dpo_loss, gae, masked_mean, masked_sum, ppo_policy_loss, ppo_rewards,
+                                    ppo_value_loss, reward_model_loss, token_kl, token_logprobs, whiten)
 from tasks.text.tool_chat import chat_turn
 from tasks.text.tools import Toolbox, fmt3
 
@@ -252,7 +252,7 @@ def train_dpo(sft: GPT, tok, pairs: list[dict], hp, seed: int, variant: str = "d
         pref, margin = dpo_loss(pi_lp[:n], pi_lp[n:], ref_lp[:n], ref_lp[n:], hp.dpo_beta, v["loss"] or "sigmoid")
         loss = pref if v["loss"] else 0.0  # the control has no preference term (its margin is still logged)
         if v["sft_term"]:
-            nll = -(tok_lp[:n] * m[:n]).sum() / m[:n].sum().clamp(min=1)
+            nll = -masked_mean(tok_lp[:n], m[:n])  # the chosen answers' tokens
             loss = loss + (hp.rpo_alpha if v["loss"] else 1.0) * nll
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -324,7 +324,7 @@ def train_ppo(sft: GPT, rm: SequenceHead, tok, hp, seed: int, ptx: list[list[dic
             if ptx and ptx_coef:
                 xs, _, ms = encode_batch(ptx_rng.sample(ptx, min(hp.batch_size, len(ptx))), tok, T)
                 lp = token_logprobs(policy.head(xs, policy.hidden(xs)), xs)
-                loss = loss - ptx_coef * (lp * ms).sum() / ms.sum().clamp(min=1)
+                loss = loss - ptx_coef * masked_mean(lp, ms)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
