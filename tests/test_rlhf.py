@@ -116,6 +116,22 @@ def test_reward_model_and_every_dpo_variant_learn_the_training_pairs():
         assert rlhf.sequence_logprob(rpo, x, m)[:8].mean() > rlhf.sequence_logprob(dpo, x, m)[:8].mean()
 
 
+def test_ppo_actions_are_the_tokens_the_policy_chose_in_the_context_it_saw():
+    """Greedy rollouts: every action of the turn rows is the argmax of the policy's logits there, and each row's
+    context is what the model was shown. Re-encoding the conversations' text can give other tokens (the copying
+    tokenizer numbers its slots anew), which is why PPO must not learn from it."""
+    model, t = tiny()
+    convs, turns = rlhf.rollout(model, t, rlhf.ppo_prompts(6, random.Random(2)), 0.0, 12, seed=0)
+    assert {i for _, _, i in turns} == set(range(6)) and len(turns) >= 6  # every conversation, a call and an answer
+    x, m, conv = rlhf.turn_batch(turns)
+    assert conv.tolist() == [i for _, _, i in turns] and m.sum().item() == sum(len(w) for _, w, _ in turns)
+    with torch.no_grad():
+        best = model.head(x, model.hidden(x))[:, :-1].argmax(-1)
+    assert torch.equal(best[m > 0], x[:, 1:][m > 0])
+    for row, (ctx, wrote, i) in enumerate(turns):
+        assert x[row, : len(ctx)].tolist() == ctx and x[row, len(ctx) : len(ctx) + len(wrote)].tolist() == wrote
+
+
 def test_ppo_first_rollouts_have_zero_kl_and_the_exact_kl_is_never_negative():
     model, t = tiny()
     rm = rlhf.train_reward_model(model, t, rlhf.rule_pairs(4, seed=3), TINY.model_copy(update={"rm_iters": 1}), 0)

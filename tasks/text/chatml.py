@@ -106,13 +106,17 @@ def context(model, tok, messages: list[dict], max_new_tokens: int) -> list[dict]
         turns = turns[later[0] :]  # forget the oldest exchange
 
 
-def answer(model, tok, messages: list[dict], max_new_tokens: int, temperature: float = 0.0, seed: int = 0) -> str:
+def answer(model, tok, messages: list[dict], max_new_tokens: int, temperature: float = 0.0, seed: int = 0,
+           trace: list | None = None) -> str:
     """The assistant's next message for a conversation, in its :func:`context`: what room is left after it is
-    what the model may write."""
+    what the model may write. ``trace``: appended with (the context's ids, the ids the model wrote), the tokens
+    it chose (the text they decode to may encode otherwise: a copying tokenizer numbers its slots anew)."""
     T = model.config.block_size
     slots: list[str] = []
     ids, _ = encode_chat(context(model, tok, messages, max_new_tokens), tok, slots, add_generation_prompt=True)
     ids = ids[-(T - 1) :]
     room = max(1, min(max_new_tokens, T - len(ids)))
     out = model.generate(torch.tensor([ids]), room, temperature, seed=seed, stop_token=tok.token_id(IM_END))
+    if trace is not None:
+        trace.append((ids, out[0, len(ids) :].tolist()))
     return decoder(tok, slots)(out[0, len(ids) :].tolist()).strip()

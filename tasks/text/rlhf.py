@@ -266,14 +266,30 @@ def train_dpo(sft: GPT, tok, pairs: list[dict], hp, seed: int, variant: str = "d
 # ----------------------------------------------------------------- PPO
 
 
-def rollout(policy: GPT, tok, prompts: list[dict], temperature: float, max_new_tokens: int, seed: int) -> list[list[dict]]:
-    """One sampled conversation per prompt {messages, toolbox}: the policy writes calls and answers, the tools run."""
-    out = []
+def rollout(policy: GPT, tok, prompts: list[dict], temperature: float, max_new_tokens: int,
+            seed: int) -> tuple[list[list[dict]], list[tuple[list[int], list[int], int]]]:
+    """One sampled conversation per prompt {messages, toolbox}: the policy writes calls and answers, the tools run.
+
+    Returns the conversations (what the reward model reads) and the policy's turns as it took them: (the
+    context's ids, the ids it wrote, the conversation's index). The turns, not a re-encoding of the text, are
+    PPO's actions: with a copying tokenizer the text of a turn encodes to other tokens than the sampled ones
+    (its slots are numbered anew, a word spelt out is read as a copy), and credit given to tokens the policy
+    never chose moves it elsewhere.
+    """
+    convs, turns = [], []
     for i, p in enumerate(prompts):
-        msgs = [dict(m) for m in p["messages"]]
-        chat_turn(policy, tok, msgs, p["toolbox"], max_new_tokens, temperature, seed + 7 * i, max_calls=1)
-        out.append(msgs)
-    return out
+        msgs, trace = [dict(m) for m in p["messages"]], []
+        chat_turn(policy, tok, msgs, p["toolbox"], max_new_tokens, temperature, seed + 7 * i, max_calls=1, trace=trace)
+        convs.append(msgs)
+        turns += [(ctx, wrote, i) for ctx, wrote in trace]
+    return convs, turns
+
+
+def turn_batch(turns: list[tuple[list[int], list[int], int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The turns of :func:`rollout` as rows: right-padded ids (B, T) of context + written tokens, the action mask
+    (B, T-1) of the written ones as targets, and each row's conversation (B,)."""
+    x, mask = pad_right([(ctx + wrote, [0] * len(ctx) + [1] * len(wrote)) for ctx, wrote, _ in turns])
+    return x, mask[:, 1:], torch.tensor([i for _, _, i in turns])
 
 
 def ppo_prompts(n: int, rng: random.Random) -> list[dict]:
@@ -288,6 +304,9 @@ def train_ppo(sft: GPT, rm: SequenceHead, tok, hp, seed: int, ptx: list[list[dic
               ptx_coef: float = 0.0) -> tuple[GPT, list[dict]]:
     """PPO on fresh made-up-world questions: reward = RM score - kl_coef * KL(policy || SFT), clipped updates.
 
+    Each of the policy's turns (its call, its answer) is a row with the tokens it sampled as actions; both end
+    with the conversation's score (gamma = 1: the call earns what the answer it leads to earns).
+
     ``ptx`` and ``ptx_coef`` > 0: InstructGPT's PPO-ptx (Ouyang et al. 2022, eq. 2), every update also adds
     ``ptx_coef`` x the mean negative log-likelihood of a batch of these supervised conversations (the
     paper mixes in pretraining text; here the chosen answers of the preference pairs), against the
@@ -301,16 +320,16 @@ def train_ppo(sft: GPT, rm: SequenceHead, tok, hp, seed: int, ptx: list[list[dic
     log = []
     T = sft.config.block_size
     for it in range(hp.ppo_iters):
-        convs = rollout(policy, tok, ppo_prompts(hp.ppo_batch, rng), hp.ppo_temperature, hp.max_new_tokens,
-                        seed + 1000 * it)
-        x, lengths, m = encode_batch(convs, tok, T)
+        convs, turns = rollout(policy, tok, ppo_prompts(hp.ppo_batch, rng), hp.ppo_temperature, hp.max_new_tokens,
+                               seed + 1000 * it)
+        x, m, conv = turn_batch(turns)
         with torch.no_grad():
             policy.eval()
             h = policy.hidden(x)
             logp_old = token_logprobs(policy.head(x, h), x)
             v_old = value(h)[:, :-1]  # V of the state before each target token
             logp_ref = token_logprobs(ref.head(x, ref.hidden(x)), x)
-            s = rm(x, lengths).squeeze(-1)
+            s = score(rm, tok, convs)[conv]  # each turn: its conversation's score
             rewards, kl = ppo_rewards(s, logp_old, logp_ref, m, hp.kl_coef, hp.kl_estimator)
             adv, ret = gae(rewards, v_old, m, hp.gamma, hp.lam)
             adv = whiten(adv, m)
@@ -340,10 +359,11 @@ def train_ppo(sft: GPT, rm: SequenceHead, tok, hp, seed: int, ptx: list[list[dic
 @torch.no_grad()
 def exact_kl(policy: GPT, ref: GPT, tok, prompts: list[dict], max_new_tokens: int, seed: int) -> float:
     """KL(policy || ref) per conversation along the policy's own samples at temperature 1: at every token it
-    wrote, the exact divergence of the two next-token distributions, summed over the conversation; never negative."""
-    convs = rollout(policy, tok, prompts, 1.0, max_new_tokens, seed)
-    x, _, m = encode_batch(convs, tok, policy.config.block_size)
-    return token_kl(policy.head(x, policy.hidden(x)), ref.head(x, ref.hidden(x)), m).mean().item()
+    wrote, in the context it wrote it in, the exact divergence of the two next-token distributions, summed over
+    the conversation; never negative."""
+    _, turns = rollout(policy, tok, prompts, 1.0, max_new_tokens, seed)
+    x, m, _ = turn_batch(turns)
+    return (token_kl(policy.head(x, policy.hidden(x)), ref.head(x, ref.hidden(x)), m).sum() / len(prompts)).item()
 
 
 @torch.no_grad()

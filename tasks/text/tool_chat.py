@@ -34,10 +34,12 @@ def chat_turn(
     max_calls: int = 2,
     on_message: Callable[[dict], None] | None = None,
     constrain: bool = False,
+    trace: list | None = None,
 ) -> str:
-    """Extend ``messages`` (ending with the user's) with calls, results and the answer; return the answer."""
+    """Extend ``messages`` (ending with the user's) with calls, results and the answer; return the answer.
+    ``trace``: the (context ids, written ids) of each of the model's messages (:func:`answer`)."""
     for i in range(max_calls + 1):
-        reply = answer(model, tok, messages, max_new_tokens, temperature, seed + i)
+        reply = answer(model, tok, messages, max_new_tokens, temperature, seed + i, trace=trace)
         msg, ran = {"role": "assistant", "content": reply}, None
         if is_tool_call(reply) and i < max_calls:
             ran = toolbox.call(reply)
