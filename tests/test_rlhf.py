@@ -135,8 +135,10 @@ def test_ppo_actions_are_the_tokens_the_policy_chose_in_the_context_it_saw():
 def test_ppo_first_rollouts_have_zero_kl_and_the_exact_kl_is_never_negative():
     model, t = tiny()
     rm = rlhf.train_reward_model(model, t, rlhf.rule_pairs(4, seed=3), TINY.model_copy(update={"rm_iters": 1}), 0)
-    policy, log = rlhf.train_ppo(model, rm, t, TINY, seed=0)
-    assert len(log) == 1 and log[0]["kl"] == pytest.approx(0.0, abs=1e-5)  # sampled from the SFT model itself
+    for tau in (1.0, 0.5):  # the policy is the model at its sampling temperature: so is the reference it is held to
+        policy, log = rlhf.train_ppo(model, rm, t, TINY.model_copy(update={"ppo_temperature": tau}), seed=0)
+        assert len(log) == 1 and log[0]["kl"] == pytest.approx(0.0, abs=1e-5)  # sampled from the SFT model itself
+        assert log[0]["clipfrac"] == 0.0  # one pass over fresh rollouts: every ratio is 1 (the same distribution)
     prompts = rlhf.ppo_prompts(3, random.Random(0))
     assert rlhf.exact_kl(model, model, t, prompts, 8, seed=0) == pytest.approx(0.0, abs=1e-6)
     noisy = rlhf.copy_gpt(model)

@@ -305,7 +305,9 @@ def train_ppo(sft: GPT, rm: SequenceHead, tok, hp, seed: int, ptx: list[list[dic
     """PPO on fresh made-up-world questions: reward = RM score - kl_coef * KL(policy || SFT), clipped updates.
 
     Each of the policy's turns (its call, its answer) is a row with the tokens it sampled as actions; both end
-    with the conversation's score (gamma = 1: the call earns what the answer it leads to earns).
+    with the conversation's score (gamma = 1: the call earns what the answer it leads to earns). The policy is
+    the model at ``ppo_temperature``: it samples there and its ratios and KL are of the tempered distributions
+    (the greedy answer, the one judged, is the mode of every temperature's).
 
     ``ptx`` and ``ptx_coef`` > 0: InstructGPT's PPO-ptx (Ouyang et al. 2022, eq. 2), every update also adds
     ``ptx_coef`` x the mean negative log-likelihood of a batch of these supervised conversations (the
@@ -318,7 +320,7 @@ def train_ppo(sft: GPT, rm: SequenceHead, tok, hp, seed: int, ptx: list[list[dic
     opt = torch.optim.AdamW(list(policy.parameters()) + list(value.parameters()), lr=hp.ppo_lr, weight_decay=0.0)
     rng, ptx_rng = random.Random(seed + 1), random.Random(seed + 2)  # the same prompts with and without ptx
     log = []
-    T = sft.config.block_size
+    T, tau = sft.config.block_size, hp.ppo_temperature
     for it in range(hp.ppo_iters):
         convs, turns = rollout(policy, tok, ppo_prompts(hp.ppo_batch, rng), hp.ppo_temperature, hp.max_new_tokens,
                                seed + 1000 * it)
@@ -326,9 +328,9 @@ def train_ppo(sft: GPT, rm: SequenceHead, tok, hp, seed: int, ptx: list[list[dic
         with torch.no_grad():
             policy.eval()
             h = policy.hidden(x)
-            logp_old = token_logprobs(policy.head(x, h), x)
+            logp_old = token_logprobs(policy.head(x, h) / tau, x)
             v_old = value(h)[:, :-1]  # V of the state before each target token
-            logp_ref = token_logprobs(ref.head(x, ref.hidden(x)), x)
+            logp_ref = token_logprobs(ref.head(x, ref.hidden(x)) / tau, x)
             s = score(rm, tok, convs)[conv]  # each turn: its conversation's score
             rewards, kl = ppo_rewards(s, logp_old, logp_ref, m, hp.kl_coef, hp.kl_estimator)
             adv, ret = gae(rewards, v_old, m, hp.gamma, hp.lam)
@@ -336,7 +338,7 @@ def train_ppo(sft: GPT, rm: SequenceHead, tok, hp, seed: int, ptx: list[list[dic
         policy.train()
         for _ in range(hp.ppo_epochs):
             h = policy.hidden(x)
-            logp = token_logprobs(policy.head(x, h), x)
+            logp = token_logprobs(policy.head(x, h) / tau, x)
             pg, clipfrac = ppo_policy_loss(logp, logp_old, adv, m, hp.clip)
             vf = ppo_value_loss(value(h)[:, :-1], v_old, ret, m, hp.clip_value)
             loss = pg + hp.vf_coef * vf
