@@ -322,8 +322,7 @@ def train_ppo(sft: GPT, rm: SequenceHead, tok, hp, seed: int, ptx: list[list[dic
     log = []
     T, tau = sft.config.block_size, hp.ppo_temperature
     for it in range(hp.ppo_iters):
-        convs, turns = rollout(policy, tok, ppo_prompts(hp.ppo_batch, rng), hp.ppo_temperature, hp.max_new_tokens,
-                               seed + 1000 * it)
+        convs, turns = rollout(policy, tok, ppo_prompts(hp.ppo_batch, rng), tau, hp.max_new_tokens, seed + 1000 * it)
         x, m, conv = turn_batch(turns)
         with torch.no_grad():
             policy.eval()
